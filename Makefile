@@ -1,0 +1,37 @@
+# Every target installs what it needs into .venv first (idempotent: a stamp file
+# records the requirements it was built from).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= local
+DATA ?= data/local
+
+.PHONY: install test lint data stats clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check codesearch data_prep tests
+	$(PY) -m ruff format --check codesearch data_prep tests
+
+# The offline six-language corpus from registry source packages (DESIGN.md section 3).
+data: $(STAMP)
+	$(PY) data_prep/build_local_corpus.py --out $(DATA)
+	$(VENV)/bin/codesearch stats $(DATA)
+
+stats: $(STAMP)
+	$(VENV)/bin/codesearch stats $(DATA)
+
+clean:
+	rm -rf .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Data layer: one pair-record schema, readers into it, and prepared data directories."""

@@ -1,0 +1,81 @@
+"""Line-by-line jsonl reading with located errors (file, 1-based line, field).
+
+Lenient by default: a bad record is skipped and counted by reason; ``strict=True`` raises
+a DataError at the first one. Files ending in ``.gz`` are decompressed on the fly.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from codesearch.errors import DataError
+
+T = TypeVar("T")
+MAX_WARNINGS_PER_FILE = 3
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def drop_reason(error: DataError) -> str:
+    """A short counter key for a bad record: 'field:<name>' or the error kind."""
+    if error.field is not None:
+        return f"field:{error.field}"
+    return error.reason.split(" (")[0].split(":")[0]
+
+
+def read_jsonl(
+    path: str | Path,
+    parse: Callable[[object, str, int], T | None],
+    strict: bool = False,
+    dropped: Counter | None = None,
+) -> Iterator[T]:
+    """Yield ``parse(obj, path, line)`` for each line of a jsonl file.
+
+    ``parse`` raises DataError for an invalid record, or returns None to drop it silently
+    (a filter, counted by the caller). Blank lines are ignored.
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise DataError("no such file", name)
+    warned = 0
+    try:
+        handle = _open_binary(path)
+        with handle:
+            for line_no, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    try:
+                        text = raw.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise DataError(f"bytes are not valid UTF-8 (at column {exc.start + 1})",
+                                        name, line_no) from None
+                    try:
+                        obj = json.loads(text)
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})",
+                                        name, line_no) from None
+                    item = parse(obj, name, line_no)
+                except DataError as error:
+                    if strict:
+                        raise
+                    if dropped is not None:
+                        dropped[drop_reason(error)] += 1
+                    if warned < MAX_WARNINGS_PER_FILE:
+                        print(f"warning: {error} (record skipped; --strict stops here)",
+                              file=sys.stderr)
+                    warned += 1
+                    continue
+                if item is not None:
+                    yield item
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read: {exc}", name) from None

@@ -1,0 +1,19 @@
+"""`codesearch prepare SOURCE`: each reader module contributes one subcommand via add_parser."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# module path -> it defines add_parser(subparsers) that registers its subcommand(s)
+READER_MODULES = (
+    "codesearch.data.readers.hub",
+    "codesearch.data.readers.codexglue",
+    "codesearch.data.readers.csn",
+    "codesearch.data.readers.sources",
+)
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    for name in READER_MODULES:
+        importlib.import_module(name).add_parser(subparsers)

@@ -1,0 +1,171 @@
+"""Prepared data directories: ``DIR/<language>/<split>.jsonl`` and ``DIR/manifest.json``.
+
+Every reader writes through PreparedWriter, which builds into ``DIR.partial`` and renames it
+into place only after the manifest (counts, content hashes, sources, filters, drops) is
+written. A directory without ``manifest.json`` is never taken as complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from codesearch import __version__
+from codesearch.data.jsonl import read_jsonl
+from codesearch.data.schema import ALL_SPLITS, LANGUAGES, PairRecord, record_from_dict
+from codesearch.errors import DataError, UserError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: str | Path, obj: object) -> None:
+    """Write JSON through a temporary file and an atomic rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(obj, handle, indent=2, ensure_ascii=False, sort_keys=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class PreparedWriter:
+    """Write one prepared directory; use as a context manager, call ``finish`` to commit.
+
+    Leaving the block without ``finish`` (an error, Ctrl-C) deletes the partial build and
+    leaves any earlier complete directory untouched.
+    """
+
+    def __init__(self, out_dir: str | Path):
+        self.out_dir = Path(out_dir)
+        self.partial = self.out_dir.with_name(self.out_dir.name + ".partial")
+        self.counts: dict[str, dict[str, int]] = {}
+        self.finished = False
+
+    def __enter__(self) -> PreparedWriter:
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise UserError(f"{self.out_dir}: exists and is not a directory")
+        shutil.rmtree(self.partial, ignore_errors=True)
+        self.partial.mkdir(parents=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.finished:
+            shutil.rmtree(self.partial, ignore_errors=True)
+
+    def write_split(self, language: str, split: str, records: Iterable[PairRecord]) -> int:
+        if language not in LANGUAGES or split not in ALL_SPLITS:
+            raise ValueError(f"bad language/split {language}/{split}")
+        path = self.partial / language / f"{split}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n = 0
+        with open(path, "w", encoding="utf-8") as handle:
+            for record in records:
+                if record.language != language or record.split != split:
+                    raise ValueError(f"record {record.id} is {record.language}/{record.split}, "
+                                     f"written to {language}/{split}")
+                handle.write(json.dumps(record.to_dict(), ensure_ascii=False))
+                handle.write("\n")
+                n += 1
+        self.counts.setdefault(language, {})[split] = n
+        return n
+
+    def finish(self, **manifest_fields) -> dict:
+        """Write the manifest (counts and hashes computed here) and move the build into place."""
+        files = {}
+        for path in sorted(self.partial.glob("*/*.jsonl")):
+            rel = path.relative_to(self.partial).as_posix()
+            files[rel] = {"sha256": sha256_file(path),
+                          "records": self.counts[path.parent.name][path.stem]}
+        if not files:
+            raise UserError(f"{self.out_dir}: no records to write (every input was empty or "
+                            f"filtered out)")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "codesearch_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "counts": {lang: dict(self.counts[lang]) for lang in LANGUAGES if lang in self.counts},
+            "files": files,
+            "data_hash": hashlib.sha256(
+                "".join(f"{k}:{v['sha256']}\n" for k, v in files.items()).encode()).hexdigest(),
+            **manifest_fields,
+        }
+        write_json_atomic(self.partial / MANIFEST, manifest)
+        old = self.out_dir.with_name(self.out_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.out_dir.exists():
+            os.replace(self.out_dir, old)
+        os.replace(self.partial, self.out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        self.finished = True
+        return manifest
+
+
+def load_manifest(data_dir: str | Path) -> dict:
+    """Read ``DIR/manifest.json``; a clear UserError if DIR is not a complete prepared dir."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"{data_dir}: no such data directory (make one with `codesearch prepare`)")
+    path = data_dir / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{data_dir}: not a complete prepared data directory (no {MANIFEST}); "
+                        f"rebuild it with `codesearch prepare`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"not valid JSON: {exc}", str(path)) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("counts"), dict):
+        raise DataError("expected an object with 'counts'", str(path), field="counts")
+    return manifest
+
+
+def available_languages(data_dir: str | Path) -> list[str]:
+    counts = load_manifest(data_dir)["counts"]
+    return [lang for lang in LANGUAGES if lang in counts]
+
+
+def load_records(data_dir: str | Path, language: str, split: str) -> list[PairRecord]:
+    """All records of one language and split; every record is validated (strict)."""
+    manifest = load_manifest(data_dir)
+    counts = manifest["counts"]
+    if language not in counts:
+        have = ", ".join(lang for lang in LANGUAGES if lang in counts) or "none"
+        raise UserError(f"{data_dir}: has no language '{language}' (it has: {have})")
+    if split not in counts[language]:
+        raise UserError(f"{data_dir}: {language} has no split '{split}' "
+                        f"(it has: {', '.join(counts[language])})")
+    path = Path(data_dir) / language / f"{split}.jsonl"
+    return list(read_jsonl(path, record_from_dict, strict=True))
+
+
+def format_stats(data_dir: str | Path) -> str:
+    """A markdown table of record counts per language and split, with a total row."""
+    counts = load_manifest(data_dir)["counts"]
+    splits = [s for s in ALL_SPLITS if any(s in c for c in counts.values())]
+    rows = ["| language | " + " | ".join(splits) + " |",
+            "|---|" + "---:|" * len(splits)]
+    total: Counter = Counter()
+    for lang in LANGUAGES:
+        if lang not in counts:
+            continue
+        rows.append(f"| {lang} | " + " | ".join(
+            f"{counts[lang].get(s, 0):,}" for s in splits) + " |")
+        total.update(counts[lang])
+    rows.append("| **total** | " + " | ".join(f"{total.get(s, 0):,}" for s in splits) + " |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Readers that turn an external data source into a prepared data directory."""

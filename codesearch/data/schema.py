@@ -1,0 +1,95 @@
+"""The pair record every part of codesearch reads (issue: foundation and data layer).
+
+A pair is (query, code): the first paragraph of a function's doc comment and the function
+without that doc comment, as in CodeSearchNet (Husain et al. 2019, arXiv 1909.09436).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+
+from codesearch.errors import DataError, UserError
+
+LANGUAGES = ("ruby", "javascript", "go", "python", "java", "php")
+SPLITS = ("train", "valid", "test")
+CANDIDATE_SPLIT = "codebase"  # a separate candidate set (CodeXGLUE); optional
+ALL_SPLITS = SPLITS + (CANDIDATE_SPLIT,)
+
+LANGUAGE_ALIASES = {"js": "javascript", "golang": "go", "py": "python", "rb": "ruby"}
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    id: str  # stable and unique within a prepared directory
+    language: str  # one of LANGUAGES
+    repo: str  # the split unit: repository, package, or package/module
+    path: str  # file path inside repo
+    func_name: str
+    query: str  # first paragraph of the doc comment
+    code: str  # the function without its doc comment
+    url: str  # where known, else ""
+    split: str  # one of ALL_SPLITS
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(PairRecord))
+
+
+def normalize_language(name: str) -> str:
+    """Map a user-given language name to its canonical form, or raise UserError."""
+    key = name.strip().lower()
+    key = LANGUAGE_ALIASES.get(key, key)
+    if key not in LANGUAGES:
+        raise UserError(f"unknown language '{name}': expected one of {', '.join(LANGUAGES)}")
+    return key
+
+
+def parse_languages(names: str | list[str] | None) -> list[str]:
+    """Parse 'python,go' / ['python', 'go'] / None (all) into canonical language names."""
+    if names is None or names == "all" or names == ["all"]:
+        return list(LANGUAGES)
+    if isinstance(names, str):
+        names = names.split(",")
+    out = []
+    for name in names:
+        for part in name.split(","):
+            if part.strip():
+                lang = normalize_language(part)
+                if lang not in out:
+                    out.append(lang)
+    if not out:
+        raise UserError("no language given")
+    return out
+
+
+def make_id(language: str, *parts: str) -> str:
+    """A stable id: the language and a 16-hex-digit hash of the identifying parts."""
+    digest = hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+    return f"{language}-{digest}"
+
+
+def record_from_dict(obj: object, path: str | None = None, line: int | None = None) -> PairRecord:
+    """Validate one decoded jsonl object against the schema; DataError names the field."""
+    if not isinstance(obj, dict):
+        raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, line)
+    values = {}
+    for name in FIELDS:
+        if name not in obj:
+            raise DataError("missing", path, line, name)
+        value = obj[name]
+        if not isinstance(value, str):
+            raise DataError(f"expected a string, got {type(value).__name__}", path, line, name)
+        values[name] = value
+    if values["language"] not in LANGUAGES:
+        raise DataError(f"unknown language '{values['language']}'", path, line, "language")
+    if values["split"] not in ALL_SPLITS:
+        raise DataError(f"expected one of {', '.join(ALL_SPLITS)}, got '{values['split']}'",
+                        path, line, "split")
+    for name in ("id", "query", "code"):
+        if not values[name].strip():
+            raise DataError("empty", path, line, name)
+    return PairRecord(**values)
