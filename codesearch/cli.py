@@ -15,6 +15,64 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from codesearch.evaluate import evaluate, format_table, save_results
+
+    results = evaluate(args.model, args.data, args.languages, protocol=args.protocol,
+                       batch_size=args.batch_size, seed=args.seed, chunk_size=args.chunk_size,
+                       progress=not args.quiet)
+    print(f"{args.protocol} protocol, model {args.model}, data {args.data}")
+    print(format_table(results))
+    if args.out:
+        save_results(results, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+# command-line flag -> config key; None values mean "not given" and leave the config alone
+TRAIN_FLAGS = {
+    "data": "data.path", "languages": "data.languages", "joint": "data.joint",
+    "max_train_pairs": "data.max_train_pairs", "model": "model.model",
+    "encoder": "model.encoder", "towers": "model.towers", "pooling": "model.pooling",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+    "max_steps": "train.max_steps", "seed": "train.seed", "save_every": "train.save_every",
+    "mixed_precision": "train.mixed_precision", "tensorboard": "train.tensorboard",
+    "sampler": "sampler.name",
+}
+
+
+def _parse_set(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects section.key=value, got '{item}'")
+        out[key.strip()] = value
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from codesearch.config import resolve_config
+    from codesearch.samplers import sampler_class
+    from codesearch.train import Interrupted, train
+
+    overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()}
+    overrides.update(_parse_set(args.set))
+    config = resolve_config(args.config, overrides)
+    sampler_class(config.sampler.name)  # an unknown sampler fails before any work
+    try:
+        summary = train(config, args.out, resume=args.resume)
+    except Interrupted as stop:
+        print(f"codesearch: {stop}", file=sys.stderr)
+        return 143
+    for task, state in summary.items():
+        print(f"{task}: best valid MRR {state['best_mrr']:.4f} at epoch {state['best_epoch']}, "
+              f"{state['global_step']} steps")
+    print(f"run directory: {args.out} (evaluate with: codesearch evaluate --model {args.out} "
+          f"--data {config.data.path})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codesearch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -25,6 +83,46 @@ def build_parser() -> argparse.ArgumentParser:
     from codesearch.data import prepare_cli
 
     prepare_cli.add_subcommands(prepare_sub)
+
+    train = sub.add_parser("train", help="fine-tune a dual encoder with a batch sampler")
+    train.add_argument("--data", default=None, help="prepared data directory")
+    train.add_argument("--out", required=True, help="run directory (checkpoints, best model)")
+    train.add_argument("--config", default=None, help="YAML profile (sections data, model, "
+                       "train, sampler); flags override it")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--languages", default=None, help="comma-separated, or 'all'")
+    train.add_argument("--joint", action=argparse.BooleanOptionalAction, default=None,
+                       help="one model over all --languages (default: one per language)")
+    train.add_argument("--max-train-pairs", type=int, default=None, help="per language")
+    train.add_argument("--model", default=None, help="'minilm', a hub id or a local path")
+    train.add_argument("--encoder", default=None, help="transformer | nbow")
+    train.add_argument("--towers", default=None, help="shared | separate")
+    train.add_argument("--pooling", default=None, help="mean | cls")
+    train.add_argument("--sampler", default=None, help="batch sampler: random")
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--batch-size", type=int, default=None, help="the global batch")
+    train.add_argument("--lr", type=float, default=None)
+    train.add_argument("--max-steps", type=int, default=None)
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps")
+    train.add_argument("--mixed-precision", default=None, help="auto | no | bf16 | fp16")
+    train.add_argument("--tensorboard", action="store_true", default=None)
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="any config key, e.g. --set train.warmup_ratio=0.05")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="MRR per language (codebase or csn1000 protocol)")
+    evaluate.add_argument("--model", default="minilm",
+                          help="training run directory, 'minilm', a hub id or a local model path")
+    evaluate.add_argument("--data", required=True, help="prepared data directory")
+    evaluate.add_argument("--languages", default=None, help="comma-separated (default: all)")
+    evaluate.add_argument("--protocol", default="codebase", help="codebase | csn1000")
+    evaluate.add_argument("--chunk-size", type=int, default=1000, help="csn1000 chunk size")
+    evaluate.add_argument("--seed", type=int, default=0, help="csn1000 shuffle seed")
+    evaluate.add_argument("--batch-size", type=int, default=128, help="encoding batch size")
+    evaluate.add_argument("--out", default=None, help="write results JSON here")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     stats = sub.add_parser("stats", help="record counts per language and split")
     stats.add_argument("data", help="prepared data directory")

@@ -11,6 +11,7 @@ READER_MODULES = (
     "codesearch.data.readers.codexglue",
     "codesearch.data.readers.csn",
     "codesearch.data.readers.sources",
+    "codesearch.data.readers.local",
 )
 
 

@@ -1,0 +1,163 @@
+"""Typed run configuration: one dataclass per component, YAML profiles as overrides.
+
+A YAML file has the sections ``data``, ``model``, ``train``, ``sampler``; a key that does not
+exist is an error that names the file and the key. Command-line flags override the file, and
+the resolved configuration is saved with every run and checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from codesearch.errors import UserError
+from codesearch.model import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/local"
+    languages: list[str] = field(default_factory=lambda: ["python"])  # or ["all"]
+    joint: bool = False  # one model over all languages instead of one per language
+    max_train_pairs: int | None = None  # per language, a deterministic prefix of a shuffle
+    max_valid_queries: int | None = 2000  # validation MRR each epoch on at most this many
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    batch_size: int = 32  # the global (contrastive) batch, whatever the number of processes
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    mixed_precision: str = "auto"  # auto (bf16 on GPUs that have it) | no | bf16 | fp16
+    seed: int = 0
+    max_steps: int | None = None  # stop after this many optimiser steps in total
+    save_every: int = 0  # checkpoint every N steps (0: only at epoch end)
+    symmetric_loss: bool = False  # add the code-to-query InfoNCE term
+    log_every: int = 10
+    eval_batch_size: int = 128
+    tensorboard: bool = False
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "random"
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+
+
+def _coerce(value: object, annotation: object, where: str) -> object:
+    """Check/convert one value against a dataclass field annotation."""
+    hints = annotation
+    origin = typing.get_origin(hints)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hints)
+        if value is None and type(None) in args:
+            return None
+        hints = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(hints)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        return [str(v) for v in value]
+    if hints is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise UserError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hints in (int, float):
+        try:
+            number = hints(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or (hints is int and isinstance(value, float) and value != number):
+            raise UserError(f"{where}: expected {hints.__name__}, got {value!r}")
+        return number
+    if hints is str:
+        return str(value)
+    return value
+
+
+def _section_types(section: str) -> dict[str, object]:
+    cls = typing.get_type_hints(RunConfig)[section]
+    return typing.get_type_hints(cls)
+
+
+def apply_overrides(config: RunConfig, overrides: dict[str, object], source: str) -> RunConfig:
+    """Set ``section.key`` values (validated) on a copy of ``config``."""
+    sections = {name: dataclasses.asdict(getattr(config, name)) for name in SECTIONS}
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        if section not in sections:
+            raise UserError(f"{source}: unknown section '{section}' "
+                            f"(known: {', '.join(SECTIONS)})")
+        types_ = _section_types(section)
+        if key not in types_:
+            raise UserError(f"{source}: unknown key '{dotted}' "
+                            f"(known in '{section}': {', '.join(types_)})")
+        sections[section][key] = _coerce(value, types_[key], f"{source}: '{dotted}'")
+    try:
+        return RunConfig(**{name: typing.get_type_hints(RunConfig)[name](**values)
+                            for name, values in sections.items()})
+    except ValueError as exc:
+        raise UserError(f"{source}: {exc}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, object]:
+    """A YAML profile flattened to {'section.key': value}."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such config file")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(tree, dict):
+        raise UserError(f"{path}: expected a mapping of sections")
+    flat = {}
+    for section, values in tree.items():
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: section '{section}' must be a mapping")
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def resolve_config(config_file: str | Path | None = None,
+                   overrides: dict[str, object] | None = None) -> RunConfig:
+    """Defaults, then the YAML file, then command-line overrides (``None`` values ignored)."""
+    config = RunConfig()
+    if config_file is not None:
+        config = apply_overrides(config, load_yaml(config_file), str(config_file))
+    if overrides:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        config = apply_overrides(config, given, "command line")
+    return config
+
+
+def config_from_dict(tree: dict) -> RunConfig:
+    """Rebuild a RunConfig saved with ``to_dict`` (e.g. from a run directory)."""
+    flat = {f"{s}.{k}": v for s, values in tree.items() for k, v in values.items()}
+    return apply_overrides(RunConfig(), flat, "saved config")

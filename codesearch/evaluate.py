@@ -1,0 +1,158 @@
+"""MRR per language under the codebase and csn-1000 protocols (DESIGN.md section 4).
+
+- codebase (GraphCodeBERT / UniXcoder ``run.py``): each test query against every candidate
+  of its language: ``codebase.jsonl`` where the data has one (gold matched by ``url``),
+  otherwise all test codes (gold matched by ``id``); MRR@1000.
+- csn1000 (CodeSearchNet): test pairs shuffled with a fixed seed, chunks of 1000, last
+  partial chunk dropped; each query ranked among its chunk's codes.
+
+The results JSON holds every ranked query's id and rank, so any metric can be recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codesearch import metrics
+from codesearch.data.prepared import load_manifest, load_records, write_json_atomic
+from codesearch.data.schema import CANDIDATE_SPLIT, PairRecord, parse_languages
+from codesearch.encode import encode_ids, tokenize_lengths
+from codesearch.errors import UserError
+from codesearch.model import load_model
+
+PROTOCOLS = ("codebase", "csn1000")
+RUN_INDEX = "run.json"  # written by `codesearch train`: which model serves which language
+
+
+def models_for_languages(model: str, languages: list[str]) -> dict[str, str]:
+    """Map each language to a model: a training run directory's per-language (or joint) best
+    model, or the same model name / hub id / path for every language."""
+    index = Path(model) / RUN_INDEX
+    if not index.is_file():
+        return dict.fromkeys(languages, model)
+    trained = json.loads(index.read_text(encoding="utf-8"))["models"]
+    out = {}
+    for language in languages:
+        rel = trained.get(language, trained.get("joint"))
+        if rel is None:
+            raise UserError(f"{model}: this run trained no model for '{language}' "
+                            f"(it has: {', '.join(trained)})")
+        out[language] = str(Path(model) / rel)
+    return out
+
+
+def embed_records(model, tokenizer, records: list[PairRecord], side: str, batch_size: int = 128,
+                  progress: bool = False) -> np.ndarray:
+    """Embeddings of the records' queries (``side='query'``) or codes (``'code'``), float32."""
+    cfg = model.config
+    if side == "query":
+        texts, max_len, fn = [r.query for r in records], cfg.max_query_length, model.encode_queries
+    else:
+        texts, max_len, fn = [r.code for r in records], cfg.max_code_length, model.encode_codes
+    ids = tokenize_lengths(tokenizer, texts, max_len)
+    device = next(model.parameters()).device
+    return encode_ids(fn, ids, tokenizer.pad_token_id, batch_size, device, progress,
+                      desc=f"encode {side}")
+
+
+def codebase_ranks(model, tokenizer, data: str | Path, language: str, split: str = "test",
+                   batch_size: int = 128, progress: bool = False,
+                   max_queries: int | None = None) -> tuple[list[str], np.ndarray]:
+    """(query ids, 1-based gold ranks) of a language's queries against its candidate set."""
+    queries = load_records(data, language, split)
+    if max_queries is not None:
+        queries = queries[:max_queries]
+    counts = load_manifest(data)["counts"][language]
+    if split == "test" and CANDIDATE_SPLIT in counts:
+        candidates = load_records(data, language, CANDIDATE_SPLIT)
+        position = {r.url: i for i, r in enumerate(candidates) if r.url}
+        missing = [q.id for q in queries if q.url not in position]
+        if missing:
+            raise UserError(f"{data}/{language}: {len(missing)} test queries have no candidate "
+                            f"with their url in {CANDIDATE_SPLIT}.jsonl (first: {missing[0]})")
+        gold = np.array([position[q.url] for q in queries])
+    else:
+        candidates = load_records(data, language, split)
+        gold = np.arange(len(queries))
+    if not queries:
+        raise UserError(f"{data}/{language}/{split}.jsonl: no queries to evaluate")
+    q = embed_records(model, tokenizer, queries, "query", batch_size, progress)
+    c = embed_records(model, tokenizer, candidates, "code", batch_size, progress)
+    return [r.id for r in queries], metrics.gold_ranks(q, c, gold)
+
+
+def csn1000_language_ranks(model, tokenizer, data: str | Path, language: str, seed: int = 0,
+                           chunk_size: int = 1000, batch_size: int = 128,
+                           progress: bool = False) -> tuple[list[str], np.ndarray]:
+    records = load_records(data, language, "test")
+    if len(records) < chunk_size:
+        raise UserError(f"{data}/{language}: {len(records)} test pairs make no full chunk of "
+                        f"{chunk_size} (csn1000); pass a smaller --chunk-size")
+    q = embed_records(model, tokenizer, records, "query", batch_size, progress)
+    c = embed_records(model, tokenizer, records, "code", batch_size, progress)
+    order, ranks = metrics.csn1000_ranks(q, c, seed=seed, chunk_size=chunk_size)
+    return [records[i].id for i in order], ranks
+
+
+def evaluate(model: str, data: str | Path, languages: list[str] | str | None = None,
+             protocol: str = "codebase", batch_size: int = 128, seed: int = 0,
+             chunk_size: int = 1000, progress: bool = True) -> dict:
+    """Evaluate ``model`` (run directory, 'minilm', hub id or path) on each language."""
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
+    manifest = load_manifest(data)
+    languages = parse_languages(languages) if languages else [
+        lang for lang in parse_languages(None) if lang in manifest["counts"]]
+    for language in languages:
+        if language not in manifest["counts"]:
+            raise UserError(f"{data}: has no language '{language}' "
+                            f"(it has: {', '.join(manifest['counts'])})")
+    per_language: dict[str, dict] = {}
+    loaded: dict[str, tuple] = {}
+    for language, name in models_for_languages(model, languages).items():
+        if name not in loaded:
+            loaded[name] = load_model(name)
+            loaded[name][0].eval()
+        encoder, tokenizer = loaded[name]
+        start = time.perf_counter()
+        with torch.inference_mode():
+            if protocol == "codebase":
+                ids, ranks = codebase_ranks(encoder, tokenizer, data, language,
+                                            batch_size=batch_size, progress=progress)
+            else:
+                ids, ranks = csn1000_language_ranks(encoder, tokenizer, data, language, seed,
+                                                    chunk_size, batch_size, progress)
+        per_language[language] = {**metrics.summarize(ranks), "model": name,
+                                  "seconds": round(time.perf_counter() - start, 2),
+                                  "query_ids": ids, "ranks": ranks.tolist()}
+    keys = [k for k in per_language[languages[0]] if k not in
+            ("model", "seconds", "query_ids", "ranks", "n_queries")]
+    average = {k: float(np.mean([per_language[lang][k] for lang in languages])) for k in keys}
+    return {"protocol": protocol, "model": model, "data": str(data),
+            "data_hash": manifest.get("data_hash"), "seed": seed,
+            "chunk_size": chunk_size if protocol == "csn1000" else None,
+            "languages": per_language, "average": average}
+
+
+def format_table(results: dict) -> str:
+    """Markdown table of MRR and recalls per language, with the average row."""
+    cols = ["mrr", "recall@1", "recall@5", "recall@10", "ndcg@10"]
+    lines = ["| language | " + " | ".join(c.upper() if c == "mrr" else c for c in cols)
+             + " | queries |", "|---|" + "---:|" * (len(cols) + 1)]
+    for language, row in results["languages"].items():
+        lines.append(f"| {language} | " + " | ".join(f"{100 * row[c]:.2f}" for c in cols)
+                     + f" | {row['n_queries']:,} |")
+    avg = results["average"]
+    lines.append("| **average** | " + " | ".join(f"{100 * avg[c]:.2f}" for c in cols) + " | |")
+    return "\n".join(lines)
+
+
+def save_results(results: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, results)

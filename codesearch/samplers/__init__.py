@@ -1,0 +1,20 @@
+"""Batch samplers by name: ``--sampler random`` is a lookup in SAMPLERS, not an if-chain."""
+
+from __future__ import annotations
+
+from codesearch.errors import UserError
+from codesearch.samplers.base import Batch, BatchSampler, chunk, local_slice
+from codesearch.samplers.random import RandomSampler
+
+SAMPLERS: dict[str, type[BatchSampler]] = {
+    RandomSampler.name: RandomSampler,
+}
+
+
+def sampler_class(name: str) -> type[BatchSampler]:
+    if name not in SAMPLERS:
+        raise UserError(f"unknown sampler '{name}': expected one of {', '.join(SAMPLERS)}")
+    return SAMPLERS[name]
+
+
+__all__ = ["SAMPLERS", "Batch", "BatchSampler", "chunk", "local_slice", "sampler_class"]

@@ -1,0 +1,427 @@
+"""Contrastive training of the dual encoder under Accelerate, with a pluggable batch sampler.
+
+Reads top to bottom in Accelerate's order: prepare, resume, loop (sampler -> this process's
+slice -> encoder -> global-batch InfoNCE -> step), validate, save_state. The sampler yields
+*global* batches (DESIGN.md section 2), so one process or several see the same batches and the
+same loss. Checkpoints are atomic (written beside, then renamed) and hold the model, optimiser,
+scheduler, every RNG (``accelerator.save_state``), the step and the sampler's state; a resumed
+run replays the remaining batches of the interrupted epoch exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from codesearch import metrics
+from codesearch.config import RunConfig
+from codesearch.data.prepared import load_manifest, load_records, write_json_atomic
+from codesearch.data.schema import PairRecord, parse_languages
+from codesearch.encode import encode_ids_distributed, pad_batch, tokenize_lengths
+from codesearch.errors import UserError
+from codesearch.loss import global_info_nce
+from codesearch.model import DualEncoder, load_tokenizer
+from codesearch.samplers import Batch, chunk, local_slice, sampler_class
+
+PACKAGES = ("torch", "transformers", "accelerate", "datasets", "numpy", "scipy", "faiss-cpu",
+            "safetensors", "tree-sitter", "codesearch")
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived; a checkpoint was written before raising."""
+
+
+@dataclass
+class TrainerState:
+    epoch: int = 0  # the epoch in progress (or next to start)
+    step_in_epoch: int = 0  # batches of that epoch already trained
+    global_step: int = 0
+    best_mrr: float = -1.0
+    best_epoch: int = -1
+    finished: bool = False
+
+
+@dataclass
+class TrainingData:
+    """Training pairs of one task, pre-tokenised (padding happens per batch)."""
+
+    records: list[PairRecord]
+    query_ids: list[list[int]]
+    code_ids: list[list[int]]
+    query_key: np.ndarray  # (N,) int64 hash of the query text, for false-negative masking
+    code_key: np.ndarray  # (N,) int64 hash of the code text
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _text_keys(texts: list[str]) -> np.ndarray:
+    # hash() of str is salted per process; a stable hash keeps processes in agreement
+    import hashlib
+
+    return np.array([int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little",
+                                    signed=True) for t in texts], dtype=np.int64)
+
+
+def subsample(records: list[PairRecord], limit: int | None, seed: int) -> list[PairRecord]:
+    """A deterministic random subset of at most ``limit`` records, in file order."""
+    if limit is None or len(records) <= limit:
+        return records
+    keep = np.sort(np.random.default_rng(seed).permutation(len(records))[:limit])
+    return [records[i] for i in keep]
+
+
+def load_training_data(config: RunConfig, languages: list[str], tokenizer) -> TrainingData:
+    records: list[PairRecord] = []
+    for language in languages:
+        records += subsample(load_records(config.data.path, language, "train"),
+                             config.data.max_train_pairs, config.train.seed)
+    model_cfg = config.model
+    return TrainingData(
+        records=records,
+        query_ids=tokenize_lengths(tokenizer, [r.query for r in records],
+                                   model_cfg.max_query_length),
+        code_ids=tokenize_lengths(tokenizer, [r.code for r in records], model_cfg.max_code_length),
+        query_key=_text_keys([r.query for r in records]),
+        code_key=_text_keys([r.code for r in records]),
+    )
+
+
+def false_negative_mask(data: TrainingData, anchors: np.ndarray,
+                        candidates: np.ndarray) -> torch.Tensor:
+    """(k, m) True where candidate j repeats anchor i's code or query text (j != i).
+
+    Such candidates are positives in disguise; masking them keeps the loss from pushing a
+    query away from its own code (issue: false negatives, for all samplers).
+    """
+    same_code = data.code_key[anchors][:, None] == data.code_key[candidates][None, :]
+    same_query = data.query_key[anchors][:, None] == data.query_key[candidates][None, :]
+    mask = same_code | same_query
+    mask[np.arange(len(anchors)), np.arange(len(anchors))] = False  # the positive itself
+    return torch.from_numpy(mask)
+
+
+def write_run_info(out_dir: Path, config: RunConfig, accelerator: Accelerator) -> None:
+    manifest = load_manifest(config.data.path)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_json_atomic(out_dir / "run_info.json", {
+        "command": sys.argv,
+        "seed": config.train.seed,
+        "num_processes": accelerator.num_processes,
+        "device": str(accelerator.device),
+        "mixed_precision": accelerator.mixed_precision,
+        "packages": package_versions(),
+        "data": {"path": config.data.path, "data_hash": manifest.get("data_hash"),
+                 "counts": manifest.get("counts")},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+
+
+class MetricsLog:
+    """Append-only metrics JSONL, written by the main process only."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, **row) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+
+def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainerState,
+                    sampler) -> None:
+    """Atomic checkpoint: everything goes to ``<dir>.tmp``, then one rename replaces ``dir``."""
+    tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        write_json_atomic(tmp / "trainer_state.json", {
+            "trainer": dataclasses.asdict(state), "sampler": sampler.state_dict()})
+        old = ckpt_dir.with_name(ckpt_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if ckpt_dir.exists():
+            os.replace(ckpt_dir, old)
+        os.replace(tmp, ckpt_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def load_checkpoint(accelerator: Accelerator, ckpt_dir: Path, sampler) -> TrainerState:
+    accelerator.load_state(str(ckpt_dir))
+    saved = json.loads((ckpt_dir / "trainer_state.json").read_text())
+    sampler.load_state_dict(saved["sampler"])
+    return TrainerState(**saved["trainer"])
+
+
+def save_best(accelerator: Accelerator, model, tokenizer, best_dir: Path) -> None:
+    """The best epoch's model as a loadable folder (safetensors), replaced atomically."""
+    if accelerator.is_main_process:
+        tmp = best_dir.with_name(best_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp, tokenizer=tokenizer)
+        shutil.rmtree(best_dir, ignore_errors=True)
+        os.replace(tmp, best_dir)
+    accelerator.wait_for_everyone()
+
+
+def validation_mrr(accelerator: Accelerator, model, tokenizer, config: RunConfig,
+                   languages: list[str]) -> dict[str, float]:
+    """MRR@1000 of valid queries against all valid codes, per language (codebase protocol)."""
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    out = {}
+    with torch.no_grad(), accelerator.autocast():
+        for language in languages:
+            records = load_records(config.data.path, language, "valid")
+            if config.data.max_valid_queries:
+                records = records[:config.data.max_valid_queries]
+            if not records:
+                continue
+            q = encode_ids_distributed(
+                unwrapped.encode_queries, tokenize_lengths(
+                    tokenizer, [r.query for r in records], config.model.max_query_length),
+                tokenizer.pad_token_id, accelerator, config.train.eval_batch_size)
+            c = encode_ids_distributed(
+                unwrapped.encode_codes, tokenize_lengths(
+                    tokenizer, [r.code for r in records], config.model.max_code_length),
+                tokenizer.pad_token_id, accelerator, config.train.eval_batch_size)
+            out[language] = metrics.mrr(metrics.gold_ranks(q, c, np.arange(len(records))))
+    unwrapped.train()
+    return out
+
+
+def embed_training_set(accelerator: Accelerator, model, data: TrainingData, pad: int,
+                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """No-grad embeddings of every training pair, shared out across processes."""
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    with torch.no_grad(), accelerator.autocast():
+        q = encode_ids_distributed(unwrapped.encode_queries, data.query_ids, pad, accelerator,
+                                   batch_size, accelerator.is_main_process, "embed queries")
+        c = encode_ids_distributed(unwrapped.encode_codes, data.code_ids, pad, accelerator,
+                                   batch_size, accelerator.is_main_process, "embed codes")
+    unwrapped.train()
+    return q, c
+
+
+def train_step(accelerator: Accelerator, model, optimizer, scheduler, data: TrainingData,
+               batch: Batch, config: RunConfig, pad_id: int) -> float:
+    """One optimiser step on this process's slice of a global batch; returns the global loss."""
+    rank, world = accelerator.process_index, accelerator.num_processes
+    anchors = batch.anchors
+    extra = batch.extra_codes if batch.extra_codes is not None else np.empty(0, dtype=np.int64)
+    mine = local_slice(anchors, rank, world)
+    my_extra = local_slice(extra, rank, world)
+    device = accelerator.device
+    q_ids, q_mask = pad_batch([data.query_ids[i] for i in mine], pad_id, device)
+    code_rows = np.concatenate([mine, my_extra]).astype(np.int64)
+    c_ids, c_mask = pad_batch([data.code_ids[i] for i in code_rows], pad_id, device)
+    candidates = np.concatenate([anchors, extra]).astype(np.int64)
+    # rows of the global mask that belong to this process's anchors
+    offset = sum(len(s) for s in np.array_split(anchors, world)[:rank])
+    mask = false_negative_mask(data, anchors, candidates)[offset:offset + len(mine)].to(device)
+    with accelerator.autocast():
+        q, c_all = model(q_ids, q_mask, c_ids, c_mask)  # (b, d), (b + e, d)
+        loss, global_loss = global_info_nce(
+            q, c_all[:len(mine)], scale=config.model.scale,
+            extra_local=c_all[len(mine):] if len(extra) else None,
+            symmetric=config.train.symmetric_loss, false_negative_mask=mask)
+    accelerator.backward(loss)
+    if config.train.grad_clip and config.train.grad_clip > 0:
+        accelerator.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(global_loss)
+
+
+def sampler_options(config: RunConfig) -> dict:
+    """The sampler section minus its name: keyword arguments of the sampler class."""
+    options = dataclasses.asdict(config.sampler)
+    options.pop("name")
+    return options
+
+
+def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
+               languages: list[str], resume: bool) -> dict:
+    """Train one model (one language, or all languages jointly) into ``task_dir``."""
+    main = accelerator.is_main_process
+    set_seed(config.train.seed)
+    model = DualEncoder(config.model)
+    tokenizer = load_tokenizer(config.model)
+    pad_id = tokenizer.pad_token_id
+    data = load_training_data(config, languages, tokenizer)
+    n, batch_size = len(data.records), config.train.batch_size
+    if batch_size > n:
+        raise UserError(f"--batch-size {batch_size} is larger than the training data "
+                        f"({n} pairs of {', '.join(languages)})")
+    if batch_size < accelerator.num_processes:
+        raise UserError(f"--batch-size {batch_size} is smaller than the number of processes "
+                        f"({accelerator.num_processes})")
+    sampler = sampler_class(config.sampler.name)(
+        n, batch_size, seed=config.train.seed, min_last=accelerator.num_processes,
+        **sampler_options(config))
+    steps_per_epoch = len(chunk(np.arange(n), batch_size, accelerator.num_processes))
+    total_steps = config.train.epochs * steps_per_epoch
+    if config.train.max_steps is not None:
+        total_steps = min(total_steps, config.train.max_steps)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
+                                  weight_decay=config.train.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(config.train.warmup_ratio * total_steps), max(total_steps, 1))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    ckpt_dir, best_dir = task_dir / "checkpoint", task_dir / "best"
+    state = TrainerState()
+    if resume and (ckpt_dir / "trainer_state.json").is_file():
+        state = load_checkpoint(accelerator, ckpt_dir, sampler)
+        if main:
+            print(f"resumed {task_dir.name} at epoch {state.epoch}, step {state.global_step}",
+                  file=sys.stderr)
+    if state.finished:
+        return dataclasses.asdict(state)
+    log = MetricsLog(task_dir / "metrics.jsonl", main)
+
+    def embed() -> tuple[np.ndarray, np.ndarray]:
+        return embed_training_set(accelerator, model, data, pad_id, config.train.eval_batch_size)
+
+    stop = {"signal": False}
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(signal=True))
+    try:
+        model.train()
+        bar = tqdm(total=total_steps, initial=state.global_step, disable=not main,
+                   desc=f"train {task_dir.name}", unit="step", dynamic_ncols=True)
+        while state.epoch < config.train.epochs and state.global_step < total_steps:
+            epoch_start = time.perf_counter()
+            sampler.set_epoch(state.epoch)
+            sampler_start = time.perf_counter()
+            sampler.prepare(embed)  # calls embed() only when this epoch needs embeddings
+            sampler_seconds = time.perf_counter() - sampler_start
+            losses = []
+            for step, batch in enumerate(sampler):
+                if step < state.step_in_epoch:
+                    continue  # replaying a resumed epoch: these batches were trained
+                step_start = time.perf_counter()
+                loss = train_step(accelerator, model, optimizer, scheduler, data, batch, config,
+                                  pad_id)
+                losses.append(loss)
+                state.step_in_epoch, state.global_step = step + 1, state.global_step + 1
+                bar.update()
+                bar.set_postfix(loss=f"{loss:.4f}")
+                if state.global_step % config.train.log_every == 0:
+                    log.write(task=task_dir.name, epoch=state.epoch, step=state.global_step,
+                              loss=loss, lr=scheduler.get_last_lr()[0],
+                              pairs_per_s=len(batch.anchors) / (time.perf_counter() - step_start))
+                if stop["signal"]:
+                    save_checkpoint(accelerator, ckpt_dir, state, sampler)
+                    raise Interrupted(f"{task_dir}: SIGTERM; checkpoint saved at step "
+                                      f"{state.global_step}; continue with --resume")
+                if config.train.save_every and state.global_step % config.train.save_every == 0:
+                    save_checkpoint(accelerator, ckpt_dir, state, sampler)
+                if state.global_step >= total_steps:
+                    break
+            epoch_seconds = time.perf_counter() - epoch_start
+            valid = validation_mrr(accelerator, model, tokenizer, config, languages)
+            valid_mrr = float(np.mean(list(valid.values()))) if valid else float("nan")
+            if valid_mrr > state.best_mrr or not best_dir.exists():
+                state.best_mrr, state.best_epoch = valid_mrr, state.epoch
+                save_best(accelerator, model, tokenizer, best_dir)
+            log.write(task=task_dir.name, event="epoch", epoch=state.epoch,
+                      step=state.global_step, epoch_seconds=epoch_seconds,
+                      sampler_seconds=sampler_seconds,
+                      train_loss=float(np.mean(losses)) if losses else None,
+                      valid_mrr=valid_mrr, valid_mrr_per_language=valid,
+                      pairs_per_s=len(losses) * batch_size / max(epoch_seconds, 1e-9))
+            if main:
+                tqdm.write(f"{task_dir.name} epoch {state.epoch}: loss "
+                           f"{np.mean(losses) if losses else float('nan'):.4f}, valid MRR "
+                           f"{valid_mrr:.4f}, {epoch_seconds:.1f} s", file=sys.stderr)
+            state.epoch, state.step_in_epoch = state.epoch + 1, 0
+            state.finished = state.epoch >= config.train.epochs or state.global_step >= total_steps
+            save_checkpoint(accelerator, ckpt_dir, state, sampler)
+        bar.close()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return dataclasses.asdict(state)
+
+
+def resolve_mixed_precision(value: str) -> str:
+    if value == "auto":
+        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return "bf16" if cuda_bf16 else "no"
+    return value
+
+
+def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
+    """Train one model per language (or one joint model); returns a summary per task."""
+    out_dir = Path(out_dir)
+    manifest = load_manifest(config.data.path)
+    languages = parse_languages(config.data.languages)
+    for language in languages:
+        if language not in manifest["counts"]:
+            raise UserError(f"{config.data.path}: has no language '{language}' "
+                            f"(it has: {', '.join(manifest['counts'])})")
+    if out_dir.exists() and any(out_dir.iterdir()) and not resume:
+        if (out_dir / "config.yaml").is_file():
+            raise UserError(f"{out_dir}: already holds a run; pass --resume to continue it or "
+                            f"choose another --out")
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(config.train.mixed_precision),
+        log_with="tensorboard" if config.train.tensorboard else None, project_dir=str(out_dir))
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_run_info(out_dir, config, accelerator)
+    if config.train.tensorboard:
+        accelerator.init_trackers("codesearch", config=_flat(config.to_dict()))
+    accelerator.wait_for_everyone()
+    tasks = {"joint": languages} if config.data.joint else {lang: [lang] for lang in languages}
+    summary = {}
+    for task, task_languages in tasks.items():
+        task_dir = out_dir / task
+        if accelerator.is_main_process:
+            task_dir.mkdir(parents=True, exist_ok=True)
+        accelerator.wait_for_everyone()
+        summary[task] = train_task(accelerator, config, task_dir, task_languages, resume)
+    if accelerator.is_main_process:
+        write_json_atomic(out_dir / "run.json", {
+            "models": {task: f"{task}/best" for task in tasks}, "summary": summary})
+    accelerator.end_training()
+    return summary
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
