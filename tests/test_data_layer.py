@@ -46,6 +46,13 @@ def test_record_from_dict_names_missing_and_mistyped_fields(record_factory):
         record_from_dict([1, 2])
 
 
+def test_only_codebase_candidates_may_lack_a_query(record_factory):
+    blank = {**record_factory(1).to_dict(), "query": " "}
+    with pytest.raises(DataError, match="field 'query': empty"):
+        record_from_dict(blank)
+    assert record_from_dict({**blank, "split": "codebase"}).query == " "
+
+
 def test_language_names():
     assert normalize_language("JS") == "javascript"
     assert parse_languages("python, go,python") == ["python", "go"]

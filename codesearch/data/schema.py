@@ -27,7 +27,7 @@ class PairRecord:
     repo: str  # the split unit: repository, package, or package/module
     path: str  # file path inside repo
     func_name: str
-    query: str  # first paragraph of the doc comment
+    query: str  # first paragraph of the doc comment ("" allowed only in the codebase split)
     code: str  # the function without its doc comment
     url: str  # where known, else ""
     split: str  # one of ALL_SPLITS
@@ -89,7 +89,9 @@ def record_from_dict(obj: object, path: str | None = None, line: int | None = No
     if values["split"] not in ALL_SPLITS:
         raise DataError(f"expected one of {', '.join(ALL_SPLITS)}, got '{values['split']}'",
                         path, line, "split")
-    for name in ("id", "query", "code"):
+    # a codebase entry is a candidate only: it may have no query (CodeXGLUE empties them)
+    required = ("id", "code") if values["split"] == CANDIDATE_SPLIT else ("id", "query", "code")
+    for name in required:
         if not values[name].strip():
             raise DataError("empty", path, line, name)
     return PairRecord(**values)
