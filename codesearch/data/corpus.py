@@ -76,12 +76,13 @@ def _extract_file(job: tuple) -> tuple[list[PairRecord], Counter]:
     except UnicodeDecodeError:
         dropped["file_not_utf8"] += 1
         return [], dropped
-    if extract.has_syntax_errors(source, language):
+    tree = extract.parse(source, language)
+    if extract.has_syntax_errors(source, language, tree=tree):
         dropped["file_parse_error"] += 1
         return [], dropped
     repo = _unit_of(package, rel, unit_depth)
     records = []
-    for func in extract.extract_functions(source, language):
+    for func in extract.extract_functions(source, language, tree=tree):
         query = filters.first_paragraph(func.docstring, language)
         reason = filters.query_drop_reason(query) or filters.code_drop_reason(
             func.name, func.code, rel, language)
