@@ -92,3 +92,63 @@ def test_write_corpus_writes_every_split(tmp_path, record_factory):
     assert load_manifest(tmp_path / "d")["split"]["python"]["unit"] == "repo"
     assert len(load_records(tmp_path / "d", "python", "train")) == manifest["counts"]["python"][
         "train"]
+
+
+def make_python_tree(root, n_dirs: int = 12):
+    """A small package tree: documented functions in n_dirs sub-packages, plus messy files."""
+    for d in range(n_dirs):
+        pkg = root / f"sub{d}"
+        pkg.mkdir(parents=True)
+        (pkg / "mod.py").write_text("\n".join(
+            f'def compute_{d}_{k}(values, factor):\n'
+            f'    """Scale every value of the list by the factor {d} {k}.\n\n    More text.\n    """\n'
+            f'    result = [v * factor + {k} for v in values]\n'
+            f'    total = sum(result) - {d}\n    return result, total\n'
+            for k in range(5)))
+    (root / "sub0" / "latin1.py").write_bytes(b"# caf\xe9\ndef f():\n    pass\n")
+    (root / "sub0" / "broken.py").write_text("def broken(:\n    '''Doc here for it.'''\n")
+    tests = root / "tests"
+    tests.mkdir()
+    (tests / "test_mod.py").write_text(
+        'def test_scaling_works(values):\n    """Check that scaling works for values."""\n'
+        "    result = [v * 2 for v in values]\n    assert result == values\n    return None\n")
+
+
+def test_extract_tree_counts_skipped_files_and_drops(tmp_path):
+    from codesearch.data.corpus import extract_tree
+
+    make_python_tree(tmp_path)
+    records, dropped = extract_tree(tmp_path, "python", "demo", unit_depth=1, workers=1,
+                                    progress=False)
+    assert len(records) == 60
+    assert dropped["file_not_utf8"] == 1 and dropped["file_parse_error"] == 1
+    assert dropped["test_function"] == 1 and dropped["files_read"] == 15
+    first = records[0]
+    assert first.repo == "demo/sub0" and first.path == "sub0/mod.py"
+    assert first.query == "Scale every value of the list by the factor 0 0."
+    assert '"""' not in first.code and first.split == ""
+    again, _ = extract_tree(tmp_path, "python", "demo", unit_depth=1, workers=2, progress=False)
+    assert again == records  # the worker pool gives the same records in the same order
+
+
+def test_prepare_sources_cli(tmp_path, capsys):
+    from codesearch.cli import main
+
+    make_python_tree(tmp_path / "src")
+    out = tmp_path / "out"
+    assert main(["prepare", "sources", "--src", str(tmp_path / "src"), "--language", "py",
+                 "--out", str(out), "--workers", "1"]) == 0
+    manifest = load_manifest(out)
+    assert sum(manifest["counts"]["python"].values()) == 60
+    assert manifest["split"]["python"]["unit"] == "repo"  # 12 sub-packages
+    assert manifest["dropped"]["python"]["file_parse_error"] == 1
+    assert manifest["builder"] == "sources"
+    assert main(["prepare", "sources", "--src", str(tmp_path / "src"), "--language", "cobol",
+                 "--out", str(out)]) == 2
+    assert "unknown language 'cobol'" in capsys.readouterr().err
+    assert main(["prepare", "sources", "--src", str(tmp_path / "nope"), "--language", "go",
+                 "--out", str(out)]) == 2
+    assert "no such source directory" in capsys.readouterr().err
+    assert main(["prepare", "sources", "--src", str(tmp_path / "src"), "--language", "go",
+                 "--out", str(out)]) == 2
+    assert "no go functions with a doc comment" in capsys.readouterr().err
