@@ -70,7 +70,10 @@ def codebase_ranks(model, tokenizer, data: str | Path, language: str, split: str
     counts = load_manifest(data)["counts"][language]
     if split == "test" and CANDIDATE_SPLIT in counts:
         candidates = load_records(data, language, CANDIDATE_SPLIT)
-        position = {r.url: i for i, r in enumerate(candidates) if r.url}
+        position: dict[str, int] = {}
+        for i, r in enumerate(candidates):
+            if r.url:
+                position.setdefault(r.url, i)  # the first of duplicate urls, as UniXcoder
         missing = [q.id for q in queries if q.url not in position]
         if missing:
             raise UserError(f"{data}/{language}: {len(missing)} test queries have no candidate "
