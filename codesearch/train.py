@@ -11,6 +11,7 @@ run replays the remaining batches of the interrupted epoch exactly.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -36,7 +37,7 @@ from codesearch.data.prepared import load_manifest, load_records, write_json_ato
 from codesearch.data.schema import PairRecord, parse_languages
 from codesearch.encode import encode_ids_distributed, pad_batch, tokenize_lengths
 from codesearch.errors import UserError
-from codesearch.loss import global_info_nce
+from codesearch.loss import false_negative_mask, global_info_nce
 from codesearch.model import DualEncoder, load_tokenizer
 from codesearch.samplers import Batch, chunk, local_slice, sampler_class
 
@@ -81,8 +82,6 @@ def package_versions() -> dict[str, str]:
 
 def _text_keys(texts: list[str]) -> np.ndarray:
     # hash() of str is salted per process; a stable hash keeps processes in agreement
-    import hashlib
-
     return np.array([int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little",
                                     signed=True) for t in texts], dtype=np.int64)
 
@@ -109,20 +108,6 @@ def load_training_data(config: RunConfig, languages: list[str], tokenizer) -> Tr
         query_key=_text_keys([r.query for r in records]),
         code_key=_text_keys([r.code for r in records]),
     )
-
-
-def false_negative_mask(data: TrainingData, anchors: np.ndarray,
-                        candidates: np.ndarray) -> torch.Tensor:
-    """(k, m) True where candidate j repeats anchor i's code or query text (j != i).
-
-    Such candidates are positives in disguise; masking them keeps the loss from pushing a
-    query away from its own code (issue: false negatives, for all samplers).
-    """
-    same_code = data.code_key[anchors][:, None] == data.code_key[candidates][None, :]
-    same_query = data.query_key[anchors][:, None] == data.query_key[candidates][None, :]
-    mask = same_code | same_query
-    mask[np.arange(len(anchors)), np.arange(len(anchors))] = False  # the positive itself
-    return torch.from_numpy(mask)
 
 
 def write_run_info(out_dir: Path, config: RunConfig, accelerator: Accelerator) -> None:
@@ -180,12 +165,12 @@ def load_checkpoint(accelerator: Accelerator, ckpt_dir: Path, sampler) -> Traine
     return TrainerState(**saved["trainer"])
 
 
-def save_best(accelerator: Accelerator, model, tokenizer, best_dir: Path) -> None:
+def save_best(accelerator: Accelerator, model, best_dir: Path) -> None:
     """The best epoch's model as a loadable folder (safetensors), replaced atomically."""
     if accelerator.is_main_process:
         tmp = best_dir.with_name(best_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp, tokenizer=tokenizer)
+        accelerator.unwrap_model(model).save_pretrained(tmp)
         shutil.rmtree(best_dir, ignore_errors=True)
         os.replace(tmp, best_dir)
     accelerator.wait_for_everyone()
@@ -243,16 +228,21 @@ def train_step(accelerator: Accelerator, model, optimizer, scheduler, data: Trai
     q_ids, q_mask = pad_batch([data.query_ids[i] for i in mine], pad_id, device)
     code_rows = np.concatenate([mine, my_extra]).astype(np.int64)
     c_ids, c_mask = pad_batch([data.code_ids[i] for i in code_rows], pad_id, device)
-    candidates = np.concatenate([anchors, extra]).astype(np.int64)
-    # rows of the global mask that belong to this process's anchors
-    offset = sum(len(s) for s in np.array_split(anchors, world)[:rank])
-    mask = false_negative_mask(data, anchors, candidates)[offset:offset + len(mine)].to(device)
+    # Every process knows the whole global batch, so it builds the global false-negative mask
+    # (codes in rank order, then extras in rank order) and hands the loss its own rows.
+    mask = false_negative_mask(
+        torch.from_numpy(data.query_key[anchors]), torch.from_numpy(data.code_key[anchors]),
+        torch.from_numpy(data.code_key[extra]), torch.from_numpy(data.query_key[extra]))
+
+    def my_rows(offset: int, sizes: list[int], extra_sizes: list[int]) -> torch.Tensor:
+        return mask[offset:offset + sizes[rank]].to(device)  # (b, k + e)
+
     with accelerator.autocast():
         q, c_all = model(q_ids, q_mask, c_ids, c_mask)  # (b, d), (b + e, d)
         loss, global_loss = global_info_nce(
             q, c_all[:len(mine)], scale=config.model.scale,
             extra_local=c_all[len(mine):] if len(extra) else None,
-            symmetric=config.train.symmetric_loss, false_negative_mask=mask)
+            symmetric=config.train.symmetric_loss, false_negative_mask_fn=my_rows)
     accelerator.backward(loss)
     if config.train.grad_clip and config.train.grad_clip > 0:
         accelerator.clip_grad_norm_(model.parameters(), config.train.grad_clip)
@@ -274,8 +264,8 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
     """Train one model (one language, or all languages jointly) into ``task_dir``."""
     main = accelerator.is_main_process
     set_seed(config.train.seed)
-    model = DualEncoder(config.model)
     tokenizer = load_tokenizer(config.model)
+    model = DualEncoder(config.model, tokenizer=tokenizer)
     pad_id = tokenizer.pad_token_id
     data = load_training_data(config, languages, tokenizer)
     n, batch_size = len(data.records), config.train.batch_size
@@ -353,7 +343,7 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
             valid_mrr = float(np.mean(list(valid.values()))) if valid else float("nan")
             if valid_mrr > state.best_mrr or not best_dir.exists():
                 state.best_mrr, state.best_epoch = valid_mrr, state.epoch
-                save_best(accelerator, model, tokenizer, best_dir)
+                save_best(accelerator, model, best_dir)
             log.write(task=task_dir.name, event="epoch", epoch=state.epoch,
                       step=state.global_step, epoch_seconds=epoch_seconds,
                       sampler_seconds=sampler_seconds,

