@@ -65,6 +65,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except Interrupted as stop:
         print(f"codesearch: {stop}", file=sys.stderr)
         return 143
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0
     for task, state in summary.items():
         print(f"{task}: best valid MRR {state['best_mrr']:.4f} at epoch {state['best_epoch']}, "
               f"{state['global_step']} steps")

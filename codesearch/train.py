@@ -287,7 +287,10 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
                                   weight_decay=config.train.weight_decay)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(config.train.warmup_ratio * total_steps), max(total_steps, 1))
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # The scheduler is not prepared: Accelerate would step it once per process per step, as it
+    # assumes per-process batches; ours are global. It is registered so checkpoints hold it.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
 
     ckpt_dir, best_dir = task_dir / "checkpoint", task_dir / "best"
     state = TrainerState()
@@ -383,7 +386,10 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
         if (out_dir / "config.yaml").is_file():
             raise UserError(f"{out_dir}: already holds a run; pass --resume to continue it or "
                             f"choose another --out")
+    # Without a GPU, Accelerate forms a multi-process (gloo) group only when told cpu=True;
+    # otherwise `accelerate launch --multi_gpu` / torchrun on CPU give N independent runs.
     accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
         mixed_precision=resolve_mixed_precision(config.train.mixed_precision),
         log_with="tensorboard" if config.train.tensorboard else None, project_dir=str(out_dir))
     if accelerator.is_main_process:

@@ -26,3 +26,10 @@ def make_record(i: int, language: str = "python", split: str = "train", repo: st
 @pytest.fixture
 def record_factory():
     return make_record
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    from tiny_data import write_tiny_data
+
+    return write_tiny_data(tmp_path_factory.mktemp("tiny") / "data")

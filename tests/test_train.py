@@ -1,0 +1,142 @@
+"""Training end to end on tiny data: learning, resume, SIGTERM, two processes, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from codesearch import train as train_module
+from codesearch.cli import main
+from codesearch.config import resolve_config
+from codesearch.evaluate import evaluate
+
+NBOW = {"model.encoder": "nbow", "train.lr": 1e-2, "train.batch_size": 16,
+        "train.log_every": 1, "train.mixed_precision": "no"}
+
+
+def nbow_config(data, **extra):
+    return resolve_config(None, {"data.path": str(data), "data.languages": "python", **NBOW,
+                                 **extra})
+
+
+def step_losses(run: Path, task: str = "python") -> list[float]:
+    rows = [json.loads(line) for line in (run / task / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "event" not in r]
+
+
+def weights(run: Path, task: str = "python") -> dict[str, np.ndarray]:
+    return load_file(str(run / task / "checkpoint" / "model.safetensors"))
+
+
+def test_nbow_training_beats_the_untrained_model(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    summary = train_module.train(nbow_config(tiny_data, **{"train.epochs": 4}), run)
+    assert summary["python"]["global_step"] == 4 * 6
+    losses = step_losses(run)
+    assert np.mean(losses[-6:]) < np.mean(losses[:6]) - 0.3
+    trained = evaluate(str(run), tiny_data, ["python"], progress=False)
+    assert trained["languages"]["python"]["mrr"] > 0.35  # chance is about 0.17
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["seed"] == 0 and info["packages"]["torch"] and info["data"]["data_hash"]
+    assert (run / "python" / "best" / "codesearch_model.json").is_file()
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    config = nbow_config(tiny_data, **{"train.epochs": 2, "train.save_every": 1})
+    train_module.train(config, tmp_path / "full")
+
+    real_step = train_module.train_step
+    calls = {"n": 0}
+
+    def crash_at_step_8(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:  # mid-epoch 1: the checkpoint of step 7 is on disk
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", crash_at_step_8)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(config, tmp_path / "resumed")
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    train_module.train(config, tmp_path / "resumed", resume=True)
+
+    assert step_losses(tmp_path / "resumed") == step_losses(tmp_path / "full")
+    full, resumed = weights(tmp_path / "full"), weights(tmp_path / "resumed")
+    assert all(np.array_equal(full[k], resumed[k]) for k in full)
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_completes(tiny_data, tmp_path, monkeypatch):
+    config = nbow_config(tiny_data, **{"train.epochs": 2})
+    train_module.train(config, tmp_path / "full")
+    real_step = train_module.train_step
+    calls = {"n": 0}
+
+    def sigterm_at_step_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", sigterm_at_step_3)
+    with pytest.raises(train_module.Interrupted, match="checkpoint saved at step 3"):
+        train_module.train(config, tmp_path / "stopped")
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    state = json.loads((tmp_path / "stopped/python/checkpoint/trainer_state.json").read_text())
+    assert state["trainer"]["global_step"] == 3 and state["trainer"]["step_in_epoch"] == 3
+    train_module.train(config, tmp_path / "stopped", resume=True)
+    assert step_losses(tmp_path / "stopped") == step_losses(tmp_path / "full")
+
+
+def test_two_processes_match_one_process(tiny_data, tmp_path):
+    """accelerate launch with two gloo CPU processes: same global batches, same losses."""
+    common = ["-m", "codesearch", "train", "--data", str(tiny_data), "--languages", "python",
+              "--encoder", "nbow", "--lr", "1e-2", "--batch-size", "16", "--epochs", "1",
+              "--mixed-precision", "no", "--set", "train.log_every=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                "--num_processes", "2", "--num_cpu_threads_per_process", "1",
+                "--main_process_port", "29533"]
+    two = subprocess.run([*launcher, *common, "--out", str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    info = json.loads((tmp_path / "two" / "run_info.json").read_text())
+    assert info["num_processes"] == 2
+    np.testing.assert_allclose(step_losses(tmp_path / "two"), step_losses(tmp_path / "one"),
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--data", "{missing}"], "no such data directory"),
+    (["--languages", "go"], "has no language 'go'"),
+    (["--sampler", "fancy"], "unknown sampler 'fancy'"),
+    (["--set", "train.lrr=1"], "unknown key 'train.lrr'"),
+    (["--set", "train.epochs=two"], "'train.epochs': expected int"),
+    (["--batch-size", "1000"], "larger than the training data (96 pairs"),
+    (["--encoder", "rnn"], "encoder"),
+])
+def test_bad_train_input_is_one_line_exit_2(tiny_data, tmp_path, capsys, args, message):
+    args = [a.replace("{missing}", str(tmp_path / "missing")) for a in args]
+    base = ["train", "--data", str(tiny_data), "--languages", "python", "--encoder", "nbow",
+            "--out", str(tmp_path / "run")]
+    assert main(base + args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_unknown_config_file_key(tmp_path, capsys, tiny_data):
+    profile = tmp_path / "p.yaml"
+    profile.write_text("train:\n  epochs: 1\n  warmup: 3\n")
+    assert main(["train", "--config", str(profile), "--data", str(tiny_data),
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "p.yaml: unknown key 'train.warmup'" in capsys.readouterr().err
