@@ -48,7 +48,29 @@ class TrainConfig:
 
 @dataclass
 class SamplerConfig:
-    name: str = "random"
+    """The sampler's name and options; ``<name>_<option>`` fields go to that sampler's class."""
+
+    name: str = "random"  # random | hardneg | tbs
+    # tbs (codesearch/samplers/tbs.py)
+    tbs_quantile: float = 0.999  # similarities above this quantile form the graph
+    tbs_graph: str = "quantile"  # quantile (paper-exact) | knn (top-m codes per query)
+    tbs_knn: int = 16  # m for the knn graph
+    tbs_knn_backend: str = "auto"  # auto | exact | faiss
+    tbs_shuffle_batches: bool = True  # shuffle the order of the batches each epoch
+    tbs_embeddings: str = "fresh"  # fresh (no-grad pass at epoch start) | cached (last epoch's)
+    tbs_every: int = 1  # recompute the assignment every E epochs
+    tbs_block_size: int = 2048  # rows per block of the similarity computation
+    # hardneg (codesearch/samplers/hardneg.py)
+    hardneg_l: int = 1  # mined negatives per anchor
+    hardneg_range: str = "1:1"  # rank window lo:hi (1-based, inclusive) to sample negatives from
+    hardneg_every: int = 1  # refresh the index every E epochs
+    hardneg_backend: str = "auto"  # auto | exact | faiss
+
+    def options_for(self, name: str) -> dict:
+        """Keyword arguments of sampler ``name``: its fields without the prefix."""
+        prefix = f"{name}_"
+        return {k[len(prefix):]: v for k, v in dataclasses.asdict(self).items()
+                if k.startswith(prefix)}
 
 
 @dataclass

@@ -252,13 +252,6 @@ def train_step(accelerator: Accelerator, model, optimizer, scheduler, data: Trai
     return float(global_loss)
 
 
-def sampler_options(config: RunConfig) -> dict:
-    """The sampler section minus its name: keyword arguments of the sampler class."""
-    options = dataclasses.asdict(config.sampler)
-    options.pop("name")
-    return options
-
-
 def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
                languages: list[str], resume: bool) -> dict:
     """Train one model (one language, or all languages jointly) into ``task_dir``."""
@@ -277,7 +270,7 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
                         f"({accelerator.num_processes})")
     sampler = sampler_class(config.sampler.name)(
         n, batch_size, seed=config.train.seed, min_last=accelerator.num_processes,
-        **sampler_options(config))
+        **config.sampler.options_for(config.sampler.name))
     steps_per_epoch = len(chunk(np.arange(n), batch_size, accelerator.num_processes))
     total_steps = config.train.epochs * steps_per_epoch
     if config.train.max_steps is not None:
