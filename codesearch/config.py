@@ -44,6 +44,8 @@ class TrainConfig:
     log_every: int = 10
     eval_batch_size: int = 128
     tensorboard: bool = False
+    # L^Global / L^Train each epoch: auto | fresh (a no-grad pass) | cached | off
+    diagnostics: str = "auto"
 
 
 @dataclass

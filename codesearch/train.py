@@ -35,6 +35,7 @@ from codesearch import metrics
 from codesearch.config import RunConfig
 from codesearch.data.prepared import load_manifest, load_records, write_json_atomic
 from codesearch.data.schema import PairRecord, parse_languages
+from codesearch.embedding_cache import EmbeddingCache
 from codesearch.encode import encode_ids_distributed, pad_batch, tokenize_lengths
 from codesearch.errors import UserError
 from codesearch.loss import false_negative_mask, global_info_nce
@@ -127,25 +128,33 @@ def write_run_info(out_dir: Path, config: RunConfig, accelerator: Accelerator) -
 
 
 class MetricsLog:
-    """Append-only metrics JSONL, written by the main process only."""
+    """Append-only metrics JSONL, written by the main process only; numbers also go to
+    Accelerate's trackers (TensorBoard) when an accelerator is given."""
 
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, enabled: bool, accelerator: Accelerator | None = None):
+        self.path, self.enabled, self.accelerator = path, enabled, accelerator
 
     def write(self, **row) -> None:
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
+        if self.accelerator is not None:
+            numbers = {f"{row['task']}/{k}": v for k, v in row.items()
+                       if isinstance(v, (int, float)) and k not in ("step", "epoch")}
+            self.accelerator.log(numbers, step=row["step"])
 
 
 def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainerState,
-                    sampler) -> None:
+                    sampler, cache: EmbeddingCache | None = None) -> None:
     """Atomic checkpoint: everything goes to ``<dir>.tmp``, then one rename replaces ``dir``."""
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    if cache is not None:
+        cache.save(tmp, accelerator.process_index)
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json_atomic(tmp / "trainer_state.json", {
             "trainer": dataclasses.asdict(state), "sampler": sampler.state_dict()})
@@ -158,8 +167,11 @@ def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainerStat
     accelerator.wait_for_everyone()
 
 
-def load_checkpoint(accelerator: Accelerator, ckpt_dir: Path, sampler) -> TrainerState:
+def load_checkpoint(accelerator: Accelerator, ckpt_dir: Path, sampler,
+                    cache: EmbeddingCache | None = None) -> TrainerState:
     accelerator.load_state(str(ckpt_dir))
+    if cache is not None:
+        cache.load(ckpt_dir, accelerator.process_index)
     saved = json.loads((ckpt_dir / "trainer_state.json").read_text())
     sampler.load_state_dict(saved["sampler"])
     return TrainerState(**saved["trainer"])
@@ -217,8 +229,12 @@ def embed_training_set(accelerator: Accelerator, model, data: TrainingData, pad:
 
 
 def train_step(accelerator: Accelerator, model, optimizer, scheduler, data: TrainingData,
-               batch: Batch, config: RunConfig, pad_id: int) -> float:
-    """One optimiser step on this process's slice of a global batch; returns the global loss."""
+               batch: Batch, config: RunConfig, pad_id: int,
+               cache: EmbeddingCache | None = None) -> float:
+    """One optimiser step on this process's slice of a global batch; returns the global loss.
+
+    With a ``cache``, the anchors' query and code embeddings of this forward pass are kept.
+    """
     rank, world = accelerator.process_index, accelerator.num_processes
     anchors = batch.anchors
     extra = batch.extra_codes if batch.extra_codes is not None else np.empty(0, dtype=np.int64)
@@ -243,6 +259,8 @@ def train_step(accelerator: Accelerator, model, optimizer, scheduler, data: Trai
             q, c_all[:len(mine)], scale=config.model.scale,
             extra_local=c_all[len(mine):] if len(extra) else None,
             symmetric=config.train.symmetric_loss, false_negative_mask_fn=my_rows)
+    if cache is not None:
+        cache.record(mine, q, c_all[:len(mine)])
     accelerator.backward(loss)
     if config.train.grad_clip and config.train.grad_clip > 0:
         accelerator.clip_grad_norm_(model.parameters(), config.train.grad_clip)
@@ -285,19 +303,23 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
+    if hasattr(sampler, "set_text_keys"):  # hardneg excludes duplicates of the positive
+        sampler.set_text_keys(data.query_key, data.code_key)
+    cached_mode = getattr(sampler, "embeddings", "fresh") == "cached"
+    diagnostics_mode = resolve_diagnostics(config)
+    cache = EmbeddingCache(n) if cached_mode or diagnostics_mode == "cached" else None
+
     ckpt_dir, best_dir = task_dir / "checkpoint", task_dir / "best"
     state = TrainerState()
     if resume and (ckpt_dir / "trainer_state.json").is_file():
-        state = load_checkpoint(accelerator, ckpt_dir, sampler)
+        state = load_checkpoint(accelerator, ckpt_dir, sampler, cache)
         if main:
             print(f"resumed {task_dir.name} at epoch {state.epoch}, step {state.global_step}",
                   file=sys.stderr)
     if state.finished:
         return dataclasses.asdict(state)
-    log = MetricsLog(task_dir / "metrics.jsonl", main)
-
-    def embed() -> tuple[np.ndarray, np.ndarray]:
-        return embed_training_set(accelerator, model, data, pad_id, config.train.eval_batch_size)
+    log = MetricsLog(task_dir / "metrics.jsonl", main, accelerator if config.train.tensorboard
+                     else None)
 
     stop = {"signal": False}
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(signal=True))
@@ -308,16 +330,22 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
         while state.epoch < config.train.epochs and state.global_step < total_steps:
             epoch_start = time.perf_counter()
             sampler.set_epoch(state.epoch)
+            embeddings = EpochEmbeddings(
+                lambda: embed_training_set(accelerator, model, data, pad_id,
+                                           config.train.eval_batch_size),
+                cache.complete if cache is not None else None, cached_mode)
             sampler_start = time.perf_counter()
-            sampler.prepare(embed)  # calls embed() only when this epoch needs embeddings
+            sampler.prepare(embeddings.for_sampler)  # called only when this epoch needs them
             sampler_seconds = time.perf_counter() - sampler_start
+            diagnostics = epoch_diagnostics(diagnostics_mode, sampler, embeddings, config, main)
+            pass_seconds = time.perf_counter() - sampler_start - sampler_seconds
             losses = []
             for step, batch in enumerate(sampler):
                 if step < state.step_in_epoch:
                     continue  # replaying a resumed epoch: these batches were trained
                 step_start = time.perf_counter()
                 loss = train_step(accelerator, model, optimizer, scheduler, data, batch, config,
-                                  pad_id)
+                                  pad_id, cache)
                 losses.append(loss)
                 state.step_in_epoch, state.global_step = step + 1, state.global_step + 1
                 bar.update()
@@ -327,14 +355,17 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
                               loss=loss, lr=scheduler.get_last_lr()[0],
                               pairs_per_s=len(batch.anchors) / (time.perf_counter() - step_start))
                 if stop["signal"]:
-                    save_checkpoint(accelerator, ckpt_dir, state, sampler)
+                    save_checkpoint(accelerator, ckpt_dir, state, sampler, cache)
                     raise Interrupted(f"{task_dir}: SIGTERM; checkpoint saved at step "
                                       f"{state.global_step}; continue with --resume")
                 if config.train.save_every and state.global_step % config.train.save_every == 0:
-                    save_checkpoint(accelerator, ckpt_dir, state, sampler)
+                    save_checkpoint(accelerator, ckpt_dir, state, sampler, cache)
                 if state.global_step >= total_steps:
                     break
-            epoch_seconds = time.perf_counter() - epoch_start
+            if cache is not None:
+                cache.finish_epoch(accelerator)
+            # wall time of the epoch's training work: sampler included, diagnostics excluded
+            epoch_seconds = time.perf_counter() - epoch_start - pass_seconds
             valid = validation_mrr(accelerator, model, tokenizer, config, languages)
             valid_mrr = float(np.mean(list(valid.values()))) if valid else float("nan")
             if valid_mrr > state.best_mrr or not best_dir.exists():
@@ -343,6 +374,8 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
             log.write(task=task_dir.name, event="epoch", epoch=state.epoch,
                       step=state.global_step, epoch_seconds=epoch_seconds,
                       sampler_seconds=sampler_seconds,
+                      sampler_timings=getattr(sampler, "last_timings", None),
+                      diagnostics_seconds=pass_seconds, **diagnostics,
                       train_loss=float(np.mean(losses)) if losses else None,
                       valid_mrr=valid_mrr, valid_mrr_per_language=valid,
                       pairs_per_s=len(losses) * batch_size / max(epoch_seconds, 1e-9))
@@ -352,11 +385,63 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
                            f"{valid_mrr:.4f}, {epoch_seconds:.1f} s", file=sys.stderr)
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
             state.finished = state.epoch >= config.train.epochs or state.global_step >= total_steps
-            save_checkpoint(accelerator, ckpt_dir, state, sampler)
+            save_checkpoint(accelerator, ckpt_dir, state, sampler, cache)
         bar.close()
     finally:
         signal.signal(signal.SIGTERM, previous)
     return dataclasses.asdict(state)
+
+
+def resolve_diagnostics(config: RunConfig) -> str:
+    """'auto': a fresh pass for the cheap nbow encoder, cached embeddings for transformers."""
+    mode = config.train.diagnostics
+    if mode == "auto":
+        return "fresh" if config.model.encoder == "nbow" else "cached"
+    return mode
+
+
+class EpochEmbeddings:
+    """Embeddings of the training set at an epoch start, computed at most once.
+
+    The sampler gets last epoch's cached ones in cached mode (the first epoch has none, so it
+    embeds with the initial model), else a fresh no-grad pass; diagnostics reuse whatever the
+    sampler used.
+    """
+
+    def __init__(self, fresh_pass, cached, cached_mode: bool):
+        self._fresh_pass, self.cached, self.cached_mode = fresh_pass, cached, cached_mode
+        self.fresh = self.used = None
+
+    def fresh_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.fresh is None:
+            self.fresh = self._fresh_pass()
+        return self.fresh
+
+    def for_sampler(self) -> tuple[np.ndarray, np.ndarray]:
+        use_cache = self.cached_mode and self.cached is not None
+        self.used = self.cached if use_cache else self.fresh_embeddings()
+        return self.used
+
+
+def epoch_diagnostics(mode: str, sampler, embeddings: EpochEmbeddings, config: RunConfig,
+                      main: bool) -> dict:
+    """L^Global, L^Train of this epoch's assignment, their gap and in-batch hardness.
+
+    Computed on the embeddings the sampler used when it used any, else on a fresh pass
+    ('fresh') or last epoch's cached embeddings ('cached'; none in the first epoch).
+    """
+    if mode == "off":
+        return {}
+    chosen = embeddings.used
+    if chosen is None:
+        chosen = embeddings.fresh_embeddings() if mode == "fresh" else embeddings.cached
+    if chosen is None or not main:
+        return {}
+    from codesearch.diagnostics import assignment_diagnostics
+
+    queries, codes = chosen
+    return {f"diag_{k}": v for k, v in assignment_diagnostics(
+        queries, codes, sampler.batches(), config.model.scale).items()}
 
 
 def resolve_mixed_precision(value: str) -> str:
