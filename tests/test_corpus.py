@@ -59,6 +59,14 @@ def test_assign_splits_balances_and_is_deterministic():
         assign_splits(units, (0.5, 0.1, 0.1))
 
 
+def test_a_unit_too_big_for_an_evaluation_split_goes_to_train():
+    units = {"huge": 400, "large": 300, **{f"u{i}": 10 for i in range(60)}}
+    assignment = assign_splits(units, (0.8, 0.1, 0.1))
+    assert assignment["huge"] == assignment["large"] == "train"
+    test_units = [u for u, s in assignment.items() if s == "test"]
+    assert len(test_units) >= 5
+
+
 def test_split_by_repo_has_no_leakage(record_factory):
     records = records_for(record_factory, 600, 30)
     out, report = build_corpus(records, {r.repo: r.repo for r in records})

@@ -181,15 +181,24 @@ def cap_package_share(records: list[PairRecord], package_of: dict[str, str], max
 def assign_splits(units: dict[str, int], fractions: tuple[float, ...]) -> dict[str, str]:
     """Assign units (name -> pair count) to SPLITS so pair counts follow ``fractions``.
 
-    Greedy and deterministic: largest units first (ties by hash of name), each to the split
-    furthest below its target share. Splits no unit across two splits.
+    Deterministic. Units too big for an evaluation split (over half the smallest split's
+    target) go to train, so that no single package makes up a whole valid or test set; the
+    others, in the order of a hash of their name, each go to the split furthest below its
+    target. No unit is in two splits.
     """
     if len(fractions) != len(SPLITS) or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"fractions must be {len(SPLITS)} numbers summing to 1, got {fractions}")
     total = sum(units.values())
+    big_limit = 0.5 * min(fractions) * total
+    big = {u for u, n in units.items() if n > big_limit}
+    if sum(units[u] for u in units if u not in big) < (1 - fractions[0]) * total:
+        big = set()  # too few small units to fill valid and test: treat all alike
     filled = dict.fromkeys(SPLITS, 0)
     assignment = {}
-    for unit in sorted(units, key=lambda u: (-units[u], _hash_key(u))):
+    for unit in sorted(big, key=_hash_key):
+        assignment[unit] = SPLITS[0]
+        filled[SPLITS[0]] += units[unit]
+    for unit in sorted((u for u in units if u not in big), key=_hash_key):
         split = max(SPLITS, key=lambda s: (fractions[SPLITS.index(s)] * total - filled[s]) /
                     fractions[SPLITS.index(s)])
         assignment[unit] = split
