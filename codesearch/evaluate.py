@@ -104,8 +104,12 @@ def csn1000_language_ranks(model, tokenizer, data: str | Path, language: str, se
 
 def evaluate(model: str, data: str | Path, languages: list[str] | str | None = None,
              protocol: str = "codebase", batch_size: int = 128, seed: int = 0,
-             chunk_size: int = 1000, progress: bool = True) -> dict:
-    """Evaluate ``model`` (run directory, 'minilm', hub id or path) on each language."""
+             chunk_size: int = 1000, progress: bool = True,
+             max_query_length: int | None = None, max_code_length: int | None = None) -> dict:
+    """Evaluate ``model`` (run directory, 'minilm', hub id or path) on each language.
+
+    ``max_query_length`` / ``max_code_length`` override the model's own truncation lengths.
+    """
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
     manifest = load_manifest(data)
@@ -117,9 +121,11 @@ def evaluate(model: str, data: str | Path, languages: list[str] | str | None = N
                             f"(it has: {', '.join(manifest['counts'])})")
     per_language: dict[str, dict] = {}
     loaded: dict[str, tuple] = {}
+    lengths = {k: v for k, v in (("max_query_length", max_query_length),
+                                 ("max_code_length", max_code_length)) if v is not None}
     for language, name in models_for_languages(model, languages).items():
         if name not in loaded:
-            loaded[name] = load_model(name)
+            loaded[name] = load_model(name, **lengths)
             loaded[name][0].eval()
         encoder, tokenizer = loaded[name]
         start = time.perf_counter()
@@ -136,7 +142,7 @@ def evaluate(model: str, data: str | Path, languages: list[str] | str | None = N
     keys = [k for k in per_language[languages[0]] if k not in
             ("model", "seconds", "query_ids", "ranks", "n_queries")]
     average = {k: float(np.mean([per_language[lang][k] for lang in languages])) for k in keys}
-    return {"protocol": protocol, "model": model, "data": str(data),
+    return {"protocol": protocol, "model": model, "data": str(data), **lengths,
             "data_hash": manifest.get("data_hash"), "seed": seed,
             "chunk_size": chunk_size if protocol == "csn1000" else None,
             "languages": per_language, "average": average}
