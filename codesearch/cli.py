@@ -20,7 +20,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     results = evaluate(args.model, args.data, args.languages, protocol=args.protocol,
                        batch_size=args.batch_size, seed=args.seed, chunk_size=args.chunk_size,
-                       progress=not args.quiet)
+                       progress=not args.quiet, max_query_length=args.max_query_length,
+                       max_code_length=args.max_code_length)
     print(f"{args.protocol} protocol, model {args.model}, data {args.data}")
     print(format_table(results))
     if args.out:
@@ -52,11 +53,12 @@ def _parse_set(items: list[str]) -> dict[str, str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from codesearch.config import resolve_config
+    from codesearch.config import resolve_config, sampler_overrides
     from codesearch.samplers import sampler_class
     from codesearch.train import Interrupted, train
 
     overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()}
+    overrides.update(sampler_overrides(args))
     overrides.update(_parse_set(args.set))
     config = resolve_config(args.config, overrides)
     sampler_class(config.sampler.name)  # an unknown sampler fails before any work
@@ -78,6 +80,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from codesearch.config import add_sampler_arguments
+
     parser = argparse.ArgumentParser(prog="codesearch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -102,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--encoder", default=None, help="transformer | nbow")
     train.add_argument("--towers", default=None, help="shared | separate")
     train.add_argument("--pooling", default=None, help="mean | cls")
-    train.add_argument("--sampler", default=None, help="batch sampler: random")
+    train.add_argument("--sampler", default=None, help="batch sampler: random | hardneg | tbs")
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--batch-size", type=int, default=None, help="the global batch")
     train.add_argument("--lr", type=float, default=None)
@@ -113,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tensorboard", action="store_true", default=None)
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="any config key, e.g. --set train.warmup_ratio=0.05")
+    sampler_options = train.add_argument_group("sampler options (tbs_*, hardneg_*)")
+    add_sampler_arguments(sampler_options)
     train.set_defaults(func=_cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="MRR per language (codebase or csn1000 protocol)")
@@ -124,9 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--chunk-size", type=int, default=1000, help="csn1000 chunk size")
     evaluate.add_argument("--seed", type=int, default=0, help="csn1000 shuffle seed")
     evaluate.add_argument("--batch-size", type=int, default=128, help="encoding batch size")
+    evaluate.add_argument("--max-query-length", type=int, default=None,
+                          help="truncate queries to N tokens (default: the model's setting)")
+    evaluate.add_argument("--max-code-length", type=int, default=None,
+                          help="truncate code to N tokens (default: the model's setting)")
     evaluate.add_argument("--out", default=None, help="write results JSON here")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    from codesearch import diagnostics
+
+    embed = sub.add_parser("embed", help="write query and code embeddings of a split (.npz)")
+    diagnostics.add_embed_arguments(embed)
+    embed.set_defaults(func=diagnostics.cmd_embed)
+    batches = sub.add_parser("batches", help="a sampler's batch assignment from embeddings, "
+                             "with L^Global, L^Train and their gap")
+    diagnostics.add_batches_arguments(batches)
+    batches.set_defaults(func=diagnostics.cmd_batches)
 
     stats = sub.add_parser("stats", help="record counts per language and split")
     stats.add_argument("data", help="prepared data directory")

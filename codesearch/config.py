@@ -181,6 +181,29 @@ def resolve_config(config_file: str | Path | None = None,
     return config
 
 
+def add_sampler_arguments(parser) -> None:
+    """One ``--<field>`` flag per SamplerConfig option (``--tbs-quantile``, ``--hardneg-l``...)."""
+    hints = typing.get_type_hints(SamplerConfig)
+    for f in dataclasses.fields(SamplerConfig):
+        if f.name == "name":
+            continue
+        kind = hints[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            import argparse
+
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"default {f.default}")
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=f"default {f.default}")
+
+
+def sampler_overrides(args) -> dict[str, object]:
+    """{'sampler.<field>': value} for the sampler flags given on the command line."""
+    return {f"sampler.{f.name}": getattr(args, f.name) for f in dataclasses.fields(SamplerConfig)
+            if f.name != "name" and getattr(args, f.name, None) is not None}
+
+
 def config_from_dict(tree: dict) -> RunConfig:
     """Rebuild a RunConfig saved with ``to_dict`` (e.g. from a run directory)."""
     flat = {f"{s}.{k}": v for s, values in tree.items() for k, v in values.items()}

@@ -303,8 +303,7 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
-    if hasattr(sampler, "set_text_keys"):  # hardneg excludes duplicates of the positive
-        sampler.set_text_keys(data.query_key, data.code_key)
+    sampler.set_text_keys(data.query_key, data.code_key)
     cached_mode = getattr(sampler, "embeddings", "fresh") == "cached"
     diagnostics_mode = resolve_diagnostics(config)
     cache = EmbeddingCache(n) if cached_mode or diagnostics_mode == "cached" else None

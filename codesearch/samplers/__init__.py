@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from codesearch.errors import UserError
 from codesearch.samplers.base import Batch, BatchSampler, chunk, local_slice
+from codesearch.samplers.hardneg import HardNegativeSampler
 from codesearch.samplers.random import RandomSampler
+from codesearch.samplers.tbs import TBSSampler
 
 SAMPLERS: dict[str, type[BatchSampler]] = {
     RandomSampler.name: RandomSampler,
+    TBSSampler.name: TBSSampler,
+    HardNegativeSampler.name: HardNegativeSampler,
 }
 
 
@@ -17,4 +21,5 @@ def sampler_class(name: str) -> type[BatchSampler]:
     return SAMPLERS[name]
 
 
-__all__ = ["SAMPLERS", "Batch", "BatchSampler", "chunk", "local_slice", "sampler_class"]
+__all__ = ["SAMPLERS", "Batch", "BatchSampler", "HardNegativeSampler", "RandomSampler",
+           "TBSSampler", "chunk", "local_slice", "sampler_class"]

@@ -39,7 +39,8 @@ def chunk(order: np.ndarray, batch_size: int, min_last: int = 1) -> list[np.ndar
     """
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if len(batches) > 1 and len(batches[-1]) < min_last:
-        batches[-2] = np.concatenate([batches[-2], batches.pop()])
+        last = batches.pop()  # pop first: `batches[-2] = ...pop()` would hit the wrong slot
+        batches[-1] = np.concatenate([batches[-1], last])
     return batches
 
 
@@ -65,6 +66,11 @@ class BatchSampler(ABC):
         self.n, self.batch_size, self.seed, self.min_last = n, batch_size, seed, min_last
         self.epoch = 0
         self._batches: list[Batch] | None = None
+
+    def set_text_keys(self, query_keys: np.ndarray, code_keys: np.ndarray) -> None:
+        """Stable int64 hashes of each pair's query and code text (hardneg uses them to
+        exclude duplicates of the positive); samplers that do not need them ignore them."""
+        return None
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:

@@ -1,0 +1,239 @@
+"""Random batches plus mined hard negative codes: the baseline Tail Batch Sampling is set against.
+
+Hard negative mining (DESIGN.md section 2; in the manner of ANCE, Xiong et al., ICLR 2021,
+"Approximate Nearest Neighbor Negative Contrastive Learning for Dense Text Retrieval"): with the
+current model, each pair's query is searched against every code; `l` of its nearest codes join
+its batch as extra negatives. Tail Batch Sampling (arXiv 2210.12874) claims to beat it at lower
+cost and without an index.
+
+Each epoch's batches contain:
+- anchors: exactly the batches of ``RandomSampler`` with the same seed (a fresh permutation cut
+  into chunks), so every pair is an anchor exactly once per epoch;
+- ``extra_codes``: for each anchor, ``l`` codes from its neighbour list, ranks ``lo:hi`` (1-based,
+  counted among the codes that survive the exclusions below), drawn uniformly without
+  replacement with ``epoch_rng(seed, epoch, 1)``; "1:1" is the top code. A window narrower than
+  ``l`` is widened to ``lo:lo+l-1`` (so ``l=4`` with "1:1" takes the top four). An anchor with
+  fewer surviving neighbours than the window asks for gets fewer (possibly none).
+  Never among a query's neighbours: its own code, a code with the same text (code key), or a
+  code whose text is paired anywhere in the data with this query's text (so no code of a pair
+  with the same query); repeated code texts count once, at their best rank.
+  The batch's extras are deduplicated (by code text when keys are set, else by index) and hold
+  no anchor of the batch nor a copy of an anchor's code: that code is already in the batch.
+  (An extra may still duplicate a *different* anchor's positive; the trainer's key mask drops
+  it for that anchor.)
+
+Text keys come from ``set_text_keys(query_keys, code_keys)`` (int64 hashes, as
+``train._text_keys``); without them only the positive itself is excluded.
+
+Cost: a no-grad pass over all N queries and codes plus a top-(hi + margin) search at each
+refresh (every ``every`` epochs; ``topk_neighbors``, exact blockwise O(N^2 d) or faiss), then
+about (1 + l) times the code-tower work of random batches per epoch. The neighbour table
+(N x max(hi, lo + l - 1) indices; about 38 MB of JSON at N = 250k, hi = 20) is kept in
+``state_dict`` so a resumed run replays the same batches without embedding. Every process mines
+the same table (exact search is deterministic; faiss is seeded with the sampler's seed).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from codesearch.errors import UserError
+from codesearch.samplers.base import Batch, BatchSampler, EmbedFn, chunk, epoch_rng
+
+BACKENDS = ("auto", "exact", "faiss")
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """'lo:hi' (1-based, inclusive, 1 <= lo <= hi) -> (lo, hi)."""
+    lo, sep, hi = str(text).partition(":")
+    try:
+        bounds = (int(lo), int(hi)) if sep else None
+    except ValueError:
+        bounds = None
+    if bounds is None or not 1 <= bounds[0] <= bounds[1]:
+        raise UserError(f"hardneg range must be 'lo:hi' with 1 <= lo <= hi, got '{text}'")
+    return bounds
+
+
+def first_occurrence(keys: np.ndarray) -> np.ndarray:
+    """(p, k) bool: True where a row's key has not appeared earlier in that row."""
+    order = np.argsort(keys, axis=1, kind="stable")  # equal keys keep their rank order
+    ordered = np.take_along_axis(keys, order, axis=1)
+    start = np.ones(keys.shape, dtype=bool)  # first entry of a run of equal keys
+    start[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    first = np.empty(keys.shape, dtype=bool)
+    np.put_along_axis(first, order, start, axis=1)
+    return first
+
+
+def pair_hash(code_keys: np.ndarray, query_keys: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of (code text, query text) key pairs (wrapping arithmetic)."""
+    mixed = code_keys.astype(np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return mixed ^ query_keys.astype(np.int64).view(np.uint64)
+
+
+class HardNegativeSampler(BatchSampler):
+    name = "hardneg"
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, min_last: int = 1,
+                 l: int = 1, range: str = "1:1", every: int = 1,  # noqa: E741
+                 backend: str = "auto", block_size: int = 2048, margin: int = 8):
+        super().__init__(n, batch_size, seed, min_last)
+        if isinstance(l, bool) or not isinstance(l, int) or l < 1:
+            raise UserError(f"hardneg l (negatives per anchor) must be an integer >= 1, "
+                            f"got {l!r}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise UserError(f"hardneg every (refresh interval) must be >= 1, got {every!r}")
+        if backend not in BACKENDS:
+            raise UserError(f"hardneg backend must be one of {', '.join(BACKENDS)}, "
+                            f"got '{backend}'")
+        self.l, self.every, self.backend = l, every, backend
+        self.lo, hi = parse_range(range)
+        self.depth = max(hi, self.lo + l - 1)  # neighbours kept per anchor
+        self.block_size, self.margin = block_size, margin
+        self.query_keys: np.ndarray | None = None
+        self.code_keys: np.ndarray | None = None
+        self.pairs: np.ndarray | None = None  # sorted pair_hash of every (code, query) pair
+        self.table: np.ndarray | None = None  # (n, depth) int64 neighbour indices, -1 = none
+        self.table_epoch: int | None = None
+        self.last_timings: dict[str, float] = {}
+
+    def set_text_keys(self, query_keys: np.ndarray, code_keys: np.ndarray) -> None:
+        """Integer keys of each pair's query and code text (equal text, equal key)."""
+        query_keys, code_keys = np.asarray(query_keys), np.asarray(code_keys)
+        if query_keys.shape != (self.n,) or code_keys.shape != (self.n,):
+            raise ValueError(f"text keys must both have shape ({self.n},); got "
+                             f"{query_keys.shape} and {code_keys.shape}")
+        self.query_keys, self.code_keys = query_keys.astype(np.int64), code_keys.astype(np.int64)
+        self.pairs = np.unique(pair_hash(self.code_keys, self.query_keys))  # sorted
+
+    # --- mining ---------------------------------------------------------------------------
+
+    def _filter(self, anchors: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Drop excluded candidates from ranked neighbour rows; (table rows, surviving count)."""
+        keep = (found >= 0) & (found != anchors[:, None])  # (p, k)
+        if self.code_keys is not None:
+            safe = np.where(found >= 0, found, anchors[:, None])
+            codes = self.code_keys[safe]  # (p, k)
+            # drop a code text paired anywhere in the data with this anchor's query text (this
+            # covers the positive's own text and every pair with the same query)
+            query = np.broadcast_to(self.query_keys[anchors][:, None], codes.shape)
+            asked = pair_hash(codes, query)
+            at = np.minimum(np.searchsorted(self.pairs, asked), len(self.pairs) - 1)
+            keep &= self.pairs[at] != asked
+            keep &= first_occurrence(codes)  # exclusion depends on the text only
+        order = np.argsort(~keep, axis=1, kind="stable")  # survivors first, in rank order
+        ranked = np.take_along_axis(found, order, axis=1)
+        count = keep.sum(axis=1)
+        rows = np.full((len(anchors), self.depth), -1, dtype=np.int64)
+        width = min(self.depth, ranked.shape[1])
+        rows[:, :width] = ranked[:, :width]
+        rows[np.arange(self.depth)[None, :] >= count[:, None]] = -1
+        return rows, count
+
+    def mine(self, queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """(n, depth) neighbour table: each query's top surviving codes, best first."""
+        from codesearch.samplers.graphs import topk_neighbors
+
+        table = np.full((self.n, self.depth), -1, dtype=np.int64)
+        pending = np.arange(self.n)
+        k = min(self.n, self.depth + self.margin)
+        while pending.size:
+            _, found = topk_neighbors(queries[pending], codes, k, backend=self.backend,
+                                      block_size=self.block_size, seed=self.seed)
+            found = np.asarray(found, dtype=np.int64)  # (p, k), -1 where faiss found fewer
+            rows, count = self._filter(pending, found)
+            table[pending] = rows
+            if k >= self.n:
+                break
+            # too many exclusions: search those rows deeper (unless the search ran dry)
+            pending = pending[(count < self.depth) & (found[:, -1] >= 0)]
+            k = min(self.n, 2 * k)
+        return table
+
+    # --- batches --------------------------------------------------------------------------
+
+    def _refreshes(self, epoch: int) -> bool:
+        return self.table is None or (epoch % self.every == 0 and self.table_epoch != epoch)
+
+    def needs_embeddings(self) -> bool:
+        """Whether ``prepare`` for the current epoch will call ``embed()``."""
+        return self._batches is None and self._refreshes(self.epoch)
+
+    def compute_batches(self, epoch: int, embed: EmbedFn | None) -> list[Batch]:
+        timings = {"embed": 0.0, "mining": 0.0}
+        if self._refreshes(epoch):
+            if embed is None:
+                raise ValueError("the hardneg sampler mines with the model's embeddings: "
+                                 "call prepare(embed) with an embed function")
+            start = time.perf_counter()
+            queries, codes = embed()
+            timings["embed"] = time.perf_counter() - start
+            if queries.shape[0] != self.n or codes.shape != queries.shape:
+                raise ValueError(f"embed() must return two ({self.n}, d) arrays; got "
+                                 f"{queries.shape} and {codes.shape}")
+            start = time.perf_counter()
+            self.table, self.table_epoch = self.mine(queries, codes), epoch
+            timings["mining"] = time.perf_counter() - start
+        start = time.perf_counter()
+        mined = self.sample(epoch)
+        order = epoch_rng(self.seed, epoch).permutation(self.n)  # RandomSampler's anchors
+        batches = [Batch(a, self.batch_extras(a, mined))
+                   for a in chunk(order, self.batch_size, self.min_last)]
+        timings["sampling"] = time.perf_counter() - start
+        timings["total"] = timings["mining"] + timings["sampling"]  # embedding excluded, as tbs
+        self.last_timings = timings
+        return batches
+
+    def sample(self, epoch: int) -> np.ndarray:
+        """(n, l) this epoch's negatives per anchor from the rank window, -1 where none."""
+        window = self.table[:, self.lo - 1:]  # (n, w)
+        available = window >= 0
+        draw = epoch_rng(self.seed, epoch, 1).random(window.shape)
+        draw[~available] = np.inf
+        pick = np.argsort(draw, axis=1, kind="stable")[:, :self.l]  # (n, l)
+        mined = np.take_along_axis(window, pick, axis=1)
+        mined[~np.take_along_axis(available, pick, axis=1)] = -1
+        return mined
+
+    def batch_extras(self, anchors: np.ndarray, mined: np.ndarray) -> np.ndarray:
+        """The batch's extra codes: its anchors' negatives, deduplicated, minus its anchors."""
+        candidates = mined[anchors].ravel()
+        candidates = candidates[candidates >= 0]
+        if self.code_keys is not None:
+            key, anchor_keys = self.code_keys[candidates], self.code_keys[anchors]
+        else:
+            key, anchor_keys = candidates, anchors
+        _, first = np.unique(key, return_index=True)
+        first = np.sort(first)  # first occurrence, in anchor order
+        candidates, key = candidates[first], key[first]
+        return candidates[~np.isin(key, anchor_keys)].astype(np.int64)
+
+    def __len__(self) -> int:
+        """Known without embeddings: the number of anchor batches (as ``RandomSampler``)."""
+        return len(chunk(np.arange(self.n), self.batch_size, self.min_last))
+
+    # --- state ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        table = None
+        if self.table is not None:
+            table = [row[row >= 0].tolist() for row in self.table]
+        return {**super().state_dict(), "n": self.n, "depth": self.depth,
+                "table_epoch": self.table_epoch, "table": table}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if state.get("n", self.n) != self.n:
+            raise ValueError(f"checkpoint hardneg sampler has {state['n']} pairs, this run has "
+                             f"{self.n}")
+        self._batches = None
+        self.table, self.table_epoch = None, None
+        if state.get("table") is not None and state.get("depth", 0) >= self.depth:
+            table = np.full((self.n, self.depth), -1, dtype=np.int64)
+            for i, row in enumerate(state["table"]):
+                row = row[:self.depth]
+                table[i, :len(row)] = row
+            self.table, self.table_epoch = table, state["table_epoch"]

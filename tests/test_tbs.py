@@ -1,0 +1,391 @@
+"""Tail Batch Sampling: the ordering, the graphs, the sampler's epoch / resume contract, bench."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from codesearch import loss
+from codesearch.config import SamplerConfig
+from codesearch.errors import UserError
+from codesearch.samplers import TBSSampler, chunk, graphs, sampler_class
+from codesearch.samplers.graphs import (
+    as_embeddings,
+    bandwidth,
+    knn_graph,
+    quantile_threshold,
+    threshold_graph,
+    topk_neighbors,
+)
+from codesearch.samplers.tbs import (
+    batches_from_permutation,
+    permutation_seed,
+    rcm_order,
+    tbs_batches,
+    tbs_permutation,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SCALE = 20.0
+
+
+def clustered(n_clusters: int = 40, size: int = 25, dim: int = 32, seed: int = 0,
+              spread: float = 0.6, noise: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit-norm (queries, codes, cluster labels): pairs around cluster centres, rows shuffled
+    so that the data's own order carries no cluster structure."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, dim))
+    labels = rng.permutation(np.repeat(np.arange(n_clusters), size))
+    latent = centres[labels] + spread * rng.standard_normal((len(labels), dim))
+    q = latent + noise * rng.standard_normal(latent.shape)
+    c = latent + noise * rng.standard_normal(latent.shape)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    return q.astype(np.float32), c.astype(np.float32), labels
+
+
+@pytest.fixture(scope="module")
+def data():
+    return clustered()
+
+
+@pytest.fixture(scope="module")
+def random_gap(data):
+    q, c, _ = data
+    order = np.random.default_rng(0).permutation(len(q))
+    return gap(q, c, chunk(order, 32))
+
+
+def gap(q: np.ndarray, c: np.ndarray, batches: list[np.ndarray]) -> float:
+    return loss.global_loss(q, c, SCALE) - loss.batch_loss(q, c, batches, SCALE)
+
+
+class CountingEmbed:
+    def __init__(self, q: np.ndarray, c: np.ndarray):
+        self.q, self.c, self.calls = q, c, 0
+
+    def __call__(self) -> tuple[np.ndarray, np.ndarray]:
+        self.calls += 1
+        return self.q, self.c
+
+
+def failing_embed() -> tuple[np.ndarray, np.ndarray]:
+    raise AssertionError("embed() must not be called here")
+
+
+def anchors(sampler: TBSSampler) -> list[list[int]]:
+    return [b.anchors.tolist() for b in sampler]
+
+
+# --- the method ---------------------------------------------------------------------------------
+
+
+def test_tbs_gap_is_smaller_than_random(data, random_gap):
+    q, c, labels = data
+    order, info = tbs_permutation(q, c, quantile=0.99)
+    assert info["tau_exact"] and info["edges"] > 0
+    batches = chunk(order, 32)
+    assert gap(q, c, batches) < 0.4 * random_gap
+    same = np.mean([np.mean(labels[b][:, None] == labels[b][None, :]) for b in batches])
+    assert same > 0.4  # random batches: about 1/40
+
+
+def test_rcm_narrows_the_bandwidth(data):
+    q, c, _ = data
+    order, info = tbs_permutation(q, c, quantile=0.99, keep_graph=True)
+    graph = info["adjacency"] + info["adjacency"].T
+    before = bandwidth(graph)
+    assert before > 900  # the rows are shuffled: edges span the whole matrix
+    assert bandwidth(graph, order) < 0.3 * before
+
+
+def test_permutation_orders_every_pair_once_and_is_deterministic(data):
+    q, c, _ = data
+    first, _ = tbs_permutation(q, c, quantile=0.99, seed=3)
+    again, _ = tbs_permutation(q, c, quantile=0.99, seed=3)
+    other, _ = tbs_permutation(q, c, quantile=0.99, seed=4)
+    assert np.array_equal(np.sort(first), np.arange(len(q)))
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)  # the relabelling breaks ties differently
+
+
+def test_default_quantile_graph_excludes_the_diagonal(data):
+    q, c, _ = data
+    _, info = tbs_permutation(q, c, keep_graph=True)  # q = 0.999: N^2 / 1000 = N entries
+    adjacency = info["adjacency"]
+    assert adjacency.diagonal().sum() == 0
+    # the positives S_ii fill most of that tail, so most pairs have no edge at this small N
+    assert info["edges"] < len(q) and info["isolated"] > len(q) // 2
+
+
+def test_empty_graph_gives_a_random_order():
+    q = np.ones((50, 4), dtype=np.float32) / 2  # every S_ij equal: nothing lies above tau
+    order, info = tbs_permutation(q, q)
+    assert info["edges"] == 0 and info["isolated"] == 50
+    assert np.array_equal(np.sort(order), np.arange(50))
+    assert not np.array_equal(order, np.arange(50))
+
+
+def test_knn_and_quantile_give_similar_gaps(data, random_gap):
+    q, c, _ = data
+    quantile_order, _ = tbs_permutation(q, c, quantile=0.99)
+    knn_order, info = tbs_permutation(q, c, graph="knn", knn=8, knn_backend="exact")
+    assert info["backend"] == "exact" and info["edges"] == 8 * len(q)
+    quantile_gap, knn_gap = gap(q, c, chunk(quantile_order, 32)), gap(q, c, chunk(knn_order, 32))
+    assert knn_gap < 0.4 * random_gap
+    assert abs(quantile_gap - knn_gap) < 0.15 * random_gap  # measured: 0.02 to 0.08
+
+
+def test_sampled_threshold_gives_the_exact_graph(data):
+    q, c, _ = data
+    exact_tau, exact = quantile_threshold(q, c, 0.99)
+    sampled_tau, sampled = quantile_threshold(q, c, 0.99, exact_limit=0, samples=4_000_000)
+    assert exact and not sampled
+    assert abs(sampled_tau - exact_tau) < 0.01
+    exact_graph, sampled_graph = threshold_graph(q, c, exact_tau), threshold_graph(q, c, sampled_tau)
+    both = exact_graph.multiply(sampled_graph).nnz
+    assert both / (exact_graph.nnz + sampled_graph.nnz - both) > 0.9  # Jaccard of edge sets
+    _, info = tbs_permutation(q, c, quantile=0.99, exact_limit=0, threshold_samples=4_000_000)
+    assert not info["tau_exact"] and abs(info["tau"] - exact_tau) < 0.01
+
+
+def test_tiled_graphs_match_a_dense_reference(data, monkeypatch):
+    q, c, _ = data
+    monkeypatch.setattr(graphs, "COL_TILE", 96)  # several column tiles, a ragged last one
+    s = q @ c.T
+    tau = float(np.quantile(s, 0.99))
+    dense = (s > tau) & ~np.eye(len(q), dtype=bool)
+    graph = threshold_graph(q, c, tau, block_size=70)
+    assert np.array_equal(graph.toarray().astype(bool), dense)
+    scores, found = topk_neighbors(q, c, 5, backend="exact", block_size=70)
+    reference = np.argsort(-s, axis=1, kind="stable")[:, :5]
+    assert np.array_equal(found, reference)
+    assert np.allclose(scores, np.take_along_axis(s, reference, 1), atol=1e-5)
+
+
+def test_knn_graph_has_m_codes_per_query_and_no_self_loop(data):
+    q, c, _ = data
+    graph = knn_graph(q, c, m=6, backend="exact")
+    assert np.all(np.diff(graph.indptr) == 6)
+    assert graph.diagonal().sum() == 0
+    s = q @ c.T
+    np.fill_diagonal(s, -np.inf)
+    assert np.array_equal(np.sort(graph.indices.reshape(-1, 6), axis=1),
+                          np.sort(np.argsort(-s, axis=1)[:, :6], axis=1))
+
+
+def test_faiss_and_exact_knn_agree():
+    q, c, _ = clustered(80, 25, dim=64, seed=1)
+    _, exact = topk_neighbors(q, c, 10, backend="exact")
+    scores, approx = topk_neighbors(q, c, 10, backend="faiss")
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx, strict=True)])
+    assert recall >= 0.95
+    # the quantised search's candidates are re-scored exactly, best first
+    assert np.allclose(scores, np.einsum("nd,nkd->nk", q, c[approx]), atol=1e-5)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    order, info = tbs_permutation(q, c, graph="knn", knn=8, knn_backend="faiss")
+    assert info["backend"] == "faiss"
+    assert np.array_equal(np.sort(order), np.arange(len(q)))
+
+
+def test_auto_backend_is_exact_for_small_data(data):
+    q, c, _ = data
+    _, info = tbs_permutation(q, c, graph="knn", knn=4)
+    assert info["backend"] == "exact"
+    assert graphs.resolve_backend("auto", graphs.AUTO_FAISS_MIN) == "faiss"
+
+
+def test_rcm_order_undoes_a_shuffled_band():
+    n = 200
+    band = np.abs(np.subtract.outer(np.arange(n), np.arange(n))) == 1  # a path 0-1-...-199
+    shuffle = np.random.default_rng(0).permutation(n)
+    graph = sp.csr_array(band[np.ix_(shuffle, shuffle)].astype(np.int8))
+    order, stats = rcm_order(graph, seed=1)
+    assert stats == {"symmetric_edges": 2 * (n - 1), "isolated": 0}  # already symmetric
+    assert bandwidth(graph, order) == 1
+
+
+# --- the sampler --------------------------------------------------------------------------------
+
+
+def test_registry_and_config_options_build_the_sampler():
+    options = SamplerConfig(name="tbs", tbs_graph="knn", tbs_every=3).options_for("tbs")
+    sampler = sampler_class("tbs")(100, 10, seed=1, **options)
+    assert isinstance(sampler, TBSSampler)
+    assert sampler.every == 3 and sampler.options["graph"] == "knn"
+    assert sampler.embeddings == "fresh"
+
+
+@pytest.mark.parametrize("n, batch_size, min_last", [(1000, 32, 1), (1000, 32, 9), (1000, 40, 2)])
+def test_every_pair_is_an_anchor_once_per_epoch(data, n, batch_size, min_last):
+    q, c, _ = data
+    sampler = TBSSampler(n, batch_size, seed=0, min_last=min_last, quantile=0.99)
+    embed = CountingEmbed(q[:n], c[:n])
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        sampler.prepare(embed)
+        batches = anchors(sampler)
+        assert len(sampler) == len(batches)
+        assert sorted(i for b in batches for i in b) == list(range(n))
+        assert all(len(b) >= min_last for b in batches)
+    assert embed.calls == 2
+    assert set(sampler.last_timings) == {"threshold", "graph", "rcm", "chunk", "total"}
+    assert sampler.last_graph_edges == sampler.last_info["edges"] > 0
+
+
+def test_same_seed_epoch_and_embeddings_give_the_same_batches(data):
+    q, c, _ = data
+
+    def batches(seed: int, epoch: int) -> list[list[int]]:
+        sampler = TBSSampler(len(q), 32, seed=seed, quantile=0.99)
+        sampler.set_epoch(epoch)
+        sampler.prepare(CountingEmbed(q, c))
+        return anchors(sampler)
+
+    assert batches(0, 1) == batches(0, 1)
+    assert batches(0, 1) != batches(0, 2)
+    assert batches(0, 1) != batches(1, 1)
+    expected = tbs_batches(q, c, 32, seed=0, epoch=1, quantile=0.99)
+    assert batches(0, 1) == [b.tolist() for b in expected]
+
+
+def test_batches_keep_rcm_order_without_shuffle(data):
+    q, c, _ = data
+    order, _ = tbs_permutation(q, c, quantile=0.99, seed=permutation_seed(0, 0))
+    sampler = TBSSampler(len(q), 32, quantile=0.99, shuffle_batches=False)
+    sampler.prepare(CountingEmbed(q, c))
+    assert np.array_equal(np.concatenate(anchors(sampler)), order)
+
+
+def test_every_two_reuses_the_permutation_without_embedding(data):
+    q, c, _ = data
+    sampler = TBSSampler(len(q), 32, seed=0, quantile=0.99, every=2)
+    embed = CountingEmbed(q, c)
+    seen = {}
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        assert sampler.needs_embeddings() == (epoch % 2 == 0)
+        sampler.prepare(embed)
+        assert embed.calls == epoch // 2 + 1
+        seen[epoch] = anchors(sampler)
+    assert "threshold" not in sampler.last_timings  # epoch 3 only chunked
+    assert seen[1] != seen[0]  # the order of the batches is reshuffled ...
+    assert sorted(seen[1]) == sorted(seen[0])  # ... but they are the same batches
+
+
+def test_state_round_trip_mid_epoch_replays_batches_without_embedding(data):
+    q, c, _ = data
+    sampler = TBSSampler(len(q), 32, seed=5, quantile=0.99, every=2)
+    embed = CountingEmbed(q, c)
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        sampler.prepare(embed)
+    state = json.loads(json.dumps(sampler.state_dict()))  # what a checkpoint keeps
+    resumed = TBSSampler(len(q), 32, seed=5, quantile=0.99, every=2)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(1)
+    resumed.prepare(failing_embed)
+    assert anchors(resumed) == anchors(sampler)
+    # the next epoch (odd: reuses pi) needs no embeddings either, and matches the original
+    for s in (sampler, resumed):
+        s.set_epoch(3)
+        s.prepare(failing_embed)
+    assert anchors(resumed) == anchors(sampler)
+    # an even epoch recomputes from fresh embeddings
+    resumed.set_epoch(4)
+    resumed.prepare(embed)
+    assert embed.calls == 2
+
+
+def test_state_saved_at_epoch_end_recomputes_the_next_epoch(data):
+    q, c, _ = data
+    sampler = TBSSampler(len(q), 32, seed=5, quantile=0.99)
+    sampler.prepare(CountingEmbed(q, c))
+    resumed = TBSSampler(len(q), 32, seed=5, quantile=0.99)
+    resumed.load_state_dict(json.loads(json.dumps(sampler.state_dict())))
+    embed = CountingEmbed(q, c)
+    resumed.set_epoch(1)
+    resumed.prepare(embed)
+    assert embed.calls == 1
+
+
+def test_state_of_an_unprepared_sampler_round_trips():
+    state = TBSSampler(100, 10).state_dict()
+    assert state["batches"] is None and state["permutation"] is None
+    resumed = TBSSampler(100, 10)
+    resumed.load_state_dict(json.loads(json.dumps(state)))
+    assert resumed.needs_embeddings()
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option, match", [
+    ({"graph": "dense"}, "graph must be"), ({"quantile": 1.0}, "quantile must be"),
+    ({"knn": 0}, "knn must be"), ({"knn_backend": "hnsw"}, "knn_backend must be"),
+    ({"block_size": 0}, "block_size must be"), ({"embeddings": "stale"}, "embeddings must be"),
+    ({"every": 0}, "every must be")])
+def test_bad_options_are_user_errors(option, match):
+    with pytest.raises(UserError, match=match):
+        TBSSampler(100, 10, **option)
+
+
+def test_graph_functions_reject_bad_arguments(data):
+    q, c, _ = data
+    with pytest.raises(UserError, match="quantile must be"):
+        quantile_threshold(q, c, 0.0)
+    with pytest.raises(ValueError, match="samples must be"):
+        quantile_threshold(q, c, 0.9, exact_limit=0, samples=0)
+    with pytest.raises(UserError, match="block_size must be"):
+        threshold_graph(q, c, 0.5, block_size=0)
+    with pytest.raises(UserError, match="block_size must be"):
+        topk_neighbors(q, c, 3, block_size=0)
+    with pytest.raises(UserError, match="knn_backend must be"):
+        topk_neighbors(q, c, 3, backend="annoy")
+    with pytest.raises(UserError, match="knn must be"):
+        knn_graph(q, c, m=0)
+    with pytest.raises(ValueError, match="k must be in"):
+        topk_neighbors(q, c, len(c) + 1)
+    with pytest.raises(ValueError, match="same d"):
+        topk_neighbors(q, c[:, :5], 3)
+    with pytest.raises(ValueError, match="both be"):
+        as_embeddings(q, c[:10])
+    with pytest.raises(ValueError, match="batch_size must be"):
+        batches_from_permutation(np.arange(10), 0)
+
+
+def test_sampler_needs_embed_and_the_right_number_of_pairs(data):
+    q, c, _ = data
+    sampler = TBSSampler(len(q), 32)
+    with pytest.raises(ValueError, match="call prepare"):
+        list(sampler)
+    with pytest.raises(ValueError, match="returned 10 pairs"):
+        sampler.prepare(CountingEmbed(q[:10], c[:10]))
+
+
+def test_load_state_rejects_another_data_size(data):
+    state = TBSSampler(100, 10).state_dict()
+    with pytest.raises(ValueError, match="has 100 pairs"):
+        TBSSampler(200, 10).load_state_dict(state)
+
+
+# --- the benchmark ------------------------------------------------------------------------------
+
+
+def test_bench_tiny_runs(tmp_path):
+    out = tmp_path / "tbs.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_tbs.py"), "--tiny",
+                    "--out", str(out)], check=True, cwd=REPO, timeout=300, capture_output=True)
+    result = json.loads(out.read_text())
+    runs = result["runs"]
+    assert {r["graph"] for r in runs} == {"quantile", "knn"}
+    for run in runs:
+        assert run["seconds"] > 0 and run["peak_rss_mb"] > 0
+        assert run["bandwidth_after"] <= run["bandwidth_before"]
+        assert run["gap_tbs"] < run["gap_random"]
