@@ -36,6 +36,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from codesearch.data.jsonl import read_jsonl
+from codesearch.data.prepared import file_digest
 from codesearch.data.readers.codexglue import prepare_codexglue
 from codesearch.data.readers.csn import csn_files, prepare_csn
 from codesearch.data.schema import SPLITS, parse_languages
@@ -66,11 +67,7 @@ def zenodo_checksums(api_url: str = ZENODO_API) -> dict[str, str]:
 
 
 def md5_file(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, algorithm="md5")
 
 
 def download(url: str, dest: Path, md5: str | None = None) -> Path:

@@ -12,10 +12,10 @@ from codesearch.cli import main
 from codesearch.data.jsonl import read_jsonl
 from codesearch.data.prepared import (
     PreparedWriter,
+    file_digest,
     format_stats,
     load_manifest,
     load_records,
-    sha256_file,
 )
 from codesearch.data.schema import normalize_language, parse_languages, record_from_dict
 from codesearch.errors import DataError, UserError
@@ -116,7 +116,7 @@ def test_prepared_round_trip_and_manifest(tmp_path, record_factory):
     assert manifest == load_manifest(out)
     assert manifest["counts"] == {"python": {"train": 5, "valid": 0, "test": 2}}
     assert manifest["files"]["python/test.jsonl"] == {
-        "sha256": sha256_file(out / "python" / "test.jsonl"), "records": 2}
+        "sha256": file_digest(out / "python" / "test.jsonl"), "records": 2}
     assert manifest["builder"] == "test" and manifest["config"] == {"a": 1}
     table = format_stats(out)
     assert "| python | 5 | 0 | 2 |" in table and "| **total** | 5 | 0 | 2 |" in table

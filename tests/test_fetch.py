@@ -201,7 +201,7 @@ def test_debian_fetch_unpacks_records_hash_and_marks_complete(tmp_path, fake):
     got = fetch.fetch_source(source, tmp_path / "cache")
     assert got.downloaded
     assert (got.tree / "demo" / "sum.go").read_text() == GO_SOURCE
-    assert got.sha256 == fetch.sha256_file(deb) and got.size == deb.stat().st_size
+    assert got.sha256 == fetch.file_digest(deb) and got.size == deb.stat().st_size
     directory = fetch.cache_dir(tmp_path / "cache", source)
     assert directory.name == "golang-demo-dev-1+1.0-1"  # no ':' in cache paths
     marker = json.loads((directory / fetch.MARKER).read_text())
@@ -439,7 +439,7 @@ def test_stdlib_source_is_read_in_place(tmp_path, monkeypatch):
     (lib / "json" / "__init__.py").write_text(PY_SOURCE)
     (lib / "site-packages" / "thirdparty").mkdir(parents=True)
     (lib / "site-packages" / "thirdparty" / "x.py").write_text("y = 2\n")
-    monkeypatch.setattr(fetch.sysconfig, "get_paths", lambda: {"stdlib": str(lib)})
+    monkeypatch.setattr(fetch, "stdlib_dir", lambda: lib)
     source = fetch.Source("stdlib", "cpython", "local", "python")
     first = fetch.fetch_source(source, tmp_path / "cache")
     assert first.tree == lib and first.version == fetch.platform.python_version()
@@ -587,7 +587,7 @@ def python_tree(root: Path, n_packages: int = 12) -> None:
 def stdlib_tree(tmp_path, monkeypatch):
     lib = tmp_path / "lib" / "python3.99"
     python_tree(lib)
-    monkeypatch.setattr(fetch.sysconfig, "get_paths", lambda: {"stdlib": str(lib)})
+    monkeypatch.setattr(fetch, "stdlib_dir", lambda: lib)
     return lib
 
 
@@ -639,7 +639,7 @@ def test_build_errors(tmp_path, stdlib_tree, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "x.py").write_text("x = 1\n")
-    monkeypatch.setattr(fetch.sysconfig, "get_paths", lambda: {"stdlib": str(empty)})
+    monkeypatch.setattr(fetch, "stdlib_dir", lambda: empty)
     with pytest.raises(UserError, match="no pairs for python"):
         local.build_local_corpus(
             tmp_path / "out", tmp_path / "cache", None, sources, progress=False

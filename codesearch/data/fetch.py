@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from codesearch.data.prepared import file_digest
 from codesearch.data.schema import LANGUAGES
 from codesearch.errors import UserError
 
@@ -234,14 +235,6 @@ def _failed(source: Source, cmd: list[str], proc: subprocess.CompletedProcess) -
     )
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _only_file(directory: Path, suffixes: tuple[str, ...], what: str) -> Path:
     files = [p for p in directory.iterdir() if p.name.endswith(suffixes)]
     if len(files) != 1:
@@ -383,9 +376,14 @@ def _unzip_inner(source: Source, tree: Path) -> None:
             _unzip(real, archive.with_suffix(""))
 
 
+def stdlib_dir() -> Path:
+    """The running interpreter's standard library directory."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
 def _stdlib_fetched(source: Source) -> Fetched:
     """The running interpreter's standard library, hashed over file names and contents."""
-    root = Path(sysconfig.get_paths()["stdlib"])
+    root = stdlib_dir()
     tree = root / source.root if source.root else root
     digest = hashlib.sha256()
     size = 0
@@ -486,7 +484,7 @@ def fetch_source(
         "version": source.version,
         "archive": archive.name,
         "size": archive.stat().st_size,
-        "sha256": sha256_file(archive),
+        "sha256": file_digest(archive),
         "base": base,
     }
     archive.unlink()  # the tree is what is read; the marker keeps the archive's hash

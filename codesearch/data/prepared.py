@@ -25,8 +25,9 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks (``algorithm``: any hashlib name)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -91,7 +92,7 @@ class PreparedWriter:
         files = {}
         for path in sorted(self.partial.glob("*/*.jsonl")):
             rel = path.relative_to(self.partial).as_posix()
-            files[rel] = {"sha256": sha256_file(path),
+            files[rel] = {"sha256": file_digest(path),
                           "records": self.counts[path.parent.name][path.stem]}
         if not files:
             raise UserError(f"{self.out_dir}: no records to write (every input was empty or "

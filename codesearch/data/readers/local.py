@@ -181,7 +181,7 @@ def build_local_corpus(
     ]
     config = {
         "sources_file": str(sources_file),
-        "sources_sha256": fetch.sha256_file(Path(sources_file)),
+        "sources_sha256": fetch.file_digest(Path(sources_file)),
         "languages": languages,
         "max_share": MAX_SHARE,
         "fractions": list(FRACTIONS),
