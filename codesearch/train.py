@@ -145,7 +145,7 @@ class MetricsLog:
 
 
 def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainerState,
-                    sampler, cache: EmbeddingCache | None = None) -> None:
+                    sampler, scheduler, cache: EmbeddingCache | None = None) -> None:
     """Atomic checkpoint: everything goes to ``<dir>.tmp``, then one rename replaces ``dir``."""
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
     if accelerator.is_main_process:
@@ -157,7 +157,8 @@ def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainerStat
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json_atomic(tmp / "trainer_state.json", {
-            "trainer": dataclasses.asdict(state), "sampler": sampler.state_dict()})
+            "trainer": dataclasses.asdict(state), "sampler": sampler.state_dict(),
+            "scheduler": scheduler.state_dict()})
         old = ckpt_dir.with_name(ckpt_dir.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if ckpt_dir.exists():
@@ -167,13 +168,14 @@ def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainerStat
     accelerator.wait_for_everyone()
 
 
-def load_checkpoint(accelerator: Accelerator, ckpt_dir: Path, sampler,
+def load_checkpoint(accelerator: Accelerator, ckpt_dir: Path, sampler, scheduler,
                     cache: EmbeddingCache | None = None) -> TrainerState:
     accelerator.load_state(str(ckpt_dir))
     if cache is not None:
         cache.load(ckpt_dir, accelerator.process_index)
     saved = json.loads((ckpt_dir / "trainer_state.json").read_text())
     sampler.load_state_dict(saved["sampler"])
+    scheduler.load_state_dict(saved["scheduler"])
     return TrainerState(**saved["trainer"])
 
 
@@ -299,9 +301,9 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(config.train.warmup_ratio * total_steps), max(total_steps, 1))
     # The scheduler is not prepared: Accelerate would step it once per process per step, as it
-    # assumes per-process batches; ours are global. It is registered so checkpoints hold it.
+    # assumes per-process batches; ours are global. Its state goes into trainer_state.json.
+    accelerator.free_memory()  # forget the previous task's model and optimiser
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
 
     sampler.set_text_keys(data.query_key, data.code_key)
     cached_mode = getattr(sampler, "embeddings", "fresh") == "cached"
@@ -311,7 +313,7 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
     ckpt_dir, best_dir = task_dir / "checkpoint", task_dir / "best"
     state = TrainerState()
     if resume and (ckpt_dir / "trainer_state.json").is_file():
-        state = load_checkpoint(accelerator, ckpt_dir, sampler, cache)
+        state = load_checkpoint(accelerator, ckpt_dir, sampler, scheduler, cache)
         if main:
             print(f"resumed {task_dir.name} at epoch {state.epoch}, step {state.global_step}",
                   file=sys.stderr)
@@ -354,11 +356,11 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
                               loss=loss, lr=scheduler.get_last_lr()[0],
                               pairs_per_s=len(batch.anchors) / (time.perf_counter() - step_start))
                 if stop["signal"]:
-                    save_checkpoint(accelerator, ckpt_dir, state, sampler, cache)
+                    save_checkpoint(accelerator, ckpt_dir, state, sampler, scheduler, cache)
                     raise Interrupted(f"{task_dir}: SIGTERM; checkpoint saved at step "
                                       f"{state.global_step}; continue with --resume")
                 if config.train.save_every and state.global_step % config.train.save_every == 0:
-                    save_checkpoint(accelerator, ckpt_dir, state, sampler, cache)
+                    save_checkpoint(accelerator, ckpt_dir, state, sampler, scheduler, cache)
                 if state.global_step >= total_steps:
                     break
             if cache is not None:
@@ -384,7 +386,7 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
                            f"{valid_mrr:.4f}, {epoch_seconds:.1f} s", file=sys.stderr)
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
             state.finished = state.epoch >= config.train.epochs or state.global_step >= total_steps
-            save_checkpoint(accelerator, ckpt_dir, state, sampler, cache)
+            save_checkpoint(accelerator, ckpt_dir, state, sampler, scheduler, cache)
         bar.close()
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -140,3 +140,27 @@ def test_unknown_config_file_key(tmp_path, capsys, tiny_data):
     assert main(["train", "--config", str(profile), "--data", str(tiny_data),
                  "--out", str(tmp_path / "run")]) == 2
     assert "p.yaml: unknown key 'train.warmup'" in capsys.readouterr().err
+
+
+def test_resume_in_the_second_language_of_a_per_language_run(tiny_data, tmp_path, monkeypatch):
+    config = nbow_config(tiny_data, **{"data.languages": "python,ruby", "train.epochs": 1,
+                                       "train.save_every": 1})
+    train_module.train(config, tmp_path / "full")
+    real_step = train_module.train_step
+    calls = {"n": 0}
+
+    def crash_in_ruby(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6 + 4:  # python has 6 steps; crash at ruby's 4th
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", crash_in_ruby)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(config, tmp_path / "resumed")
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    train_module.train(config, tmp_path / "resumed", resume=True)
+    for task in ("python", "ruby"):
+        assert step_losses(tmp_path / "resumed", task) == step_losses(tmp_path / "full", task)
+    # each task's checkpoint holds its own model only, not the previous task's
+    assert not list((tmp_path / "full" / "ruby" / "checkpoint").glob("model_1*"))
