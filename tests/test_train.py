@@ -36,6 +36,29 @@ def weights(run: Path, task: str = "python") -> dict[str, np.ndarray]:
     return load_file(str(run / task / "checkpoint" / "model.safetensors"))
 
 
+def raise_keyboard_interrupt():
+    raise KeyboardInterrupt
+
+
+def run_interrupted(config, run: Path, monkeypatch, at_call: int, interrupt):
+    """Train into ``run``, calling ``interrupt()`` before the ``at_call``-th step; returns the
+    exception that stopped training (a crash or the SIGTERM checkpoint)."""
+    real_step = train_module.train_step
+    calls = {"n": 0}
+
+    def step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            interrupt()
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step)
+    with pytest.raises((KeyboardInterrupt, train_module.Interrupted)) as raised:
+        train_module.train(config, run)
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    return raised.value
+
+
 def test_nbow_training_beats_the_untrained_model(tiny_data, tmp_path):
     run = tmp_path / "run"
     summary = train_module.train(nbow_config(tiny_data, **{"train.epochs": 4}), run)
@@ -53,19 +76,10 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_data, tmp_path, 
     config = nbow_config(tiny_data, **{"train.epochs": 2, "train.save_every": 1})
     train_module.train(config, tmp_path / "full")
 
-    real_step = train_module.train_step
-    calls = {"n": 0}
-
-    def crash_at_step_8(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 8:  # mid-epoch 1: the checkpoint of step 7 is on disk
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_step", crash_at_step_8)
-    with pytest.raises(KeyboardInterrupt):
-        train_module.train(config, tmp_path / "resumed")
-    monkeypatch.setattr(train_module, "train_step", real_step)
+    # step 8 is mid-epoch 1: the checkpoint of step 7 is on disk
+    stopped = run_interrupted(config, tmp_path / "resumed", monkeypatch, 8,
+                              raise_keyboard_interrupt)
+    assert isinstance(stopped, KeyboardInterrupt)
     train_module.train(config, tmp_path / "resumed", resume=True)
 
     assert step_losses(tmp_path / "resumed") == step_losses(tmp_path / "full")
@@ -76,19 +90,10 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_data, tmp_path, 
 def test_sigterm_writes_a_checkpoint_and_resume_completes(tiny_data, tmp_path, monkeypatch):
     config = nbow_config(tiny_data, **{"train.epochs": 2})
     train_module.train(config, tmp_path / "full")
-    real_step = train_module.train_step
-    calls = {"n": 0}
-
-    def sigterm_at_step_3(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_step", sigterm_at_step_3)
-    with pytest.raises(train_module.Interrupted, match="checkpoint saved at step 3"):
-        train_module.train(config, tmp_path / "stopped")
-    monkeypatch.setattr(train_module, "train_step", real_step)
+    stopped = run_interrupted(config, tmp_path / "stopped", monkeypatch, 3,
+                              lambda: os.kill(os.getpid(), signal.SIGTERM))
+    assert isinstance(stopped, train_module.Interrupted)
+    assert "checkpoint saved at step 3" in str(stopped)
     state = json.loads((tmp_path / "stopped/python/checkpoint/trainer_state.json").read_text())
     assert state["trainer"]["global_step"] == 3 and state["trainer"]["step_in_epoch"] == 3
     train_module.train(config, tmp_path / "stopped", resume=True)
@@ -146,19 +151,10 @@ def test_resume_in_the_second_language_of_a_per_language_run(tiny_data, tmp_path
     config = nbow_config(tiny_data, **{"data.languages": "python,ruby", "train.epochs": 1,
                                        "train.save_every": 1})
     train_module.train(config, tmp_path / "full")
-    real_step = train_module.train_step
-    calls = {"n": 0}
-
-    def crash_in_ruby(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6 + 4:  # python has 6 steps; crash at ruby's 4th
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_step", crash_in_ruby)
-    with pytest.raises(KeyboardInterrupt):
-        train_module.train(config, tmp_path / "resumed")
-    monkeypatch.setattr(train_module, "train_step", real_step)
+    # python has 6 steps; crash at ruby's 4th
+    stopped = run_interrupted(config, tmp_path / "resumed", monkeypatch, 6 + 4,
+                              raise_keyboard_interrupt)
+    assert isinstance(stopped, KeyboardInterrupt)
     train_module.train(config, tmp_path / "resumed", resume=True)
     for task in ("python", "ruby"):
         assert step_losses(tmp_path / "resumed", task) == step_losses(tmp_path / "full", task)
