@@ -190,28 +190,36 @@ def save_best(accelerator: Accelerator, model, best_dir: Path) -> None:
     accelerator.wait_for_everyone()
 
 
-def validation_mrr(accelerator: Accelerator, model, tokenizer, config: RunConfig,
-                   languages: list[str]) -> dict[str, float]:
+def load_validation(config: RunConfig, languages: list[str],
+                    tokenizer) -> dict[str, tuple[list[list[int]], list[list[int]]]]:
+    """Tokenised (query ids, code ids) of each language's valid pairs, read once per task."""
+    out = {}
+    for language in languages:
+        records = load_records(config.data.path, language, "valid")
+        if config.data.max_valid_queries:
+            records = records[:config.data.max_valid_queries]
+        if records:
+            out[language] = (
+                tokenize_lengths(tokenizer, [r.query for r in records],
+                                 config.model.max_query_length),
+                tokenize_lengths(tokenizer, [r.code for r in records],
+                                 config.model.max_code_length))
+    return out
+
+
+def validation_mrr(accelerator: Accelerator, model, valid, pad_id: int,
+                   batch_size: int) -> dict[str, float]:
     """MRR@1000 of valid queries against all valid codes, per language (codebase protocol)."""
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
     out = {}
     with torch.no_grad(), accelerator.autocast():
-        for language in languages:
-            records = load_records(config.data.path, language, "valid")
-            if config.data.max_valid_queries:
-                records = records[:config.data.max_valid_queries]
-            if not records:
-                continue
-            q = encode_ids_distributed(
-                unwrapped.encode_queries, tokenize_lengths(
-                    tokenizer, [r.query for r in records], config.model.max_query_length),
-                tokenizer.pad_token_id, accelerator, config.train.eval_batch_size)
-            c = encode_ids_distributed(
-                unwrapped.encode_codes, tokenize_lengths(
-                    tokenizer, [r.code for r in records], config.model.max_code_length),
-                tokenizer.pad_token_id, accelerator, config.train.eval_batch_size)
-            out[language] = metrics.mrr(metrics.gold_ranks(q, c, np.arange(len(records))))
+        for language, (query_ids, code_ids) in valid.items():
+            q = encode_ids_distributed(unwrapped.encode_queries, query_ids, pad_id, accelerator,
+                                       batch_size)
+            c = encode_ids_distributed(unwrapped.encode_codes, code_ids, pad_id, accelerator,
+                                       batch_size)
+            out[language] = metrics.mrr(metrics.gold_ranks(q, c, np.arange(len(query_ids))))
     unwrapped.train()
     return out
 
@@ -281,6 +289,7 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
     model = DualEncoder(config.model, tokenizer=tokenizer)
     pad_id = tokenizer.pad_token_id
     data = load_training_data(config, languages, tokenizer)
+    valid_data = load_validation(config, languages, tokenizer)
     n, batch_size = len(data.records), config.train.batch_size
     if batch_size > n:
         raise UserError(f"--batch-size {batch_size} is larger than the training data "
@@ -367,7 +376,8 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
                 cache.finish_epoch(accelerator)
             # wall time of the epoch's training work: sampler included, diagnostics excluded
             epoch_seconds = time.perf_counter() - epoch_start - pass_seconds
-            valid = validation_mrr(accelerator, model, tokenizer, config, languages)
+            valid = validation_mrr(accelerator, model, valid_data, pad_id,
+                                   config.train.eval_batch_size)
             valid_mrr = float(np.mean(list(valid.values()))) if valid else float("nan")
             if valid_mrr > state.best_mrr or not best_dir.exists():
                 state.best_mrr, state.best_epoch = valid_mrr, state.epoch
