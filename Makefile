@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= local
 DATA ?= data/local
 
-.PHONY: install test lint data stats clean
+.PHONY: install test lint data stats reproduce clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ lint: $(STAMP)
 data: $(STAMP)
 	$(PY) data_prep/build_local_corpus.py --out $(DATA)
 	$(VENV)/bin/codesearch stats $(DATA)
+
+# The sampler comparison (experiments/$(PROFILE).yaml: local | smoke | paper): prepares missing
+# data, skips finished cells, resumes interrupted ones, writes results/$(PROFILE)/report.md.
+reproduce: $(STAMP)
+	$(PY) experiments/reproduce.py $(PROFILE)
 
 stats: $(STAMP)
 	$(VENV)/bin/codesearch stats $(DATA)

@@ -1,0 +1,593 @@
+"""The sampler comparison report: ``results/<profile>/`` -> report.md, results.json, plots/.
+
+``python -m codesearch.report RESULTS_DIR`` reads the layout ``make reproduce`` writes
+(grid.json, cells/<cell id>.json from ``codesearch evaluate --out``, and each cell's training
+run directory) and summarises it per group:
+
+- MRR per language and sampler in points (x100), recomputed from each query's gold rank with
+  the codebase protocol's cutoff (reciprocal rank ``1/rank`` if ``rank <= 1000`` else 0,
+  i.e. MRR@1000; ``codesearch.metrics.mrr``), as mean and sample standard deviation
+  (ddof=1) over seeds; the std is null with one seed.
+- tbs - random and tbs - hardneg per language: Efron's percentile bootstrap of the mean
+  difference, paired over queries (each query's reciprocal rank first averaged over the
+  sampler's seeds; one resample of query indices is applied to both samplers).
+- epoch time and sampler time per epoch (``metrics.jsonl`` epoch rows), the overhead ratio
+  over random, and the L^Global - L^Train gap per epoch (``diag_*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from codesearch.data.jsonl import read_jsonl
+from codesearch.data.prepared import write_json_atomic
+from codesearch.errors import DataError, UserError
+
+MRR_CUTOFF = 1000
+BASELINES = ("random", "hardneg")  # each compared with tbs
+GAP_KEYS = ("diag_gap", "diag_l_global", "diag_l_train")
+PACKAGES = ("torch", "transformers", "numpy", "codesearch")
+_BOOTSTRAP_CHUNK_ELEMENTS = 2**22  # resampled indices held at once (16 MiB as int32)
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def reciprocal_ranks(ranks, cutoff: int | None = MRR_CUTOFF) -> np.ndarray:
+    """Per-query ``1/rank`` (1-based ranks), 0 where ``rank > cutoff`` (MRR@1000)."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if ranks.ndim != 1 or (ranks < 1).any():
+        raise ValueError("ranks must be a 1-d array of 1-based ranks")
+    rr = 1.0 / ranks
+    if cutoff is not None:
+        rr[ranks > cutoff] = 0.0
+    return rr
+
+
+def paired_bootstrap(a, b, n_resamples: int = 10_000, confidence: float = 0.95,
+                     seed: int = 0) -> dict:
+    """Efron percentile bootstrap of ``mean(a - b)``, paired: each resample draws query
+    indices with replacement and uses the same indices for ``a`` and ``b``.
+
+    Returns ``{"diff", "low", "high", "n"}``; the interval holds the central ``confidence``
+    share of the resampled means. Resamples go in chunks of at most 2**22 indices.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"a and b must be 1-d of the same length, got {a.shape} and {b.shape}")
+    if a.size == 0:
+        raise ValueError("paired_bootstrap needs at least one pair")
+    if n_resamples < 1 or not 0 < confidence < 1:
+        raise ValueError("need n_resamples >= 1 and 0 < confidence < 1")
+    diff = a - b  # pairing: resampling queries resamples their differences
+    n = diff.size
+    rng = np.random.default_rng(seed)
+    rows = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
+    means = np.empty(n_resamples)
+    for start in range(0, n_resamples, rows):
+        stop = min(start + rows, n_resamples)
+        idx = rng.integers(0, n, size=(stop - start, n), dtype=np.int32)  # (chunk, n)
+        means[start:stop] = diff[idx].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return {"diff": float(diff.mean()), "low": float(low), "high": float(high), "n": int(n)}
+
+
+def _mean_std(values: list[float]) -> dict:
+    """Mean and sample std (ddof=1) over seeds; std None with fewer than two seeds."""
+    if not values:
+        return {"mean": None, "std": None, "n_seeds": 0}
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"mean": float(np.mean(values)), "std": std, "n_seeds": len(values)}
+
+
+def _mean_or_none(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _by_epoch(series: dict, key: str) -> dict:
+    """{epoch: value} of one per-epoch series."""
+    return dict(zip(series["epochs"], series[key], strict=True))
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: malformed JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return obj
+
+
+def _resolve(path: str, results_dir: Path) -> Path:
+    """Driver paths are relative to the cwd it ran in: try ours, then the repository root
+    that ``results/<profile>`` sits in."""
+    if Path(path).is_absolute():
+        return Path(path)
+    candidates = [Path.cwd() / path, *[p / path for p in results_dir.resolve().parents[1:2]]]
+    return next((p for p in candidates if p.exists()), candidates[0])
+
+
+def _epoch_row(obj, path: str, line: int) -> dict | None:
+    if not isinstance(obj, dict):
+        raise DataError("expected a JSON object", path, line)
+    if obj.get("event") != "epoch":
+        return None
+    if not isinstance(obj.get("epoch"), int):
+        raise DataError("epoch row without an integer epoch", path, line, "epoch")
+    return obj
+
+
+def read_epoch_rows(path: Path) -> list[dict]:
+    """Epoch rows of one metrics.jsonl, sorted by epoch; a resumed run can log an epoch
+    twice, and the last row per (task, epoch) wins."""
+    rows: dict[tuple, dict] = {}
+    for row in read_jsonl(path, _epoch_row):
+        rows[(row.get("task"), row.get("epoch"))] = row
+    return sorted(rows.values(), key=lambda r: r["epoch"])
+
+
+def _check_eval(result: dict, path: Path, languages: list[str]) -> None:
+    for language in languages:
+        entry = result.get("languages", {}).get(language)
+        if not isinstance(entry, dict):
+            raise UserError(f"{path}: no results for language '{language}'")
+        ids, ranks = entry.get("query_ids"), entry.get("ranks")
+        if not isinstance(ids, list) or not isinstance(ranks, list) or not ranks \
+                or len(ids) != len(ranks):
+            raise UserError(f"{path}: language '{language}' needs equally long, non-empty "
+                            "'query_ids' and 'ranks' lists")
+        if len(set(ids)) != len(ids):
+            raise UserError(f"{path}: language '{language}' has duplicate query ids")
+
+
+def load_grid(results_dir: str | Path) -> dict:
+    """grid.json with each done cell's files attached: ``cell["result"]`` (the evaluate
+    JSON) and ``cell["epochs"]`` ({language: epoch rows}, {} where the run directory is
+    absent, e.g. results copied without runs/). Also ``grid["missing_metrics"]``."""
+    results_dir = Path(results_dir)
+    grid_path = results_dir / "grid.json"
+    grid = _read_json(grid_path)
+    if not isinstance(grid.get("groups"), dict) or not isinstance(grid.get("cells"), list):
+        raise UserError(f"{grid_path}: needs a 'groups' object and a 'cells' list")
+    for name, spec in grid["groups"].items():
+        if not isinstance(spec, dict) or not all(
+                isinstance(spec.get(k), list) for k in ("languages", "samplers")):
+            raise UserError(f"{grid_path}: group '{name}' needs 'languages' and 'samplers' lists")
+    grid["missing_metrics"] = []
+    for number, cell in enumerate(grid["cells"]):
+        lacking = [k for k in ("id", "group", "sampler", "seed", "status")
+                   if not isinstance(cell, dict) or k not in cell]
+        if lacking:
+            raise UserError(f"{grid_path}: cell {number} has no '{lacking[0]}'")
+        if cell["group"] not in grid["groups"]:
+            raise UserError(f"{grid_path}: cell {cell['id']} names unknown group "
+                            f"'{cell['group']}'")
+        if cell["status"] != "done":
+            continue
+        languages = grid["groups"][cell["group"]]["languages"]
+        eval_path = results_dir / "cells" / f"{cell['id']}.json"
+        if not eval_path.is_file() and cell.get("eval"):
+            eval_path = _resolve(cell["eval"], results_dir)
+        cell["result"] = _read_json(eval_path)
+        _check_eval(cell["result"], eval_path, languages)
+        cell["epochs"] = {}
+        for language in languages:
+            path = _resolve(cell.get("run_dir", ""), results_dir) / language / "metrics.jsonl"
+            if path.is_file():
+                cell["epochs"][language] = read_epoch_rows(path)
+            else:
+                grid["missing_metrics"].append(str(path))
+    return grid
+
+
+# --- summary ------------------------------------------------------------------------------
+
+
+def _aligned_rr(cells: list[dict], language: str) -> dict[str, np.ndarray]:
+    """{sampler: per-query RR averaged over its seeds}, every array in one query order;
+    UserError if two cells ranked different query sets."""
+    reference = cells[0]
+    order = reference["result"]["languages"][language]["query_ids"]
+    position = {qid: i for i, qid in enumerate(order)}
+    per_sampler: dict[str, list[np.ndarray]] = {}
+    for cell in cells:
+        entry = cell["result"]["languages"][language]
+        if set(entry["query_ids"]) != position.keys():
+            raise UserError(f"{language}: cells {reference['id']} and {cell['id']} were "
+                            "evaluated on different query sets")
+        rr = np.empty(len(order))
+        rr[[position[q] for q in entry["query_ids"]]] = reciprocal_ranks(entry["ranks"])
+        per_sampler.setdefault(cell["sampler"], []).append(rr)
+    return {s: np.mean(v, axis=0) for s, v in per_sampler.items()}
+
+
+def _epoch_series(cells: list[dict], languages: list[str], key: str,
+                  combine: str) -> dict:
+    """Per epoch, the mean over seeds of ``key`` per language and, over languages, their
+    sum (``combine="sum"``, times) or the mean over seeds and languages ("mean", gaps)."""
+    epochs = sorted({r["epoch"] for c in cells for rows in c["epochs"].values() for r in rows})
+    per_language = {}
+    for language in languages:
+        per_language[language] = [_mean_or_none(
+            [r.get(key) for c in cells for r in c["epochs"].get(language, []) if r["epoch"] == e])
+            for e in epochs]
+    total = []
+    for i, e in enumerate(epochs):
+        if combine == "sum":
+            values = [per_language[lang][i] for lang in languages]
+            total.append(None if None in values else float(sum(values)))
+        else:
+            total.append(_mean_or_none([r.get(key) for c in cells for rows in c["epochs"].values()
+                                        for r in rows if r["epoch"] == e]))
+    return {"epochs": epochs, "values": total, "per_language": per_language}
+
+
+def _total_epoch_seconds(cell: dict, languages: list[str]) -> float | None:
+    """Sum of epoch_seconds over a cell's languages and epochs; None if a log is missing."""
+    if any(not cell["epochs"].get(lang) for lang in languages):
+        return None
+    return float(sum(r.get("epoch_seconds") or 0.0 for lang in languages
+                     for r in cell["epochs"][lang]))
+
+
+def _mrr_tables(by_sampler: dict[str, list[dict]], languages: list[str]) -> tuple[dict, dict]:
+    """{language: {sampler: mean/std over seeds}} and {sampler: mean/std over seeds of the
+    per-seed average over languages}, in MRR points."""
+    mrr: dict = {lang: {} for lang in languages}
+    average = {}
+    for sampler, cells in by_sampler.items():
+        points = [{lang: 100 * float(reciprocal_ranks(
+            cell["result"]["languages"][lang]["ranks"]).mean()) for lang in languages}
+            for cell in cells]  # one dict per seed
+        seeds = [cell["seed"] for cell in cells]
+        for lang in languages:
+            values = [p[lang] for p in points]
+            mrr[lang][sampler] = {**_mean_std(values), "per_seed": values, "seeds": seeds}
+        average[sampler] = _mean_std([float(np.mean(list(p.values()))) for p in points])
+    return mrr, average
+
+
+def _intervals(by_sampler: dict[str, list[dict]], languages: list[str],
+               bootstrap: dict) -> dict:
+    """{language: {"tbs-random": ..., "tbs-hardneg": ...}} for the samplers present."""
+    if not by_sampler.get("tbs"):
+        return {}
+    cells = [c for sampler_cells in by_sampler.values() for c in sampler_cells]
+    intervals = {}
+    for lang in languages:
+        rr = _aligned_rr(cells, lang)
+        intervals[lang] = {f"tbs-{base}": paired_bootstrap(100 * rr["tbs"], 100 * rr[base],
+                                                           **bootstrap)
+                           for base in BASELINES if base in rr}
+    return intervals
+
+
+def _time_and_gap(by_sampler: dict[str, list[dict]], languages: list[str]) -> tuple[dict, dict]:
+    """Epoch and sampler seconds per epoch, the overhead over random (total epoch seconds
+    over the seeds both have complete logs for) and the diag_* series per epoch."""
+    random_totals = {c["seed"]: _total_epoch_seconds(c, languages)
+                     for c in by_sampler.get("random", [])}
+    epoch_time, gap = {}, {}
+    for sampler, cells in by_sampler.items():
+        if not cells:
+            continue
+        seconds = _epoch_series(cells, languages, "epoch_seconds", "sum")
+        known = [v for v in seconds["values"] if v is not None]
+        totals = {c["seed"]: _total_epoch_seconds(c, languages) for c in cells}
+        seeds = [k for k in totals if totals[k] is not None and random_totals.get(k)]
+        overhead = (sum(totals[k] for k in seeds) / sum(random_totals[k] for k in seeds)
+                    if seeds else None)
+        epoch_time[sampler] = {
+            "epochs": seconds["epochs"], "seconds": seconds["values"],
+            "sampler_seconds": _epoch_series(cells, languages, "sampler_seconds", "sum")["values"],
+            "per_language": seconds["per_language"],
+            "total_seconds": float(sum(known)) if known else None,
+            "overhead_vs_random": overhead}
+        series = {k: _epoch_series(cells, languages, k, "mean") for k in GAP_KEYS}
+        gap[sampler] = {"epochs": series["diag_gap"]["epochs"],
+                        **{k: series[k]["values"] for k in GAP_KEYS},
+                        "per_language": series["diag_gap"]["per_language"]}
+    return epoch_time, gap
+
+
+def _summarize_group(spec: dict, cells: list[dict], bootstrap: dict) -> dict:
+    languages = spec["languages"]
+    samplers = [*spec["samplers"], *sorted({c["sampler"] for c in cells} - set(spec["samplers"]))]
+    by_sampler = {s: sorted((c for c in cells if c["sampler"] == s), key=lambda c: c["seed"])
+                  for s in samplers}
+    mrr, average = _mrr_tables(by_sampler, languages)
+    epoch_time, gap = _time_and_gap(by_sampler, languages)
+    return {"model": spec.get("model"), "encoder": spec.get("encoder"),
+            "jobs": spec.get("jobs", 1), "threads": spec.get("threads"),
+            "languages": languages, "samplers": samplers, "seeds": spec.get("seeds", []),
+            "mrr": mrr, "average": average,
+            "bootstrap": _intervals(by_sampler, languages, bootstrap),
+            "epoch_time": epoch_time, "gap": gap}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def summarize_grid(grid: dict, results_dir: str | Path, n_resamples: int = 10_000,
+                   confidence: float = 0.95, seed: int = 0) -> dict:
+    """The content of results.json (see the module docstring for the protocols)."""
+    done = [c for c in grid["cells"] if c["status"] == "done"]
+    missing = [{"id": c["id"], "status": c["status"]} for c in grid["cells"]
+               if c["status"] != "done"]
+    listed = {(c["group"], c["sampler"], c["seed"]) for c in grid["cells"]}
+    for name, spec in grid["groups"].items():
+        for sampler in spec.get("samplers", []):
+            for s in spec.get("seeds", []):
+                if (name, sampler, s) not in listed:
+                    missing.append({"id": f"{name}__{sampler}__seed{s}", "status": "absent"})
+    hashes = {c["id"]: c["result"].get("data_hash") for c in done}
+    if len(set(hashes.values())) > 1:
+        raise UserError("cells were evaluated on different data (data_hash): " + ", ".join(
+            f"{cid}={h}" for cid, h in hashes.items()))
+    bootstrap = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    groups = {name: _summarize_group(spec, [c for c in done if c["group"] == name], bootstrap)
+              for name, spec in grid["groups"].items()}
+    return {
+        "profile": grid.get("profile"), "description": grid.get("description"),
+        "results_dir": str(results_dir), "data": grid.get("data"),
+        "data_hash": next(iter(hashes.values()), None),
+        "protocol": grid.get("protocol", "codebase"), "mrr_cutoff": MRR_CUTOFF,
+        "std": "sample standard deviation over seeds (ddof=1); null with one seed",
+        "bootstrap": {"method": "Efron percentile, paired over queries (RR averaged over "
+                      "seeds), in MRR points", **bootstrap},
+        "wall_seconds": grid.get("wall_seconds"),
+        "cells": {"done": [c["id"] for c in done], "missing": missing},
+        "missing_metrics": grid.get("missing_metrics", []),
+        "packages": package_versions(), "groups": groups}
+
+
+# --- plots --------------------------------------------------------------------------------
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def plot_names(group: str) -> dict[str, str]:
+    slug = _slug(group)
+    return {"mrr": f"mrr_{slug}.png", "gap": f"gap_{slug}.png",
+            "epoch_time": f"epoch_time_{slug}.png"}
+
+
+def _figure(title: str, xlabel: str, ylabel: str):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return fig, ax
+
+
+def _line_plot(series: dict, key: str, title: str, ylabel: str, path: Path) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = _figure(title, "epoch", ylabel)
+    for sampler, entry in series.items():
+        points = {e: v for e, v in _by_epoch(entry, key).items() if v is not None}
+        if points:
+            ax.plot(list(points), list(points.values()), marker="o", label=sampler)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.lines:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "nothing logged", ha="center", transform=ax.transAxes)
+    fig.savefig(path, dpi=100)
+
+
+def write_plots(summary: dict, out_dir: str | Path) -> list[Path]:
+    """Per group: MRR bars with std error bars, gap per epoch, epoch time per epoch."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for group, g in summary["groups"].items():
+        names = {k: out_dir / v for k, v in plot_names(group).items()}
+        fig, ax = _figure(f"{group}: MRR@{summary['mrr_cutoff']} over seeds", "",
+                          "MRR (points)")
+        labels = [*g["languages"], "average"]
+        width = 0.8 / max(len(g["samplers"]), 1)
+        for i, sampler in enumerate(g["samplers"]):
+            cells = [g["mrr"][lang][sampler] for lang in g["languages"]] + [g["average"][sampler]]
+            heights = [np.nan if c["mean"] is None else c["mean"] for c in cells]
+            errors = [c["std"] or 0.0 for c in cells]
+            ax.bar(np.arange(len(labels)) + i * width, heights, width, yerr=errors, capsize=3,
+                   label=sampler)
+        ax.set_xticks(np.arange(len(labels)) + width * (len(g["samplers"]) - 1) / 2, labels)
+        ax.legend()
+        fig.savefig(names["mrr"], dpi=100)
+        _line_plot(g["gap"], "diag_gap", f"{group}: L^Global - L^Train per epoch",
+                   "gap (mean over seeds and languages)", names["gap"])
+        _line_plot(g["epoch_time"], "seconds", f"{group}: epoch time",
+                   "seconds (summed over languages)", names["epoch_time"])
+        written += names.values()
+    return written
+
+
+# --- markdown -----------------------------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_pm(cell: dict) -> str:
+    if cell["mean"] is None:
+        return "missing"
+    return _num(cell["mean"]) + ("" if cell["std"] is None else f" ± {_num(cell['std'])}")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
+            *["| " + " | ".join(row) + " |" for row in rows], ""]
+
+
+def _signed(value: float) -> str:
+    return f"{round(value, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
+
+
+def _interval(b: dict | None) -> str:
+    return "–" if b is None else f"{_signed(b['diff'])} [{_signed(b['low'])}, {_signed(b['high'])}]"
+
+
+def _reading(group: dict, confidence: float) -> list[str]:
+    """Facts read off the tables (no conclusions written in advance)."""
+    facts = []
+    average = {s: a["mean"] for s, a in group["average"].items() if a["mean"] is not None}
+    if average:
+        facts.append("Averaged over languages: " + ", ".join(
+            f"{s} {v:.2f}" for s, v in average.items())
+            + f"; highest: {max(average, key=average.get)}.")
+    for base in BASELINES:
+        key = f"tbs-{base}"
+        rows = {lang: b[key] for lang, b in group["bootstrap"].items() if key in b}
+        if not rows:
+            continue
+        above = [lang for lang, b in rows.items() if b["low"] > 0]
+        below = [lang for lang, b in rows.items() if b["high"] < 0]
+        facts.append(f"The {confidence:.0%} interval of tbs − {base} excludes 0 in "
+                     f"{len(above) + len(below)} of {len(rows)} languages (tbs higher: "
+                     f"{', '.join(above) or 'none'}; tbs lower: {', '.join(below) or 'none'}).")
+    overheads = {s: t["overhead_vs_random"] for s, t in group["epoch_time"].items()
+                 if s != "random" and t["overhead_vs_random"] is not None}
+    if overheads:
+        facts.append("Total epoch time relative to random: " + ", ".join(
+            f"{s} {r:.2f}x" for s, r in overheads.items()) + ".")
+    last = {s: g["diag_gap"][-1] for s, g in group["gap"].items()
+            if g["diag_gap"] and g["diag_gap"][-1] is not None}
+    if last:
+        facts.append("Last-epoch gap L^Global − L^Train (smaller means batches closer to the "
+                     "global loss): " + ", ".join(f"{s} {v:.3f}" for s, v in last.items())
+                     + f"; smallest: {min(last, key=last.get)}.")
+    return facts
+
+
+def _group_section(name: str, g: dict, metric: str, confidence: float) -> list[str]:
+    samplers = g["samplers"]
+    n_seeds = sorted({c["n_seeds"] for c in g["average"].values()})
+    lines = [f"## Group `{name}` (model {g['model']}, encoder {g['encoder']})", "",
+             f"{metric}, mean ± sample std over seeds (seeds per sampler: "
+             f"{', '.join(map(str, n_seeds))}; no std with one seed).", ""]
+    rows = [[lang, *(_mean_pm(g["mrr"][lang][s]) for s in samplers)] for lang in g["languages"]]
+    rows.append(["**average**", *(_mean_pm(g["average"][s]) for s in samplers)])
+    lines += _table(["language", *samplers], rows)
+
+    if g["bootstrap"]:
+        keys = [f"tbs-{base}" for base in BASELINES if base in samplers]
+        lines += [f"Paired bootstrap over queries, MRR points: difference [{confidence:.0%} "
+                  "interval]:", ""]
+        rows = []
+        for lang, b in g["bootstrap"].items():
+            n_queries = next((x["n"] for x in b.values()), None)
+            rows.append([lang, *(_interval(b.get(k)) for k in keys), _num(n_queries, 0)])
+        lines += _table(["language", *(k.replace("-", " − ") for k in keys), "queries"], rows)
+
+    epochs = sorted({e for t in g["epoch_time"].values() for e in t["epochs"]})
+    if epochs:
+        shared = (f" Cells ran {g['jobs']} at a time ({g['threads']} thread(s) each), so "
+                  "these times include contention between cells; `make bench` measures the "
+                  "overhead side by side." if g.get("jobs", 1) > 1 else "")
+        lines += ["Seconds per epoch (of which in the sampler), summed over languages, mean "
+                  "over seeds; epochs numbered as in metrics.jsonl." + shared, ""]
+        rows = []
+        for s, t in g["epoch_time"].items():
+            seconds, in_sampler = _by_epoch(t, "seconds"), _by_epoch(t, "sampler_seconds")
+            rows.append([s, *(f"{_num(seconds.get(e), 1)} ({_num(in_sampler.get(e), 1)})"
+                              for e in epochs),
+                         _num(t["total_seconds"], 1), _num(t["overhead_vs_random"])])
+        lines += _table(["sampler", *(f"epoch {e}" for e in epochs), "total", "× random"], rows)
+        lines += ["Gap L^Global − L^Train per epoch, mean over seeds and languages:", ""]
+        rows = [[s, *(_num(_by_epoch(t, "diag_gap").get(e), 3) for e in epochs)]
+                for s, t in g["gap"].items()]
+        lines += _table(["sampler", *(f"epoch {e}" for e in epochs)], rows)
+
+    names = plot_names(name)
+    return lines + [f"![MRR](plots/{names['mrr']}) ![gap](plots/{names['gap']}) "
+                    f"![epoch time](plots/{names['epoch_time']})", "",
+                    "**How to read this.** "
+                    + " ".join(_reading(g, confidence) or ["No comparisons."]), ""]
+
+
+def format_report(summary: dict) -> str:
+    """report.md: per group the MRR table, bootstrap intervals, epoch time, gap, plots and
+    a paragraph of facts read off them; then the missing cells and logs."""
+    metric = f"MRR@{summary['mrr_cutoff']} ({summary['protocol']} protocol)"
+    wall = summary.get("wall_seconds")
+    lines = [f"# Sampler comparison: profile `{summary['profile']}`", "",
+             *([summary["description"], ""] if summary.get("description") else []),
+             f"- data: `{summary['data']}` (data_hash `{summary['data_hash']}`)",
+             f"- metric: {metric}, in points (x100)",
+             f"- cells: {len(summary['cells']['done'])} done, "
+             f"{len(summary['cells']['missing'])} missing; wall time "
+             f"{_num(wall / 60 if wall is not None else None, 1)} min",
+             "- packages: " + ", ".join(f"{k} {v}" for k, v in summary["packages"].items()), ""]
+    for name, g in summary["groups"].items():
+        lines += _group_section(name, g, metric, summary["bootstrap"]["confidence"])
+    if summary["cells"]["missing"]:
+        lines += ["## Missing cells", "", *(f"- `{c['id']}`: {c['status']}"
+                                            for c in summary["cells"]["missing"]), ""]
+    if summary["missing_metrics"]:
+        lines += ["## Missing training logs (no time or gap for these)", "",
+                  *(f"- `{p}`" for p in summary["missing_metrics"]), ""]
+    return "\n".join(lines)
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def write_report(results_dir: str | Path) -> dict:
+    """Load, summarise, write results.json (atomically), plots/ and report.md."""
+    results_dir = Path(results_dir)
+    summary = summarize_grid(load_grid(results_dir), results_dir)
+    write_json_atomic(results_dir / "results.json", summary)
+    write_plots(summary, results_dir / "plots")
+    tmp = results_dir / "report.md.tmp"
+    tmp.write_text(format_report(summary), encoding="utf-8")
+    tmp.replace(results_dir / "report.md")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m codesearch.report",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("results_dir", help="results/<profile> written by make reproduce")
+    args = parser.parse_args(argv)
+    try:
+        write_report(args.results_dir)
+    except UserError as error:
+        print(f"codesearch: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {Path(args.results_dir) / 'report.md'}, results.json and plots/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,433 @@
+"""The `make reproduce` driver: run a profile's grid of training cells and write the report.
+
+A profile (``experiments/<name>.yaml``) names a prepared data directory (and the command that
+prepares it when it is missing) and groups of cells. A cell is one (group, sampler, seed): one
+``codesearch train`` run over the group's languages, then one ``codesearch evaluate`` of it,
+both run as subprocesses exactly as a user would type them. Cells that finished are skipped,
+a cell that was interrupted resumes from its checkpoint, and the report
+(:mod:`codesearch.report`) is rewritten at the end from every finished cell.
+
+Layout: ``runs/<profile>/<group>/<sampler>-seed<k>/`` (the training run) and
+``results/<profile>/{grid.json, cells/<cell>.json, logs/<cell>.log, report.md, ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from codesearch.config import SECTIONS, RunConfig, apply_overrides
+from codesearch.data.prepared import load_manifest, write_json_atomic
+from codesearch.data.schema import parse_languages
+from codesearch.errors import UserError
+from codesearch.samplers import sampler_class
+
+PROFILE_KEYS = {"name", "description", "data", "protocol", "launcher", "groups"}
+GROUP_KEYS = {"description", "languages", "samplers", "seeds", "jobs", "threads", "config",
+              "evaluate"}
+DATA_KEYS = {"path", "prepare"}
+
+
+@dataclasses.dataclass
+class Cell:
+    """One training run of the grid and its evaluation."""
+
+    group: str
+    sampler: str
+    seed: int
+    languages: list[str]
+    run_dir: Path
+    eval_path: Path
+    log_path: Path
+    config_path: Path
+    jobs: int
+    threads: int
+    evaluate_args: list[str]
+
+    @property
+    def id(self) -> str:
+        return f"{self.group}__{self.sampler}__seed{self.seed}"
+
+
+@dataclasses.dataclass
+class Profile:
+    name: str
+    description: str
+    path: Path
+    data_path: str
+    prepare: list[str] | None
+    protocol: str
+    launcher: list[str]
+    groups: dict[str, dict]
+
+
+def _check_keys(where: str, mapping: object, allowed: set[str]) -> dict:
+    if not isinstance(mapping, dict):
+        raise UserError(f"{where}: expected a mapping")
+    unknown = sorted(set(mapping) - allowed)
+    if unknown:
+        raise UserError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(allowed))})")
+    return mapping
+
+
+def _as_command(where: str, value: object) -> list[str]:
+    if isinstance(value, str):
+        return shlex.split(value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise UserError(f"{where}: expected a command (a string or a list of strings)")
+
+
+def group_config(profile: Profile, group: str, sampler: str, seed: int) -> RunConfig:
+    """The validated training config of one cell: defaults, the group's config, the cell."""
+    spec = profile.groups[group]
+    where = f"{profile.path}: groups.{group}.config"
+    tree = _check_keys(where, spec.get("config") or {}, set(SECTIONS))
+    flat = {}
+    for section, values in tree.items():
+        if not isinstance(values, dict):
+            raise UserError(f"{where}.{section}: expected a mapping of keys")
+        # apply_overrides names any unknown key and checks every value's type.
+        flat.update({f"{section}.{key}": value for key, value in values.items()})
+    for fixed in ("data.path", "data.languages", "sampler.name", "train.seed"):
+        if fixed in flat:
+            raise UserError(f"{where}: '{fixed}' is set by the grid (data.path, the group's "
+                            f"languages, samplers and seeds), not in config")
+    flat.update({"data.path": profile.data_path, "data.languages": spec["languages"],
+                 "sampler.name": sampler, "train.seed": seed})
+    return apply_overrides(RunConfig(), flat, where)
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate a profile: every cell's config is checked before anything runs."""
+    path = Path(path)
+    if not path.is_file():
+        known = sorted(p.stem for p in Path("experiments").glob("*.yaml"))
+        raise UserError(f"{path}: no such profile" + (f" (known: {', '.join(known)})" if known
+                                                       else ""))
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    tree = _check_keys(str(path), tree, PROFILE_KEYS)
+    data = _check_keys(f"{path}: data", tree.get("data"), DATA_KEYS)
+    if "path" not in data:
+        raise UserError(f"{path}: data.path is required")
+    groups = tree.get("groups")
+    if not isinstance(groups, dict) or not groups:
+        raise UserError(f"{path}: groups must name at least one group of cells")
+    profile = Profile(
+        name=str(tree.get("name") or path.stem), description=str(tree.get("description", "")),
+        path=path, data_path=str(data["path"]),
+        prepare=_as_command(f"{path}: data.prepare", data["prepare"]) if data.get("prepare")
+        else None,
+        protocol=str(tree.get("protocol", "codebase")),
+        launcher=_as_command(f"{path}: launcher", tree["launcher"]) if tree.get("launcher")
+        else [sys.executable, "-m", "codesearch"],
+        groups={})
+    for name, spec in groups.items():
+        where = f"{path}: groups.{name}"
+        spec = dict(_check_keys(where, spec, GROUP_KEYS))
+        try:
+            spec["languages"] = parse_languages(spec.get("languages", "all"))
+        except UserError as exc:
+            raise UserError(f"{where}.languages: {exc}") from None
+        samplers = spec.get("samplers", ["random", "hardneg", "tbs"])
+        seeds = spec.get("seeds", [0])
+        if not isinstance(samplers, list) or not samplers:
+            raise UserError(f"{where}.samplers: expected a non-empty list")
+        if not isinstance(seeds, list) or not seeds or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise UserError(f"{where}.seeds: expected a non-empty list of integers")
+        for sampler in samplers:
+            try:
+                sampler_class(sampler)
+            except UserError as exc:
+                raise UserError(f"{where}.samplers: {exc}") from None
+        for key in ("jobs", "threads"):
+            value = spec.setdefault(key, 1)
+            if not isinstance(value, int) or value < 1:
+                raise UserError(f"{where}.{key}: expected a positive integer, got {value!r}")
+        spec["evaluate"] = _as_command(f"{where}.evaluate", spec["evaluate"]) \
+            if spec.get("evaluate") else []
+        spec["samplers"], spec["seeds"] = [str(s) for s in samplers], seeds
+        profile.groups[name] = spec
+        configs = [group_config(profile, name, sampler, seed)
+                   for sampler in spec["samplers"] for seed in seeds]
+        spec["model"], spec["encoder"] = configs[0].model.model, configs[0].model.encoder
+    return profile
+
+
+def plan_cells(profile: Profile, runs_root: Path, results_dir: Path) -> list[Cell]:
+    cells = []
+    for group, spec in profile.groups.items():
+        config_path = runs_root / group / "config.yaml"
+        for sampler in spec["samplers"]:
+            for seed in spec["seeds"]:
+                cell_id = f"{group}__{sampler}__seed{seed}"
+                cells.append(Cell(
+                    group=group, sampler=sampler, seed=seed, languages=spec["languages"],
+                    run_dir=runs_root / group / f"{sampler}-seed{seed}",
+                    eval_path=results_dir / "cells" / f"{cell_id}.json",
+                    log_path=results_dir / "logs" / f"{cell_id}.log",
+                    config_path=config_path, jobs=spec["jobs"], threads=spec["threads"],
+                    evaluate_args=spec["evaluate"]))
+    return cells
+
+
+def write_group_configs(profile: Profile, runs_root: Path) -> None:
+    """The group's config as a `codesearch train --config` file (without the cell's keys)."""
+    for group, spec in profile.groups.items():
+        path = runs_root / group / "config.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(spec.get("config") or {}, sort_keys=False)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
+                                             suffix=".tmp") as handle:
+                handle.write(text)
+            os.replace(handle.name, path)
+
+
+def train_finished(cell: Cell) -> bool:
+    """True when the run directory's run.json says every language's task finished."""
+    try:
+        summary = json.loads((cell.run_dir / "run.json").read_text(encoding="utf-8"))["summary"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return all(summary.get(lang, {}).get("finished") for lang in cell.languages)
+
+
+def train_command(profile: Profile, cell: Cell) -> list[str]:
+    command = [*profile.launcher, "train", "--config", str(cell.config_path),
+               "--data", profile.data_path, "--languages", ",".join(cell.languages),
+               "--sampler", cell.sampler, "--seed", str(cell.seed), "--out", str(cell.run_dir)]
+    if cell.run_dir.is_dir() and (cell.run_dir / "config.yaml").is_file():
+        command.append("--resume")
+    return command
+
+
+def evaluate_command(profile: Profile, cell: Cell) -> list[str]:
+    # Evaluation is one process: the launcher's `accelerate launch` flags do not apply.
+    return [sys.executable, "-m", "codesearch", "evaluate", "--model", str(cell.run_dir),
+            "--data", profile.data_path, "--languages", ",".join(cell.languages),
+            "--protocol", profile.protocol, "--out", str(cell.eval_path), "--quiet",
+            *cell.evaluate_args]
+
+
+class CellFailed(Exception):
+    pass
+
+
+def _run_logged(command: list[str], log_path: Path, env: dict[str, str],
+                children: set[subprocess.Popen], lock: threading.Lock) -> float:
+    start = time.perf_counter()
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"\n$ {shlex.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        with lock:
+            children.add(process)
+        try:
+            code = process.wait()
+        finally:
+            with lock:
+                children.discard(process)
+    if code != 0:
+        raise CellFailed(f"exit {code}: {shlex.join(command[:4])} ...")
+    return time.perf_counter() - start
+
+
+def run_cell(profile: Profile, cell: Cell, children: set[subprocess.Popen],
+             lock: threading.Lock) -> dict:
+    """Train (or resume, or skip a finished run) and evaluate one cell; returns its timings."""
+    cell.log_path.parent.mkdir(parents=True, exist_ok=True)
+    cell.eval_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads),
+               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    timings = {"train_seconds": 0.0, "eval_seconds": 0.0}
+    if not train_finished(cell):
+        timings["train_seconds"] = _run_logged(train_command(profile, cell), cell.log_path, env,
+                                               children, lock)
+    timings["eval_seconds"] = _run_logged(evaluate_command(profile, cell), cell.log_path, env,
+                                          children, lock)
+    return timings
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join("    " + line for line in kept)
+
+
+def grid_record(profile: Profile, cells: list[Cell], state: dict[str, dict],
+                wall_seconds: float) -> dict:
+    return {
+        "profile": profile.name, "description": profile.description,
+        "profile_file": str(profile.path), "data": profile.data_path,
+        "protocol": profile.protocol,
+        "groups": {name: {key: spec[key] for key in
+                          ("languages", "samplers", "seeds", "model", "encoder", "jobs",
+                           "threads")}
+                   | {"config": spec.get("config") or {}}
+                   for name, spec in profile.groups.items()},
+        "cells": [{"id": cell.id, "group": cell.group, "sampler": cell.sampler,
+                   "seed": cell.seed, "languages": cell.languages,
+                   "run_dir": str(cell.run_dir), "eval": str(cell.eval_path),
+                   "log": str(cell.log_path), **state[cell.id]} for cell in cells],
+        "wall_seconds": wall_seconds,
+    }
+
+
+def prepare_data(profile: Profile) -> None:
+    """Run the profile's prepare command when its data directory has no manifest."""
+    if (Path(profile.data_path) / "manifest.json").is_file():
+        load_manifest(profile.data_path)
+        return
+    if profile.prepare is None:
+        raise UserError(f"{profile.data_path}: no prepared data (manifest.json) and the profile "
+                        f"{profile.path} has no data.prepare command")
+    print(f"preparing {profile.data_path}: {shlex.join(profile.prepare)}", flush=True)
+    code = subprocess.call([sys.executable if part == "python" else part
+                            for part in profile.prepare])
+    if code != 0 or not (Path(profile.data_path) / "manifest.json").is_file():
+        raise UserError(f"{profile.data_path}: the prepare command failed (exit {code}): "
+                        f"{shlex.join(profile.prepare)}")
+
+
+def run_profile(profile_path: str | Path, runs_root: str | Path | None = None,
+                results_dir: str | Path | None = None, only: Callable[[Cell], bool] | None = None,
+                report: bool = True, progress: bool = True) -> dict:
+    """Run every unfinished cell of a profile, then write the report; returns grid.json."""
+    profile = load_profile(profile_path)
+    runs_root = Path(runs_root or Path("runs") / profile.name)
+    results_dir = Path(results_dir or Path("results") / profile.name)
+    prepare_data(profile)
+    write_group_configs(profile, runs_root)
+    cells = plan_cells(profile, runs_root, results_dir)
+    state = {cell.id: {"status": "done" if cell.eval_path.is_file() else "pending"}
+             for cell in cells}
+    previous = results_dir / "grid.json"
+    if previous.is_file():
+        for row in json.loads(previous.read_text(encoding="utf-8")).get("cells", []):
+            if row.get("id") in state and state[row["id"]]["status"] == "done":
+                state[row["id"]].update({k: row[k] for k in ("train_seconds", "eval_seconds")
+                                         if k in row})
+    todo = [c for c in cells if state[c.id]["status"] != "done" and (only is None or only(c))]
+    start = time.perf_counter()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(results_dir / "grid.json", grid_record(profile, cells, state, 0.0))
+    done_before = len(cells) - len(todo)
+    print(f"{profile.name}: {len(cells)} cells, {done_before} already done, {len(todo)} to run "
+          f"(logs in {results_dir / 'logs'})", flush=True)
+    children: set[subprocess.Popen] = set()
+    lock = threading.Lock()
+    bar = tqdm(total=len(cells), initial=done_before, desc=f"reproduce {profile.name}",
+               unit="cell", disable=not progress, dynamic_ncols=True)
+    failed = []
+    try:
+        # Groups run one after the other, each with its own number of parallel jobs.
+        for group in profile.groups:
+            group_cells = [c for c in todo if c.group == group]
+            if not group_cells:
+                continue
+            with ThreadPoolExecutor(max_workers=group_cells[0].jobs) as pool:
+                pending = {pool.submit(run_cell, profile, c, children, lock): c
+                           for c in group_cells}
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        cell = pending.pop(future)
+                        try:
+                            state[cell.id] = {"status": "done", **future.result()}
+                            t = state[cell.id]
+                            bar.write(f"done {cell.id}: train {t['train_seconds']:.0f} s, "
+                                      f"evaluate {t['eval_seconds']:.0f} s")
+                        except CellFailed as exc:
+                            state[cell.id] = {"status": "failed", "error": str(exc)}
+                            failed.append(cell)
+                            bar.write(f"FAILED {cell.id} ({exc}); log {cell.log_path}:\n"
+                                      f"{_log_tail(cell.log_path)}")
+                        bar.update(1)
+                        write_json_atomic(results_dir / "grid.json", grid_record(
+                            profile, cells, state, time.perf_counter() - start))
+    except KeyboardInterrupt:
+        with lock:
+            for process in children:
+                process.terminate()  # the trainer checkpoints on SIGTERM
+        for process in list(children):
+            process.wait()
+        raise
+    finally:
+        bar.close()
+    grid = grid_record(profile, cells, state, time.perf_counter() - start)
+    write_json_atomic(results_dir / "grid.json", grid)
+    if report:
+        from codesearch.report import write_report
+
+        write_report(results_dir)
+        print(f"report: {results_dir / 'report.md'}", flush=True)
+    if failed:
+        raise UserError(f"{len(failed)} cell(s) failed: {', '.join(c.id for c in failed)}; "
+                        f"see {results_dir / 'logs'}; rerun to retry them")
+    return grid
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="reproduce", description="Run a profile's grid of training cells and its report.")
+    parser.add_argument("profile", help="experiments/<name>.yaml, or just the name")
+    parser.add_argument("--runs", default=None, help="default runs/<profile>")
+    parser.add_argument("--results", default=None, help="default results/<profile>")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the profile and list its cells, run nothing")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the report from the finished cells")
+    args = parser.parse_args(argv)
+    path = Path(args.profile)
+    if not path.suffix:
+        path = Path("experiments") / f"{args.profile}.yaml"
+    try:
+        if args.check:
+            profile = load_profile(path)
+            cells = plan_cells(profile, Path(args.runs or f"runs/{profile.name}"),
+                               Path(args.results or f"results/{profile.name}"))
+            for cell in cells:
+                print(f"{cell.id}: {', '.join(cell.languages)}")
+            print(f"{profile.name}: {len(cells)} cells, valid")
+        elif args.report_only:
+            from codesearch.report import write_report
+
+            profile = load_profile(path)
+            results = Path(args.results or f"results/{profile.name}")
+            write_report(results)
+            print(f"report: {results / 'report.md'}")
+        else:
+            run_profile(path, args.runs, args.results)
+    except UserError as exc:
+        print(f"reproduce: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reproduce: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
