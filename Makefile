@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= local
 DATA ?= data/local
 
-.PHONY: install test lint data stats reproduce clean
+.PHONY: install test lint data stats reproduce bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check codesearch data_prep tests benchmarks
+	$(PY) -m ruff check codesearch data_prep tests benchmarks experiments
 
 # The offline six-language corpus from registry source packages (DESIGN.md section 3).
 data: $(STAMP)
@@ -33,6 +33,16 @@ data: $(STAMP)
 # data, skips finished cells, resumes interrupted ones, writes results/$(PROFILE)/report.md.
 reproduce: $(STAMP)
 	$(PY) experiments/reproduce.py $(PROFILE)
+
+# Benchmarks: sampler cost against N, epoch overhead, training throughput, ranking
+# (results/bench/*.json and results/bench/summary.md; about 40 minutes on 2 idle cores).
+bench: $(STAMP)
+	test -f $(DATA)/manifest.json || $(MAKE) data
+	$(PY) benchmarks/bench_samplers.py --data $(DATA)
+	$(PY) benchmarks/bench_epoch.py --data $(DATA)
+	$(PY) benchmarks/bench_train.py --data $(DATA) --precision fp32 bf16
+	$(PY) benchmarks/bench_ranking.py
+	$(PY) benchmarks/summary.py
 
 stats: $(STAMP)
 	$(VENV)/bin/codesearch stats $(DATA)

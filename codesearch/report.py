@@ -490,7 +490,8 @@ def _reading(group: dict, confidence: float) -> list[str]:
     return facts
 
 
-def _group_section(name: str, g: dict, metric: str, confidence: float) -> list[str]:
+def _group_section(name: str, g: dict, metric: str, confidence: float,
+                   images: bool = True) -> list[str]:
     samplers = g["samplers"]
     n_seeds = sorted({c["n_seeds"] for c in g["average"].values()})
     lines = [f"## Group `{name}` (model {g['model']}, encoder {g['encoder']})", "",
@@ -530,15 +531,17 @@ def _group_section(name: str, g: dict, metric: str, confidence: float) -> list[s
         lines += _table(["sampler", *(f"epoch {e}" for e in epochs)], rows)
 
     names = plot_names(name)
-    return lines + [f"![MRR](plots/{names['mrr']}) ![gap](plots/{names['gap']}) "
-                    f"![epoch time](plots/{names['epoch_time']})", "",
-                    "**How to read this.** "
+    if images:
+        lines += [f"![MRR](plots/{names['mrr']}) ![gap](plots/{names['gap']}) "
+                  f"![epoch time](plots/{names['epoch_time']})", ""]
+    return lines + ["**How to read this.** "
                     + " ".join(_reading(g, confidence) or ["No comparisons."]), ""]
 
 
-def format_report(summary: dict) -> str:
+def format_report(summary: dict, images: bool = True) -> str:
     """report.md: per group the MRR table, bootstrap intervals, epoch time, gap, plots and
-    a paragraph of facts read off them; then the missing cells and logs."""
+    a paragraph of facts read off them; then the missing cells and logs. ``images=False``
+    leaves out the plot links (relative to the results directory), e.g. in a notebook."""
     metric = f"MRR@{summary['mrr_cutoff']} ({summary['protocol']} protocol)"
     wall = summary.get("wall_seconds")
     lines = [f"# Sampler comparison: profile `{summary['profile']}`", "",
@@ -550,7 +553,7 @@ def format_report(summary: dict) -> str:
              f"{_num(wall / 60 if wall is not None else None, 1)} min",
              "- packages: " + ", ".join(f"{k} {v}" for k, v in summary["packages"].items()), ""]
     for name, g in summary["groups"].items():
-        lines += _group_section(name, g, metric, summary["bootstrap"]["confidence"])
+        lines += _group_section(name, g, metric, summary["bootstrap"]["confidence"], images)
     if summary["cells"]["missing"]:
         lines += ["## Missing cells", "", *(f"- `{c['id']}`: {c['status']}"
                                             for c in summary["cells"]["missing"]), ""]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -17,52 +16,12 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from codesearch import batch_view
-from codesearch.config import resolve_config
 from codesearch.data.prepared import load_records
 from codesearch.errors import UserError
-from codesearch.evaluate import evaluate, save_results
-from codesearch.train import subsample, train
+from codesearch.train import subsample
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "compare_samplers.ipynb"
-SAMPLERS = ("random", "tbs", "hardneg")
 BATCH_SIZE = 16
-
-
-@pytest.fixture(scope="session")
-def _tiny_results_by_hand(tmp_path_factory, tiny_data) -> Path:
-    """A `make reproduce` results directory (experiments/ layout) from one tiny nbow group:
-    root/results/tiny/{grid.json, cells/, logs/} and root/runs/tiny/nbow/<sampler>-seed0/,
-    with grid.json paths relative to root (the repository root of a real run)."""
-    root = tmp_path_factory.mktemp("reproduce")
-    results = root / "results" / "tiny"
-    overrides = {"data.path": str(tiny_data), "data.languages": "python",
-                 "model.encoder": "nbow", "train.lr": 1e-2, "train.batch_size": BATCH_SIZE,
-                 "train.epochs": 1, "train.mixed_precision": "no", "train.seed": 0}
-    cells, start = [], time.perf_counter()
-    for sampler in SAMPLERS:
-        cell_id = f"nbow__{sampler}__seed0"
-        run_dir = Path("runs/tiny/nbow") / f"{sampler}-seed0"
-        eval_path = Path("results/tiny/cells") / f"{cell_id}.json"
-        t0 = time.perf_counter()
-        train(resolve_config(None, {**overrides, "sampler.name": sampler}), root / run_dir)
-        t1 = time.perf_counter()
-        save_results(evaluate(str(root / run_dir), tiny_data, ["python"], progress=False),
-                     root / eval_path)
-        (results / "logs").mkdir(parents=True, exist_ok=True)
-        (results / "logs" / f"{cell_id}.log").write_text("trained by tests/test_notebook.py\n")
-        cells.append({"id": cell_id, "group": "nbow", "sampler": sampler, "seed": 0,
-                      "languages": ["python"], "run_dir": str(run_dir), "eval": str(eval_path),
-                      "status": "done", "train_seconds": t1 - t0,
-                      "eval_seconds": time.perf_counter() - t1})
-    grid = {"profile": "tiny", "description": "tests: nbow on tiny data, 1 epoch",
-            "data": str(tiny_data), "protocol": "codebase",
-            "groups": {"nbow": {"model": "minilm", "encoder": "nbow", "languages": ["python"],
-                                "samplers": list(SAMPLERS), "seeds": [0],
-                                "config": {k: v for k, v in overrides.items()
-                                           if k != "data.path"}}},
-            "cells": cells, "wall_seconds": time.perf_counter() - start}
-    (results / "grid.json").write_text(json.dumps(grid, indent=2))
-    return results
 
 
 @pytest.fixture
@@ -96,9 +55,9 @@ def test_notebook_is_stored_without_outputs():
 
 
 @pytest.mark.slow
-def test_notebook_executes_on_a_tiny_results_dir(_tiny_results_by_hand, python3_kernel,
+def test_notebook_executes_on_a_tiny_results_dir(tiny_results, python3_kernel,
                                                  monkeypatch):
-    monkeypatch.setenv("CODESEARCH_RESULTS", str(_tiny_results_by_hand))
+    monkeypatch.setenv("CODESEARCH_RESULTS", str(tiny_results))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(nb, timeout=180, kernel_name=python3_kernel,
@@ -118,7 +77,7 @@ def test_notebook_executes_on_a_tiny_results_dir(_tiny_results_by_hand, python3_
     assert any("l_global" in t for t in tables), "no sampler summary"
     printed = "".join(o.get("text", "") for o in outs if o.output_type == "stream")
     assert "model of cell nbow__random__seed0:" in printed and "python/best" in printed
-    assert (_tiny_results_by_hand / "report.md").is_file()  # write_report ran
+    assert (tiny_results / "report.md").is_file()  # write_report ran
 
 
 # --- batch_view on hand-made embeddings --------------------------------------------------------
@@ -221,13 +180,13 @@ def test_off_diagonal_mean_needs_two_pairs():
 # --- batch_view on the tiny run ----------------------------------------------------------------
 
 
-def test_choose_run_and_embed(_tiny_results_by_hand, tiny_data, tmp_path, monkeypatch):
+def test_choose_run_and_embed(tiny_results, tiny_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # grid.json paths resolve against the results' repository root
-    run = batch_view.choose_run(_tiny_results_by_hand)
+    run = batch_view.choose_run(tiny_results)
     assert run.cell == "nbow__random__seed0" and run.language == "python"
     assert run.batch_size == BATCH_SIZE and run.tbs_options["quantile"] == 0.999
     assert run.data == tiny_data and run.run_dir.is_dir()
-    tbs = batch_view.choose_run(_tiny_results_by_hand, group="nbow", sampler="tbs",
+    tbs = batch_view.choose_run(tiny_results, group="nbow", sampler="tbs",
                                 language="py")
     assert tbs.cell == "nbow__tbs__seed0" and tbs.run_dir.name == "tbs-seed0"
     assert tbs.model == tbs.run_dir / "python" / "best"
@@ -245,14 +204,14 @@ def test_choose_run_and_embed(_tiny_results_by_hand, tiny_data, tmp_path, monkey
     assert len(table) == BATCH_SIZE
 
 
-def test_choose_run_errors(_tiny_results_by_hand, tmp_path):
+def test_choose_run_errors(tiny_results, tmp_path):
     with pytest.raises(UserError, match="no grid.json"):
         batch_view.choose_run(tmp_path)
     with pytest.raises(UserError, match="no done cell of group 'nbow' with sampler 'bogus'"):
-        batch_view.choose_run(_tiny_results_by_hand, sampler="bogus")
+        batch_view.choose_run(tiny_results, sampler="bogus")
     with pytest.raises(UserError, match="has no model for 'ruby'"):
-        batch_view.choose_run(_tiny_results_by_hand, language="ruby")
-    grid = json.loads((_tiny_results_by_hand / "grid.json").read_text())
+        batch_view.choose_run(tiny_results, language="ruby")
+    grid = json.loads((tiny_results / "grid.json").read_text())
     grid["cells"][0]["run_dir"] = "runs/tiny/nbow/missing"
     moved = tmp_path / "results" / "moved"
     moved.mkdir(parents=True)

@@ -210,6 +210,7 @@ def test_write_report_files_and_every_cell(results):
         png = results / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
         assert f"(plots/{name})" in text
+    assert "(plots/" not in report.format_report(summary, images=False)  # e.g. in a notebook
 
 
 def test_one_seed_one_epoch(tmp_path):

@@ -1,11 +1,9 @@
-"""Tail Batch Sampling: the ordering, the graphs, the sampler's epoch / resume contract, bench."""
+"""Tail Batch Sampling: the ordering, the graphs, the sampler's epoch / resume contract (the
+benchmark's tiny run is in test_benchmarks.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +29,6 @@ from codesearch.samplers.tbs import (
     tbs_permutation,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 SCALE = 20.0
 
 
@@ -373,19 +370,3 @@ def test_load_state_rejects_another_data_size(data):
     state = TBSSampler(100, 10).state_dict()
     with pytest.raises(ValueError, match="has 100 pairs"):
         TBSSampler(200, 10).load_state_dict(state)
-
-
-# --- the benchmark ------------------------------------------------------------------------------
-
-
-def test_bench_tiny_runs(tmp_path):
-    out = tmp_path / "tbs.json"
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_tbs.py"), "--tiny",
-                    "--out", str(out)], check=True, cwd=REPO, timeout=300, capture_output=True)
-    result = json.loads(out.read_text())
-    runs = result["runs"]
-    assert {r["graph"] for r in runs} == {"quantile", "knn"}
-    for run in runs:
-        assert run["seconds"] > 0 and run["peak_rss_mb"] > 0
-        assert run["bandwidth_after"] <= run["bandwidth_before"]
-        assert run["gap_tbs"] < run["gap_random"]

@@ -30,7 +30,7 @@ COL_TILE = 16384  # codes per tile of S: a (2048, 16384) float32 tile is 128 MB
 EXACT_QUANTILE_LIMIT = 2**24  # up to this many entries of S, tau is the exact quantile
 THRESHOLD_SAMPLES = 1_000_000  # random entries that estimate tau beyond that
 AUTO_FAISS_MIN = 30_000  # knn_backend "auto": exact search below this many pairs, faiss above
-IVF_NPROBE = 16  # inverted lists visited per query (measured in benchmarks/bench_tbs.py)
+IVF_NPROBE = 16  # inverted lists visited per query (benchmarks/bench_samplers.py: knn_recall)
 KNN_BACKENDS = ("auto", "exact", "faiss")
 
 
@@ -136,8 +136,8 @@ def _faiss_topk(q: np.ndarray, c: np.ndarray, k: int,
     4 sqrt(N) lists (spherical k-means, 10 iterations, 40 codes per list), ``IVF_NPROBE``
     lists probed per query; the k found are then re-scored exactly and re-sorted.
     Deterministic for fixed inputs and seed (HNSW's parallel build is not, and every process
-    must compute the same batches). IVF-Flat, IVF-SQ8 and HNSW are compared in the report of
-    benchmarks/bench_tbs.py: SQ8 scans about 4x faster than Flat at nearly the same recall."""
+    must compute the same batches). IVF-Flat, IVF-SQ8 and HNSW were compared when this was
+    chosen: SQ8 scans about 4x faster than Flat at nearly the same recall."""
     try:
         import faiss
     except ImportError:  # pragma: no cover - faiss-cpu is in requirements.txt

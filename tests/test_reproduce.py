@@ -1,0 +1,209 @@
+"""The `make reproduce` driver: profiles validate, the grid runs end to end through the CLI,
+finished cells are skipped, interrupted ones resume, failures are reported by cell."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import write_tiny_profile
+
+from codesearch import reproduce
+from codesearch.data.schema import LANGUAGES
+from codesearch.errors import UserError
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def test_tiny_grid_end_to_end(tiny_results):
+    grid = json.loads((tiny_results / "grid.json").read_text())
+    assert [c["status"] for c in grid["cells"]] == ["done"] * 3
+    assert {c["sampler"] for c in grid["cells"]} == {"random", "hardneg", "tbs"}
+    for cell in grid["cells"]:
+        result = json.loads(Path(cell["eval"]).read_text())
+        assert result["languages"]["python"]["n_queries"] == 24
+        run = json.loads((Path(cell["run_dir"]) / "run.json").read_text())
+        assert run["summary"]["python"]["finished"]
+        config = yaml.safe_load((Path(cell["run_dir"]) / "config.yaml").read_text())
+        assert config["sampler"]["name"] == cell["sampler"] and config["train"]["seed"] == 0
+        assert config["model"]["encoder"] == "nbow" and config["train"]["batch_size"] == 16
+        assert cell["train_seconds"] > 0 and cell["eval_seconds"] > 0
+        assert "$ " in Path(cell["log"]).read_text()  # the commands are logged
+    report = (tiny_results / "report.md").read_text()
+    summary = json.loads((tiny_results / "results.json").read_text())
+    for sampler in ("random", "hardneg", "tbs"):
+        assert summary["groups"]["nbow"]["mrr"]["python"][sampler]["n_seeds"] == 1
+    assert "| python |" in report and "tbs − random" in report
+    assert (tiny_results / "plots" / "mrr_nbow.png").stat().st_size > 0
+
+
+def copy_results(tiny_results: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the tiny grid (runs and results); run_profile rewrites its paths."""
+    root = tiny_results.parents[1]
+    shutil.copytree(root / "runs", tmp_path / "runs")
+    shutil.copytree(root / "results", tmp_path / "results")
+    return tmp_path / "runs" / "tiny", tmp_path / "results" / "tiny"
+
+
+def forbid_training(monkeypatch):
+    def no_training(command, *args, **kwargs):
+        raise AssertionError(f"unexpected command: {command}")
+
+    monkeypatch.setattr(reproduce, "_run_logged", no_training)
+
+
+def test_finished_cells_are_skipped(tiny_results, tiny_data, tmp_path, monkeypatch):
+    runs, results = copy_results(tiny_results, tmp_path)
+    profile = write_tiny_profile(tmp_path / "tiny.yaml", tiny_data)
+    forbid_training(monkeypatch)
+    grid = reproduce.run_profile(profile, runs, results, progress=False)
+    assert [c["status"] for c in grid["cells"]] == ["done"] * 3
+    assert all(c["train_seconds"] > 0 for c in grid["cells"])  # kept from the first run
+
+
+def test_a_trained_cell_without_evaluation_is_only_evaluated(tiny_results, tiny_data, tmp_path,
+                                                             monkeypatch):
+    runs, results = copy_results(tiny_results, tmp_path)
+    (results / "cells" / "nbow__tbs__seed0.json").unlink()
+    profile = write_tiny_profile(tmp_path / "tiny.yaml", tiny_data)
+    commands = []
+    monkeypatch.setattr(reproduce, "_run_logged",
+                        lambda command, *args: commands.append(command) or 1.5)
+    grid = reproduce.run_profile(profile, runs, results, progress=False, report=False)
+    assert len(commands) == 1 and commands[0][2:4] == ["codesearch", "evaluate"]
+    cell = next(c for c in grid["cells"] if c["sampler"] == "tbs")
+    assert cell["status"] == "done" and cell["train_seconds"] == 0
+    assert cell["eval_seconds"] == 1.5
+
+
+def test_an_unfinished_run_resumes(tiny_results, tiny_data, tmp_path):
+    runs, results = copy_results(tiny_results, tmp_path)
+    profile = reproduce.load_profile(write_tiny_profile(tmp_path / "tiny.yaml", tiny_data))
+    cells = reproduce.plan_cells(profile, runs, results)
+    cell = cells[0]
+    assert reproduce.train_finished(cell)
+    assert reproduce.train_command(profile, cell)[-1] == "--resume"  # the run dir holds a run
+    run = json.loads((cell.run_dir / "run.json").read_text())
+    run["summary"]["python"]["finished"] = False
+    (cell.run_dir / "run.json").write_text(json.dumps(run))
+    assert not reproduce.train_finished(cell)
+    fresh = reproduce.plan_cells(profile, tmp_path / "elsewhere", results)[0]
+    assert "--resume" not in reproduce.train_command(profile, fresh)
+    command = reproduce.train_command(profile, fresh)
+    assert command[:3] == [sys.executable, "-m", "codesearch"]
+    assert command[command.index("--sampler") + 1] == "random"
+    assert command[command.index("--languages") + 1] == "python"
+
+
+def test_a_failing_cell_is_reported_and_the_others_run(tiny_data, tmp_path):
+    profile = tmp_path / "fails.yaml"
+    text = Path(write_tiny_profile(profile, tiny_data)).read_text()
+    # a batch larger than the training data: `codesearch train` exits 2 with a one-line error
+    profile.write_text(text.replace("samplers: [random, hardneg, tbs]", "samplers: [random]")
+                       .replace("batch_size: 16", "batch_size: 4096"))
+    with pytest.raises(UserError, match=r"1 cell\(s\) failed: nbow__random__seed0"):
+        reproduce.run_profile(profile, tmp_path / "runs", tmp_path / "results", progress=False)
+    grid = json.loads((tmp_path / "results" / "grid.json").read_text())
+    assert grid["cells"][0]["status"] == "failed"
+    log = (tmp_path / "results" / "logs" / "nbow__random__seed0.log").read_text()
+    assert "batch" in log and "error" in log
+    assert "nbow__random__seed0" in (tmp_path / "results" / "report.md").read_text()  # missing
+
+
+@pytest.mark.parametrize("name", ["local", "smoke", "paper"])
+def test_shipped_profiles_validate(name):
+    profile = reproduce.load_profile(EXPERIMENTS / f"{name}.yaml")
+    cells = reproduce.plan_cells(profile, Path("runs") / name, Path("results") / name)
+    assert cells and profile.name == name
+    for cell in cells:
+        config = reproduce.group_config(profile, cell.group, cell.sampler, cell.seed)
+        assert config.sampler.name == cell.sampler and config.train.seed == cell.seed
+
+
+def test_local_profile_covers_the_grid_the_issue_asks_for():
+    profile = reproduce.load_profile(EXPERIMENTS / "local.yaml")
+    nbow = profile.groups["nbow"]
+    assert nbow["languages"] == list(LANGUAGES) and len(nbow["seeds"]) >= 3
+    assert set(nbow["samplers"]) == {"random", "hardneg", "tbs"}
+    assert reproduce.group_config(profile, "nbow", "tbs", 1).model.encoder == "nbow"
+    minilm = profile.groups["minilm"]
+    assert set(minilm["samplers"]) == {"random", "hardneg", "tbs"}
+    assert reproduce.group_config(profile, "minilm", "tbs", 1).model.model == "minilm"
+
+
+def test_paper_profile_is_the_unixcoder_recipe():
+    profile = reproduce.load_profile(EXPERIMENTS / "paper.yaml")
+    config = reproduce.group_config(profile, "unixcoder", "tbs", 1)
+    assert config.model.model == "microsoft/unixcoder-base"
+    assert (config.train.batch_size, config.train.lr, config.train.epochs) == (64, 2e-5, 10)
+    assert (config.model.max_code_length, config.model.max_query_length) == (256, 128)
+    assert config.model.pooling == "mean" and config.model.scale == 20.0
+    assert config.train.grad_clip == 1.0 and config.data.max_valid_queries is None
+    assert profile.launcher[:2] == ["accelerate", "launch"]
+    assert profile.groups["unixcoder"]["languages"] == list(LANGUAGES)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p.update(extra=1), "unknown key 'extra'"),
+    (lambda p: p["groups"]["nbow"]["config"]["train"].update(epochz=2),
+     "unknown key 'train.epochz'"),
+    (lambda p: p["groups"]["nbow"]["config"]["train"].update(epochs="two"),
+     "'train.epochs': expected int"),
+    (lambda p: p["groups"]["nbow"]["config"]["sampler"].update(name="tbs"),
+     "'sampler.name' is set by the grid"),
+    (lambda p: p["groups"]["nbow"].update(samplers=["random", "bogus"]),
+     "unknown sampler 'bogus'"),
+    (lambda p: p["groups"]["nbow"].update(seeds=["1"]), "expected a non-empty list of integers"),
+    (lambda p: p["groups"]["nbow"].update(languages=["cobol"]), "groups.nbow.languages"),
+    (lambda p: p["groups"]["nbow"].update(jobs=0), "groups.nbow.jobs"),
+    (lambda p: p.update(groups={}), "groups must name at least one group"),
+    (lambda p: p["data"].pop("path"), "data.path is required"),
+])
+def test_bad_profiles_are_one_line_errors(tmp_path, edit, message):
+    tree = yaml.safe_load((EXPERIMENTS / "smoke.yaml").read_text())
+    tree["groups"]["nbow"]["config"].setdefault("sampler", {})
+    edit(tree)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    with pytest.raises(UserError, match=message) as error:
+        reproduce.load_profile(path)
+    assert str(path) in str(error.value)
+
+
+def test_missing_profile_names_the_known_ones(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(EXPERIMENTS.parent)
+    assert reproduce.main(["nosuch", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "experiments/nosuch.yaml: no such profile" in err and "local" in err
+
+
+def test_check_lists_the_cells(monkeypatch, capsys):
+    monkeypatch.chdir(EXPERIMENTS.parent)
+    assert reproduce.main(["smoke", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "nbow__tbs__seed1: ruby, python" in out and "smoke: 3 cells, valid" in out
+
+
+def test_missing_data_is_prepared_by_the_profile_command(tiny_data, tmp_path):
+    data = tmp_path / "data"
+    profile = tmp_path / "p.yaml"
+    tree = yaml.safe_load(write_tiny_profile(profile, data) and profile.read_text())
+    tree["data"]["prepare"] = ["python", "-c", f"import shutil; shutil.copytree({str(tiny_data)!r}, "
+                               f"{str(data)!r})"]
+    profile.write_text(yaml.safe_dump(tree))
+    reproduce.prepare_data(reproduce.load_profile(profile))
+    assert (data / "manifest.json").is_file()
+
+    tree["data"]["path"] = str(tmp_path / "absent")
+    tree["data"]["prepare"] = "python -c 'raise SystemExit(3)'"
+    profile.write_text(yaml.safe_dump(tree))
+    with pytest.raises(UserError, match=r"the prepare command failed \(exit 3\)"):
+        reproduce.prepare_data(reproduce.load_profile(profile))
+    del tree["data"]["prepare"]
+    profile.write_text(yaml.safe_dump(tree))
+    with pytest.raises(UserError, match="has no data.prepare command"):
+        reproduce.prepare_data(reproduce.load_profile(profile))
