@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -232,27 +233,52 @@ class CellFailed(Exception):
     pass
 
 
+class Children:
+    """The running cell subprocesses, so that an interrupt stops every one of them (the trainer
+    writes a checkpoint on SIGTERM) and no new one starts afterwards."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+        self._stopped = False
+
+    def run(self, command: list[str], **popen_args) -> int:
+        with self._lock:
+            if self._stopped:
+                raise CellFailed("interrupted")
+            # Its own session: Ctrl-C reaches only the driver, which then sends SIGTERM (the
+            # trainer's checkpoint signal) rather than SIGINT (which would lose the epoch).
+            process = subprocess.Popen(command, start_new_session=True, **popen_args)
+            self._running.add(process)
+        try:
+            return process.wait()
+        finally:
+            with self._lock:
+                self._running.discard(process)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            self._stopped = True
+            running = list(self._running)
+        for process in running:
+            process.terminate()
+        for process in running:
+            process.wait()
+
+
 def _run_logged(command: list[str], log_path: Path, env: dict[str, str],
-                children: set[subprocess.Popen], lock: threading.Lock) -> float:
+                children: Children) -> float:
     start = time.perf_counter()
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n$ {shlex.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        with lock:
-            children.add(process)
-        try:
-            code = process.wait()
-        finally:
-            with lock:
-                children.discard(process)
+        code = children.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     if code != 0:
         raise CellFailed(f"exit {code}: {shlex.join(command[:4])} ...")
     return time.perf_counter() - start
 
 
-def run_cell(profile: Profile, cell: Cell, children: set[subprocess.Popen],
-             lock: threading.Lock) -> dict:
+def run_cell(profile: Profile, cell: Cell, children: Children) -> dict:
     """Train (or resume, or skip a finished run) and evaluate one cell; returns its timings."""
     cell.log_path.parent.mkdir(parents=True, exist_ok=True)
     cell.eval_path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,9 +287,9 @@ def run_cell(profile: Profile, cell: Cell, children: set[subprocess.Popen],
     timings = {"train_seconds": 0.0, "eval_seconds": 0.0}
     if not train_finished(cell):
         timings["train_seconds"] = _run_logged(train_command(profile, cell), cell.log_path, env,
-                                               children, lock)
+                                               children)
     timings["eval_seconds"] = _run_logged(evaluate_command(profile, cell), cell.log_path, env,
-                                          children, lock)
+                                          children)
     return timings
 
 
@@ -311,9 +337,39 @@ def prepare_data(profile: Profile) -> None:
                         f"{shlex.join(profile.prepare)}")
 
 
+def run_group(profile: Profile, cells: list[Cell], state: dict[str, dict], children: Children,
+              bar: tqdm, save_grid: Callable[[], None]) -> list[Cell]:
+    """Run one group's cells, ``jobs`` at a time; updates ``state``, returns the failed cells."""
+    failed = []
+    with ThreadPoolExecutor(max_workers=cells[0].jobs) as pool:
+        pending = {pool.submit(run_cell, profile, cell, children): cell for cell in cells}
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    cell = pending.pop(future)
+                    try:
+                        state[cell.id] = {"status": "done", **future.result()}
+                        bar.write(f"done {cell.id}: train {state[cell.id]['train_seconds']:.0f} "
+                                  f"s, evaluate {state[cell.id]['eval_seconds']:.0f} s")
+                    except CellFailed as exc:
+                        state[cell.id] = {"status": "failed", "error": str(exc)}
+                        failed.append(cell)
+                        bar.write(f"FAILED {cell.id} ({exc}); log {cell.log_path}:\n"
+                                  f"{_log_tail(cell.log_path)}")
+                    bar.update(1)
+                    save_grid()
+        except BaseException:
+            # Before the pool's shutdown waits for its threads: stop every running cell (the
+            # trainer checkpoints on SIGTERM) and start no other.
+            children.stop_all()
+            raise
+    return failed
+
+
 def run_profile(profile_path: str | Path, runs_root: str | Path | None = None,
-                results_dir: str | Path | None = None, only: Callable[[Cell], bool] | None = None,
-                report: bool = True, progress: bool = True) -> dict:
+                results_dir: str | Path | None = None, report: bool = True,
+                progress: bool = True) -> dict:
     """Run every unfinished cell of a profile, then write the report; returns grid.json."""
     profile = load_profile(profile_path)
     runs_root = Path(runs_root or Path("runs") / profile.name)
@@ -329,51 +385,27 @@ def run_profile(profile_path: str | Path, runs_root: str | Path | None = None,
             if row.get("id") in state and state[row["id"]]["status"] == "done":
                 state[row["id"]].update({k: row[k] for k in ("train_seconds", "eval_seconds")
                                          if k in row})
-    todo = [c for c in cells if state[c.id]["status"] != "done" and (only is None or only(c))]
+    todo = [c for c in cells if state[c.id]["status"] != "done"]
     start = time.perf_counter()
     results_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(results_dir / "grid.json", grid_record(profile, cells, state, 0.0))
     done_before = len(cells) - len(todo)
     print(f"{profile.name}: {len(cells)} cells, {done_before} already done, {len(todo)} to run "
           f"(logs in {results_dir / 'logs'})", flush=True)
-    children: set[subprocess.Popen] = set()
-    lock = threading.Lock()
+    children = Children()
     bar = tqdm(total=len(cells), initial=done_before, desc=f"reproduce {profile.name}",
                unit="cell", disable=not progress, dynamic_ncols=True)
     failed = []
+
+    def save_grid() -> None:
+        write_json_atomic(results_dir / "grid.json", grid_record(
+            profile, cells, state, time.perf_counter() - start))
+
     try:
-        # Groups run one after the other, each with its own number of parallel jobs.
-        for group in profile.groups:
+        for group in profile.groups:  # one after the other, each with its own parallelism
             group_cells = [c for c in todo if c.group == group]
-            if not group_cells:
-                continue
-            with ThreadPoolExecutor(max_workers=group_cells[0].jobs) as pool:
-                pending = {pool.submit(run_cell, profile, c, children, lock): c
-                           for c in group_cells}
-                while pending:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        cell = pending.pop(future)
-                        try:
-                            state[cell.id] = {"status": "done", **future.result()}
-                            t = state[cell.id]
-                            bar.write(f"done {cell.id}: train {t['train_seconds']:.0f} s, "
-                                      f"evaluate {t['eval_seconds']:.0f} s")
-                        except CellFailed as exc:
-                            state[cell.id] = {"status": "failed", "error": str(exc)}
-                            failed.append(cell)
-                            bar.write(f"FAILED {cell.id} ({exc}); log {cell.log_path}:\n"
-                                      f"{_log_tail(cell.log_path)}")
-                        bar.update(1)
-                        write_json_atomic(results_dir / "grid.json", grid_record(
-                            profile, cells, state, time.perf_counter() - start))
-    except KeyboardInterrupt:
-        with lock:
-            for process in children:
-                process.terminate()  # the trainer checkpoints on SIGTERM
-        for process in list(children):
-            process.wait()
-        raise
+            if group_cells:
+                failed += run_group(profile, group_cells, state, children, bar, save_grid)
     finally:
         bar.close()
     grid = grid_record(profile, cells, state, time.perf_counter() - start)
@@ -389,6 +421,10 @@ def run_profile(profile_path: str | Path, runs_root: str | Path | None = None,
     return grid
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="reproduce", description="Run a profile's grid of training cells and its report.")
@@ -400,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the report from the finished cells")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop: like Ctrl-C
     path = Path(args.profile)
     if not path.suffix:
         path = Path("experiments") / f"{args.profile}.yaml"

@@ -207,3 +207,39 @@ def test_missing_data_is_prepared_by_the_profile_command(tiny_data, tmp_path):
     profile.write_text(yaml.safe_dump(tree))
     with pytest.raises(UserError, match="has no data.prepare command"):
         reproduce.prepare_data(reproduce.load_profile(profile))
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_stopped_driver_stops_the_running_cells(tiny_data, tmp_path, stop):
+    """A scheduler's SIGTERM or Ctrl-C: the driver terminates its cells with SIGTERM (the
+    trainer checkpoints on it, tested in test_train.py), exits 130 and starts nothing else."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    # a stand-in launcher: records its pid, then waits to be stopped
+    launcher = [sys.executable, "-c", "import os, sys, time; open(os.path.join(sys.argv[1], "
+                "str(os.getpid())), 'w').close(); time.sleep(120)", str(pids)]
+    profile = tmp_path / "slow.yaml"
+    tree = yaml.safe_load(Path(write_tiny_profile(profile, tiny_data)).read_text())
+    tree["launcher"] = launcher
+    profile.write_text(yaml.safe_dump(tree))
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "codesearch.reproduce", str(profile), "--runs",
+         str(tmp_path / "runs"), "--results", str(tmp_path / "results")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:  # jobs: 2
+        time.sleep(0.1)
+    started = [int(p.name) for p in pids.iterdir()]
+    assert len(started) == 2
+    driver.send_signal(getattr(signal, stop))
+    _, err = driver.communicate(timeout=30)
+    assert driver.returncode == 130 and "rerun the same command to resume" in err
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert len(list(pids.iterdir())) == 2  # the third cell never started
