@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +28,11 @@ import numpy as np
 from codesearch.data.jsonl import read_jsonl
 from codesearch.data.prepared import write_json_atomic
 from codesearch.errors import DataError, UserError
+from codesearch.versions import package_versions
 
 MRR_CUTOFF = 1000
 BASELINES = ("random", "hardneg")  # each compared with tbs
 GAP_KEYS = ("diag_gap", "diag_l_global", "diag_l_train")
-PACKAGES = ("torch", "transformers", "numpy", "codesearch")
 _BOOTSTRAP_CHUNK_ELEMENTS = 2**22  # resampled indices held at once (16 MiB as int32)
 
 
@@ -319,16 +317,6 @@ def _summarize_group(spec: dict, cells: list[dict], bootstrap: dict) -> dict:
             "mrr": mrr, "average": average,
             "bootstrap": _intervals(by_sampler, languages, bootstrap),
             "epoch_time": epoch_time, "gap": gap}
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def summarize_grid(grid: dict, results_dir: str | Path, n_resamples: int = 10_000,

@@ -14,13 +14,11 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import shutil
 import signal
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +39,7 @@ from codesearch.errors import UserError
 from codesearch.loss import false_negative_mask, global_info_nce
 from codesearch.model import DualEncoder, load_tokenizer
 from codesearch.samplers import Batch, chunk, local_slice, sampler_class
-
-PACKAGES = ("torch", "transformers", "accelerate", "datasets", "numpy", "scipy", "faiss-cpu",
-            "safetensors", "tree-sitter", "codesearch")
+from codesearch.versions import package_versions
 
 
 class Interrupted(Exception):
@@ -69,16 +65,6 @@ class TrainingData:
     code_ids: list[list[int]]
     query_key: np.ndarray  # (N,) int64 hash of the query text, for false-negative masking
     code_key: np.ndarray  # (N,) int64 hash of the code text
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def _text_keys(texts: list[str]) -> np.ndarray:
