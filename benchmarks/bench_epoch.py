@@ -13,10 +13,10 @@ diagnostics excluded (diagnostics are off, so random keeps no embedding cache).
 Two configurations (each in its own child process, as Accelerate's precision is per process):
 
 - ``minilm``: MiniLM, bf16 autocast, Ruby, 640 training pairs (20 steps), batch 32,
-  query/code length 64/128, one repetition: a real fine-tune, where the encoder dominates;
-- ``nbow``: the neural-bag-of-words encoder, fp32, 4,000 Ruby training pairs, batch 32, one
-  repetition: a cheap encoder, so the sampler's share is larger (though a step still costs
-  about 0.25 s here: the dense gradient and AdamW update of the 30k x 256 token embeddings).
+  query/code length 64/128, three repetitions: a real fine-tune, where the encoder dominates;
+- ``nbow``: the neural-bag-of-words encoder, fp32, 8,000 Ruby training pairs, batch 32, five
+  repetitions: a cheap encoder (a step is tens of milliseconds, mostly the dense gradient and
+  AdamW update of the 30k x 256 token embeddings), so the sampler's share is larger.
 
 Noise: the samplers alternate within each repetition (the order rotates), and the ratios are
 given of medians and per repetition (paired). Besides wall time, each epoch's process CPU
@@ -25,7 +25,7 @@ time (``EpochCPUClock``) gives ``cpu_ratio``, which other jobs on the machine di
 the noise of the training steps); ``step_ratio`` compares the training steps alone (TBS
 batches of similar pairs may pad differently).
 
-    PYTHONPATH=. python benchmarks/bench_epoch.py         # about 10 minutes: nbow 4.5, minilm 5+
+    PYTHONPATH=. python benchmarks/bench_epoch.py         # about 20 minutes on 2 idle cores
     PYTHONPATH=. python benchmarks/bench_epoch.py --configs nbow --repeats-nbow 3
     PYTHONPATH=. python benchmarks/bench_epoch.py --tiny --data DIR --out /tmp/e.json
 """
@@ -199,11 +199,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--language", default="ruby")
     parser.add_argument("--configs", default="nbow,minilm", help="minilm, nbow or both")
     parser.add_argument("--minilm-pairs", type=int, default=640)
-    parser.add_argument("--nbow-pairs", type=int, default=4000)
+    parser.add_argument("--nbow-pairs", type=int, default=8000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--valid-queries", type=int, default=200)
-    parser.add_argument("--repeats-minilm", type=int, default=1)
-    parser.add_argument("--repeats-nbow", type=int, default=1)
+    parser.add_argument("--repeats-minilm", type=int, default=3)
+    parser.add_argument("--repeats-nbow", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="results/bench/epoch_overhead.json")
     parser.add_argument("--tiny", action="store_true",

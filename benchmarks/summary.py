@@ -59,7 +59,9 @@ def samplers_section(name: str, report: dict) -> tuple[list[str], list[list]]:
              f"{report['wall_seconds'] / 60:.1f} min in all. Each cell: seconds of one epoch's "
              "assignment (peak RSS of the child in MiB, embeddings included) and the gap "
              "L^Global - L^Train it leaves (scale 20). *Italic*: skipped, extrapolated from "
-             "the fitted exponent.", ""]
+             "the fitted exponent; a fit over few small sizes, where fixed costs still weigh, "
+             "can put the exponent of a quadratic method well below 2, so read these as lower "
+             "bounds.", ""]
     targets = []
     runs, fits = report["runs"], report.get("fits", {})
     for dataset in sorted({r["dataset"] for r in runs}):
