@@ -22,8 +22,8 @@ Puts mutually similar (hard) pairs in the same batch, to shrink the gap L^Global
 Guarantee: every pair is an anchor exactly once per epoch; batches depend only on (seed, epoch,
 embeddings). Cost per recomputation: one embedding pass (the trainer's), then O(N^2 d) for the
 quantile graph (d = 384, 2 loaded cores: 28 s at N = 50k, about 10 min at 250k) or one faiss
-index for the knn graph (7 s at 50k, 27-48 s and 1.3 GB at 250k, 4.3 min and 4 GB with the
-embeddings at 1M on one loaded core), and O(edges) for RCM (5 s for 63M edges). ``every=E``
+index for the knn graph (2.5 s at 50k, 21 s and 1.3 GB at 250k, 112 s and 4.1 GB with the
+embeddings at 1M; `make bench`), and O(edges) for RCM (5 s for 63M edges). ``every=E``
 recomputes pi only every E epochs. benchmarks/bench_samplers.py measures these.
 
 Notes from those measurements: at q = 0.999 the tail holds N^2 / 1000 entries, which for
