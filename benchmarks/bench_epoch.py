@@ -263,9 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": time.perf_counter() - started,
         "configs": results, "targets": targets,
     }
+    from codesearch.data.prepared import write_json_atomic
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(out, result)
     for name, block in results.items():
         for sampler, s in block["summary"].items():
             print(f"{name} {sampler}: {s['epoch_seconds']:.2f} s/epoch, x{s['ratio']:.3f} "

@@ -185,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "metrics": summarize(ours),
     }
+    from codesearch.data.prepared import write_json_atomic
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(out, result)
     print(json.dumps(result, indent=2))
     return 1 if result["agreement"]["n_mismatch"] else 0
 

@@ -506,9 +506,11 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": time.perf_counter() - started,
         "runs": runs, "fits": fits,
     }
+    from codesearch.data.prepared import write_json_atomic
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(out, result)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -502,8 +502,10 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": time.perf_counter() - started,
         "precisions": precisions,
     }
+    from codesearch.data.prepared import write_json_atomic
+
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(args.out, result)
     print(markdown(result))
     print(f"load average before {load_before}, after {load_after}; wrote {args.out}")
     return 0
