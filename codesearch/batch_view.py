@@ -25,10 +25,11 @@ from codesearch.data.schema import PairRecord, normalize_language
 from codesearch.diagnostics import assignment_diagnostics
 from codesearch.errors import UserError
 from codesearch.evaluate import embed_records, models_for_languages
+from codesearch.loss import false_negative_mask
 from codesearch.model import load_model
 from codesearch.samplers.random import RandomSampler
 from codesearch.samplers.tbs import tbs_batches
-from codesearch.train import subsample
+from codesearch.train import _text_keys, subsample
 
 # SamplerConfig.tbs_* fields that tbs_batches takes (embeddings and every concern training only)
 TBS_BATCH_OPTIONS = ("quantile", "graph", "knn", "knn_backend", "block_size", "shuffle_batches")
@@ -144,9 +145,9 @@ def epoch_batches(queries: np.ndarray, codes: np.ndarray, batch_size: int, seed:
 def loss_mask(records: list[PairRecord], batch: np.ndarray) -> np.ndarray:
     """(k, k) bool, True where the training loss drops code j as a negative of query i: j != i
     and the two pairs share their query or their code text (``loss.false_negative_mask``)."""
-    q = np.array([records[i].query for i in batch])
-    c = np.array([records[i].code for i in batch])
-    same = (q[:, None] == q[None, :]) | (c[:, None] == c[None, :])
+    pairs = [records[i] for i in batch]
+    same = false_negative_mask(torch.from_numpy(_text_keys([r.query for r in pairs])),
+                               torch.from_numpy(_text_keys([r.code for r in pairs]))).numpy()
     np.fill_diagonal(same, False)
     return same
 
