@@ -338,7 +338,7 @@ def prepare_data(profile: Profile) -> None:
 
 
 def run_group(profile: Profile, cells: list[Cell], state: dict[str, dict], children: Children,
-              bar: tqdm, save_grid: Callable[[], None]) -> list[Cell]:
+              bar: tqdm, save_grid: Callable[[], dict]) -> list[Cell]:
     """Run one group's cells, ``jobs`` at a time; updates ``state``, returns the failed cells."""
     failed = []
     with ThreadPoolExecutor(max_workers=cells[0].jobs) as pool:
@@ -387,8 +387,14 @@ def run_profile(profile_path: str | Path, runs_root: str | Path | None = None,
                                          if k in row})
     todo = [c for c in cells if state[c.id]["status"] != "done"]
     start = time.perf_counter()
+
+    def save_grid() -> dict:
+        grid = grid_record(profile, cells, state, time.perf_counter() - start)
+        write_json_atomic(results_dir / "grid.json", grid)
+        return grid
+
     results_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(results_dir / "grid.json", grid_record(profile, cells, state, 0.0))
+    save_grid()
     done_before = len(cells) - len(todo)
     print(f"{profile.name}: {len(cells)} cells, {done_before} already done, {len(todo)} to run "
           f"(logs in {results_dir / 'logs'})", flush=True)
@@ -396,11 +402,6 @@ def run_profile(profile_path: str | Path, runs_root: str | Path | None = None,
     bar = tqdm(total=len(cells), initial=done_before, desc=f"reproduce {profile.name}",
                unit="cell", disable=not progress, dynamic_ncols=True)
     failed = []
-
-    def save_grid() -> None:
-        write_json_atomic(results_dir / "grid.json", grid_record(
-            profile, cells, state, time.perf_counter() - start))
-
     try:
         for group in profile.groups:  # one after the other, each with its own parallelism
             group_cells = [c for c in todo if c.group == group]
@@ -408,8 +409,7 @@ def run_profile(profile_path: str | Path, runs_root: str | Path | None = None,
                 failed += run_group(profile, group_cells, state, children, bar, save_grid)
     finally:
         bar.close()
-    grid = grid_record(profile, cells, state, time.perf_counter() - start)
-    write_json_atomic(results_dir / "grid.json", grid)
+    grid = save_grid()
     if report:
         from codesearch.report import write_report
 
