@@ -111,13 +111,18 @@ def _check_ranks(ranks: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def mrr(ranks: np.ndarray, cutoff: int | None = 1000) -> float:
-    """Mean reciprocal rank; a rank above ``cutoff`` scores 0 (UniXcoder run.py: MRR@1000)."""
+def reciprocal_ranks(ranks: np.ndarray, cutoff: int | None = 1000) -> np.ndarray:
+    """Per-query ``1/rank``; a rank above ``cutoff`` scores 0 (UniXcoder run.py: MRR@1000)."""
     ranks = _check_ranks(ranks).astype(np.float64)
     reciprocal = 1.0 / ranks
     if cutoff is not None:
         reciprocal[ranks > cutoff] = 0.0
-    return float(reciprocal.mean())
+    return reciprocal
+
+
+def mrr(ranks: np.ndarray, cutoff: int | None = 1000) -> float:
+    """Mean reciprocal rank; a rank above ``cutoff`` scores 0 (UniXcoder run.py: MRR@1000)."""
+    return float(reciprocal_ranks(ranks, cutoff).mean())
 
 
 def recall_at(ranks: np.ndarray, k: int) -> float:

@@ -28,6 +28,7 @@ import numpy as np
 from codesearch.data.jsonl import read_jsonl
 from codesearch.data.prepared import write_json_atomic
 from codesearch.errors import DataError, UserError
+from codesearch.metrics import reciprocal_ranks
 from codesearch.versions import package_versions
 
 MRR_CUTOFF = 1000
@@ -37,17 +38,6 @@ _BOOTSTRAP_CHUNK_ELEMENTS = 2**22  # resampled indices held at once (16 MiB as i
 
 
 # --- statistics ---------------------------------------------------------------------------
-
-
-def reciprocal_ranks(ranks, cutoff: int | None = MRR_CUTOFF) -> np.ndarray:
-    """Per-query ``1/rank`` (1-based ranks), 0 where ``rank > cutoff`` (MRR@1000)."""
-    ranks = np.asarray(ranks, dtype=np.float64)
-    if ranks.ndim != 1 or (ranks < 1).any():
-        raise ValueError("ranks must be a 1-d array of 1-based ranks")
-    rr = 1.0 / ranks
-    if cutoff is not None:
-        rr[ranks > cutoff] = 0.0
-    return rr
 
 
 def paired_bootstrap(a, b, n_resamples: int = 10_000, confidence: float = 0.95,
