@@ -27,6 +27,7 @@ from codesearch.errors import UserError
 from codesearch.evaluate import embed_records, models_for_languages
 from codesearch.loss import false_negative_mask
 from codesearch.model import load_model
+from codesearch.report import grid_path_candidates
 from codesearch.samplers.random import RandomSampler
 from codesearch.samplers.tbs import tbs_batches
 from codesearch.train import _text_keys, subsample
@@ -58,13 +59,8 @@ class RunChoice:
 
 
 def resolve_path(path: str | Path, results_dir: str | Path) -> Path:
-    """A path from grid.json: absolute, or relative to the repository root the driver ran in
-    (``results/<profile>/..``'s parent, the layout's), or to the current directory."""
-    path = Path(path)
-    if path.is_absolute():
-        candidates = [path]
-    else:
-        candidates = [Path(results_dir).resolve().parent.parent / path, Path.cwd() / path]
+    """A path from grid.json (``report.grid_path_candidates``) that exists."""
+    candidates = grid_path_candidates(path, results_dir)
     for candidate in candidates:
         if candidate.exists():
             return candidate

@@ -102,12 +102,18 @@ def _read_json(path: Path) -> dict:
     return obj
 
 
+def grid_path_candidates(path: str | Path, results_dir: str | Path) -> list[Path]:
+    """Where a grid.json path may be: absolute, or relative to the repository root the driver
+    ran in (the parent of ``results/``, as the layout has it), or to the current directory."""
+    path = Path(path)
+    if path.is_absolute():
+        return [path]
+    return [Path(results_dir).resolve().parent.parent / path, Path.cwd() / path]
+
+
 def _resolve(path: str, results_dir: Path) -> Path:
-    """Driver paths are relative to the cwd it ran in: try ours, then the repository root
-    that ``results/<profile>`` sits in."""
-    if Path(path).is_absolute():
-        return Path(path)
-    candidates = [Path.cwd() / path, *[p / path for p in results_dir.resolve().parents[1:2]]]
+    """The first candidate that exists, else the first (reported missing by the caller)."""
+    candidates = grid_path_candidates(path, results_dir)
     return next((p for p in candidates if p.exists()), candidates[0])
 
 
