@@ -21,7 +21,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     results = evaluate(args.model, args.data, args.languages, protocol=args.protocol,
                        batch_size=args.batch_size, seed=args.seed, chunk_size=args.chunk_size,
                        progress=not args.quiet, max_query_length=args.max_query_length,
-                       max_code_length=args.max_code_length)
+                       max_code_length=args.max_code_length,
+                       trust_remote_code=args.trust_remote_code)
     print(f"{args.protocol} protocol, model {args.model}, data {args.data}")
     print(format_table(results))
     if args.out:
@@ -53,14 +54,21 @@ def _parse_set(items: list[str]) -> dict[str, str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from codesearch.config import resolve_config, sampler_overrides
+    from pathlib import Path
+
+    from codesearch.config import load_run_config, resolve_config, resume_base, sampler_overrides
     from codesearch.samplers import sampler_class
     from codesearch.train import Interrupted, train
 
     overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()}
     overrides.update(sampler_overrides(args))
     overrides.update(_parse_set(args.set))
-    config = resolve_config(args.config, overrides)
+    # `--resume` starts from the run's saved config, so `train --out RUN --resume` alone
+    # continues it; whatever the command line changes is checked by train().
+    base = None
+    if args.resume and (Path(args.out) / "config.yaml").is_file():
+        base = resume_base(load_run_config(args.out))
+    config = resolve_config(args.config, overrides, base)
     sampler_class(config.sampler.name)  # an unknown sampler fails before any work
     try:
         summary = train(config, args.out, resume=args.resume)
@@ -134,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="truncate queries to N tokens (default: the model's setting)")
     evaluate.add_argument("--max-code-length", type=int, default=None,
                           help="truncate code to N tokens (default: the model's setting)")
+    evaluate.add_argument("--trust-remote-code", action="store_true",
+                          help="let Transformers import Python code shipped with the model "
+                          "(only for models whose code you have read)")
     evaluate.add_argument("--out", default=None, help="write results JSON here")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_cmd_evaluate)

@@ -170,9 +170,11 @@ def load_yaml(path: str | Path) -> dict[str, object]:
 
 
 def resolve_config(config_file: str | Path | None = None,
-                   overrides: dict[str, object] | None = None) -> RunConfig:
-    """Defaults, then the YAML file, then command-line overrides (``None`` values ignored)."""
-    config = RunConfig()
+                   overrides: dict[str, object] | None = None,
+                   base: RunConfig | None = None) -> RunConfig:
+    """Defaults (or ``base``, e.g. the saved config of a run being resumed), then the YAML
+    file, then command-line overrides (``None`` values ignored)."""
+    config = base if base is not None else RunConfig()
     if config_file is not None:
         config = apply_overrides(config, load_yaml(config_file), str(config_file))
     if overrides:
@@ -204,7 +206,65 @@ def sampler_overrides(args) -> dict[str, object]:
             if f.name != "name" and getattr(args, f.name, None) is not None}
 
 
-def config_from_dict(tree: dict) -> RunConfig:
+def config_from_dict(tree: dict, source: str = "saved config") -> RunConfig:
     """Rebuild a RunConfig saved with ``to_dict`` (e.g. from a run directory)."""
+    if not isinstance(tree, dict) or not all(isinstance(v, dict) for v in tree.values()):
+        raise UserError(f"{source}: expected a mapping of sections")
     flat = {f"{s}.{k}": v for s, values in tree.items() for k, v in values.items()}
-    return apply_overrides(RunConfig(), flat, "saved config")
+    return apply_overrides(RunConfig(), flat, source)
+
+
+# --- resuming a run -----------------------------------------------------------------------------
+
+# Keys that may differ between a run and its resumption. Everything else changes what the run
+# computes (weights, batches, schedule, data), so a resumed run with another value would be a
+# hybrid that its config.yaml misdescribes.
+# - train.epochs may grow (never shrink): training really goes on, the linear schedule is
+#   recomputed over the new total, so the result is not that of a run started with that many
+#   epochs; run_info.json records the resumption;
+# - save_every, log_every, tensorboard only change what is written;
+# - model.trust_remote_code is this invocation's decision, never taken from a file;
+# - data.path may move when the data it points to has the run's data_hash (checked by train).
+RESUMABLE_KEYS = ("train.epochs", "train.save_every", "train.log_every", "train.tensorboard",
+                  "model.trust_remote_code", "data.path")
+
+
+def flat_config(config: RunConfig) -> dict[str, object]:
+    """{'section.key': value} of a config."""
+    return {f"{section}.{key}": value for section, values in config.to_dict().items()
+            for key, value in values.items()}
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The resolved config a run saved in ``run_dir/config.yaml``."""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: unreadable run config ({exc})".replace("\n", " ")) from None
+    return config_from_dict(tree, str(path))
+
+
+def resume_base(saved: RunConfig) -> RunConfig:
+    """The saved config of a run as the base that a resuming command line overrides; what
+    may never come from a file (trust_remote_code) is reset to its default."""
+    return dataclasses.replace(saved, model=dataclasses.replace(saved.model,
+                                                                trust_remote_code=False))
+
+
+def check_resume_config(saved: RunConfig, new: RunConfig, where: str) -> dict[str, list]:
+    """UserError naming every key whose new value would change what the resumed run computes;
+    returns the changes allowed on resume as {'section.key': [saved, new]}."""
+    old, now = flat_config(saved), flat_config(new)
+    changed = {k: [old[k], now[k]] for k in old if old[k] != now[k]}
+    frozen = [k for k in changed if k not in RESUMABLE_KEYS]
+    if frozen:
+        details = ", ".join(f"{k} (run {changed[k][0]!r}, now {changed[k][1]!r})"
+                            for k in frozen)
+        raise UserError(f"{where}: --resume with a different config: {details}; resume with "
+                        f"the run's own values or start a new --out (only "
+                        f"{', '.join(RESUMABLE_KEYS)} may change on resume)")
+    if now["train.epochs"] < old["train.epochs"]:
+        raise UserError(f"{where}: --resume cannot lower train.epochs "
+                        f"({old['train.epochs']} -> {now['train.epochs']})")
+    return changed

@@ -115,6 +115,9 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the same deterministic subset `train --max-train-pairs` uses")
     parser.add_argument("--seed", type=int, default=0, help="seed of that subset (train's seed)")
     parser.add_argument("--batch-size", type=int, default=128, help="encoding batch size")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let Transformers import Python code shipped with the model "
+                        "(only for models whose code you have read)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -134,7 +137,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if not records:
         raise UserError(f"{args.data}/{language}/{args.split}.jsonl: no records to embed")
     name = models_for_languages(args.model, [language])[language]
-    model, tokenizer = load_model(name)
+    model, tokenizer = load_model(name, trust_remote_code=args.trust_remote_code)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     start = time.perf_counter()
     with torch.inference_mode():

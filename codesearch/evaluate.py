@@ -105,10 +105,13 @@ def csn1000_language_ranks(model, tokenizer, data: str | Path, language: str, se
 def evaluate(model: str, data: str | Path, languages: list[str] | str | None = None,
              protocol: str = "codebase", batch_size: int = 128, seed: int = 0,
              chunk_size: int = 1000, progress: bool = True,
-             max_query_length: int | None = None, max_code_length: int | None = None) -> dict:
+             max_query_length: int | None = None, max_code_length: int | None = None,
+             trust_remote_code: bool = False) -> dict:
     """Evaluate ``model`` (run directory, 'minilm', hub id or path) on each language.
 
-    ``max_query_length`` / ``max_code_length`` override the model's own truncation lengths.
+    ``max_query_length`` / ``max_code_length`` override the model's own truncation lengths;
+    ``trust_remote_code`` lets Transformers import code shipped with the model (never taken
+    from the model folder itself).
     """
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
@@ -125,7 +128,7 @@ def evaluate(model: str, data: str | Path, languages: list[str] | str | None = N
                                  ("max_code_length", max_code_length)) if v is not None}
     for language, name in models_for_languages(model, languages).items():
         if name not in loaded:
-            loaded[name] = load_model(name, **lengths)
+            loaded[name] = load_model(name, trust_remote_code=trust_remote_code, **lengths)
             loaded[name][0].eval()
         encoder, tokenizer = loaded[name]
         start = time.perf_counter()

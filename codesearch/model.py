@@ -32,6 +32,9 @@ TOWERS = ("shared", "separate")
 POOLINGS = ("mean", "cls")
 # Fields of a trained model's config that may differ at load time (they change no weights).
 RUNTIME_FIELDS = ("scale", "max_query_length", "max_code_length", "trust_remote_code")
+# Never read from a saved folder: whether to run code shipped in a model folder is decided by
+# the user's command line or config of this invocation, not by a file being loaded.
+INVOCATION_FIELDS = ("trust_remote_code",)
 
 
 def resolve_model_name(name: str) -> str:
@@ -251,10 +254,11 @@ class DualEncoder(nn.Module):
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(str(out))
+        saved_config = {k: v for k, v in asdict(self.config).items() if k not in INVOCATION_FIELDS}
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "codesearch_version": __version__,
-            "config": asdict(self.config),
+            "config": saved_config,
         }
         if self.config.encoder == "nbow":
             meta["vocab_size"] = self.query_tower.embedding.num_embeddings
@@ -269,7 +273,10 @@ class DualEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **overrides: Any) -> DualEncoder:
-        """Restore a model written by `save_pretrained`; only RUNTIME_FIELDS may be overridden."""
+        """Restore a model written by `save_pretrained`; only RUNTIME_FIELDS may be overridden.
+
+        `trust_remote_code` is False unless this call passes True: a value saved in the folder
+        is ignored, so a downloaded run folder cannot make us import its own modules."""
         from safetensors.torch import load_model
         from transformers import AutoTokenizer
 
@@ -325,6 +332,7 @@ def _config_with_overrides(
     unknown = sorted(set(saved) - known)
     if unknown:
         raise UserError(f"{directory / META_FILE}: unknown config fields {unknown}")
+    saved = {k: v for k, v in saved.items() if k not in INVOCATION_FIELDS}
     for name, value in overrides.items():
         if name not in RUNTIME_FIELDS and saved.get(name) != value:
             raise UserError(

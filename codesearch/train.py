@@ -30,8 +30,13 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from codesearch import metrics
-from codesearch.config import RunConfig
-from codesearch.data.prepared import load_manifest, load_records, write_json_atomic
+from codesearch.config import RunConfig, check_resume_config, load_run_config
+from codesearch.data.prepared import (
+    load_manifest,
+    load_records,
+    write_json_atomic,
+    write_text_atomic,
+)
 from codesearch.data.schema import PairRecord, parse_languages
 from codesearch.embedding_cache import EmbeddingCache
 from codesearch.encode import encode_ids_distributed, pad_batch, tokenize_lengths
@@ -97,9 +102,19 @@ def load_training_data(config: RunConfig, languages: list[str], tokenizer) -> Tr
     )
 
 
-def write_run_info(out_dir: Path, config: RunConfig, accelerator: Accelerator) -> None:
+def write_run_info(out_dir: Path, config: RunConfig, accelerator: Accelerator,
+                   resumed_with: dict | None = None) -> None:
+    """config.yaml and run_info.json; a resumption keeps the original run_info and appends
+    its command, time and the config keys it changed (``resumed_with``) to ``resumes``."""
     manifest = load_manifest(config.data.path)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if resumed_with is not None and (out_dir / "run_info.json").is_file():
+        info = json.loads((out_dir / "run_info.json").read_text(encoding="utf-8"))
+        info.setdefault("resumes", []).append({
+            "command": sys.argv, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "num_processes": accelerator.num_processes, "changed": resumed_with})
+        write_json_atomic(out_dir / "run_info.json", info)
+        return
     write_json_atomic(out_dir / "run_info.json", {
         "command": sys.argv,
         "seed": config.train.seed,
@@ -309,6 +324,8 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
     state = TrainerState()
     if resume and (ckpt_dir / "trainer_state.json").is_file():
         state = load_checkpoint(accelerator, ckpt_dir, sampler, scheduler, cache)
+        # more epochs on resume (config.RESUMABLE_KEYS) reopen a finished task
+        state.finished = state.epoch >= config.train.epochs or state.global_step >= total_steps
         if main:
             print(f"resumed {task_dir.name} at epoch {state.epoch}, step {state.global_step}",
                   file=sys.stderr)
@@ -461,6 +478,9 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
         if (out_dir / "config.yaml").is_file():
             raise UserError(f"{out_dir}: already holds a run; pass --resume to continue it or "
                             f"choose another --out")
+    resumed_with = None
+    if resume and (out_dir / "config.yaml").is_file():
+        resumed_with = check_resume(out_dir, config, manifest)
     # Without a GPU, Accelerate forms a multi-process (gloo) group only when told cpu=True;
     # otherwise `accelerate launch --multi_gpu` / torchrun on CPU give N independent runs.
     accelerator = Accelerator(
@@ -469,7 +489,7 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
         log_with="tensorboard" if config.train.tensorboard else None, project_dir=str(out_dir))
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_run_info(out_dir, config, accelerator)
+        write_run_info(out_dir, config, accelerator, resumed_with)
     if config.train.tensorboard:
         accelerator.init_trackers("codesearch", config=_flat(config.to_dict()))
     accelerator.wait_for_everyone()
@@ -486,6 +506,24 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
             "models": {task: f"{task}/best" for task in tasks}, "summary": summary})
     accelerator.end_training()
     return summary
+
+
+def check_resume(out_dir: Path, config: RunConfig, manifest: dict) -> dict:
+    """The config keys a resumption changes (UserError for those that would change the
+    result; ``config.check_resume_config``); the data must still be the run's (data_hash),
+    wherever it lives now."""
+    changes = check_resume_config(load_run_config(out_dir), config, str(out_dir))
+    info_path = out_dir / "run_info.json"
+    if info_path.is_file():
+        try:
+            recorded = json.loads(info_path.read_text(encoding="utf-8"))["data"]["data_hash"]
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise UserError(f"{info_path}: unreadable run record ({exc!r})") from None
+        if recorded != manifest.get("data_hash"):
+            raise UserError(f"{out_dir}: --resume with data {config.data.path} (data_hash "
+                            f"{manifest.get('data_hash')}), but the run trained on data_hash "
+                            f"{recorded}")
+    return changes
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import subprocess
 import sys
 
 import pytest
@@ -209,6 +210,51 @@ def test_from_pretrained_errors(tokenizer, tmp_path):
         meta_path.write_text(text)
         with pytest.raises(UserError, match=match):
             DualEncoder.from_pretrained(tmp_path)
+
+
+def _hostile_folder(tokenizer, folder):
+    """A saved model whose metadata asks for remote code and whose tokenizer_config maps
+    AutoTokenizer to a module in the folder that writes a marker file when imported."""
+    nbow(tokenizer).save_pretrained(folder)
+    meta_path = folder / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["trust_remote_code"] = True
+    meta_path.write_text(json.dumps(meta))
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = {"AutoTokenizer": ["evil.EvilTokenizer", None]}
+    config_path.write_text(json.dumps(config))
+    marker = folder.parent / "REMOTE_CODE_RAN"
+    (folder / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import BertTokenizerFast\n"
+        "class EvilTokenizer(BertTokenizerFast):\n    pass\n")
+    return marker
+
+
+def test_a_model_folder_cannot_turn_on_remote_code(tokenizer, tmp_path):
+    marker = _hostile_folder(tokenizer, tmp_path / "model")
+    loaded, _ = load_model(tmp_path / "model")
+    assert not marker.exists()
+    assert loaded.config.trust_remote_code is False
+    # only this invocation's own choice turns it on (here: the module really runs)
+    load_model(tmp_path / "model", trust_remote_code=True)
+    assert marker.exists()
+
+
+def test_cli_evaluate_never_runs_code_from_a_model_folder(tokenizer, tiny_data, tmp_path):
+    marker = _hostile_folder(tokenizer, tmp_path / "model")
+    result = subprocess.run(
+        [sys.executable, "-m", "codesearch", "evaluate", "--model", str(tmp_path / "model"),
+         "--data", str(tiny_data), "--languages", "python", "--quiet"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+
+
+def test_saved_metadata_holds_no_trust_remote_code(tokenizer, tmp_path):
+    nbow(tokenizer, trust_remote_code=True).save_pretrained(tmp_path)
+    assert "trust_remote_code" not in json.loads((tmp_path / META_FILE).read_text())["config"]
 
 
 # --- MiniLM -----------------------------------------------------------------------------------------

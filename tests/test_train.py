@@ -160,3 +160,89 @@ def test_resume_in_the_second_language_of_a_per_language_run(tiny_data, tmp_path
         assert step_losses(tmp_path / "resumed", task) == step_losses(tmp_path / "full", task)
     # each task's checkpoint holds its own model only, not the previous task's
     assert not list((tmp_path / "full" / "ruby" / "checkpoint").glob("model_1*"))
+
+
+# --- resuming with another config -------------------------------------------------------------
+
+
+def _train_cli(tiny_data, run, *extra):
+    return main(["train", "--data", str(tiny_data), "--languages", "python", "--encoder", "nbow",
+                 "--lr", "1e-2", "--batch-size", "16", "--epochs", "1", "--mixed-precision",
+                 "no", "--out", str(run), *extra])
+
+
+@pytest.fixture
+def finished_run(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    assert _train_cli(tiny_data, run) == 0
+    return run
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--lr", "0.5"], "train.lr (run 0.01, now 0.5)"),
+    (["--seed", "7"], "train.seed (run 0, now 7)"),
+    (["--batch-size", "8"], "train.batch_size (run 16, now 8)"),
+    (["--max-train-pairs", "50"], "data.max_train_pairs (run None, now 50)"),
+    (["--sampler", "tbs"], "sampler.name (run 'random', now 'tbs')"),
+    (["--set", "model.scale=10"], "model.scale (run 20.0, now 10.0)"),
+])
+def test_resume_with_a_result_changing_config_is_one_line_exit_2(tiny_data, finished_run,
+                                                                  capsys, flags, named):
+    before = {p: (finished_run / p).read_bytes() for p in ("config.yaml", "run_info.json")}
+    capsys.readouterr()
+    assert _train_cli(tiny_data, finished_run, "--resume", *flags) == 2
+    err = capsys.readouterr().err
+    assert named in err and "--resume with a different config" in err and err.count("\n") == 1
+    assert {p: (finished_run / p).read_bytes() for p in before} == before  # nothing rewritten
+
+
+def test_resume_with_more_epochs_trains_on_and_records_it(tiny_data, finished_run, capsys):
+    original = json.loads((finished_run / "run_info.json").read_text())
+    assert main(["train", "--out", str(finished_run), "--resume", "--epochs", "2"]) == 0
+    rows = [json.loads(line) for line in
+            (finished_run / "python" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r.get("event") == "epoch"] == [0, 1]
+    state = json.loads((finished_run / "python" / "checkpoint" / "trainer_state.json")
+                       .read_text())["trainer"]
+    assert state["epoch"] == 2 and state["global_step"] == 12 and state["finished"]
+    assert "epochs: 2" in (finished_run / "config.yaml").read_text()
+    info = json.loads((finished_run / "run_info.json").read_text())
+    assert info["resumes"][-1]["changed"] == {"train.epochs": [1, 2]}
+    assert {k: info[k] for k in original} == original  # the original record is kept
+    capsys.readouterr()
+    assert main(["train", "--out", str(finished_run), "--resume", "--epochs", "1"]) == 2
+    assert "cannot lower train.epochs (2 -> 1)" in capsys.readouterr().err
+
+
+def test_resume_alone_continues_with_the_saved_config(tiny_data, tmp_path, monkeypatch):
+    config = nbow_config(tiny_data, **{"train.epochs": 2, "train.save_every": 1})
+    run = tmp_path / "run"
+    run_interrupted(config, run, monkeypatch, 8, raise_keyboard_interrupt)
+    assert main(["train", "--out", str(run), "--resume"]) == 0
+    full = tmp_path / "full"
+    train_module.train(config, full)
+    assert step_losses(run) == step_losses(full)
+
+
+def test_resume_with_moved_data_needs_the_same_data(tiny_data, finished_run, tmp_path, capsys):
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_data, moved)
+    assert main(["train", "--out", str(finished_run), "--resume", "--data", str(moved)]) == 0
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["data_hash"] = "0" * 16
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(["train", "--out", str(finished_run), "--resume", "--data", str(moved)]) == 2
+    err = capsys.readouterr().err
+    assert "but the run trained on data_hash" in err and err.count("\n") == 1
+
+
+def test_resume_never_takes_trust_remote_code_from_the_run(tiny_data, finished_run):
+    from codesearch.config import load_run_config, resume_base
+
+    path = finished_run / "config.yaml"
+    path.write_text(path.read_text().replace("trust_remote_code: false",
+                                             "trust_remote_code: true"))
+    assert resume_base(load_run_config(finished_run)).model.trust_remote_code is False

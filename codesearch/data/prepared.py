@@ -34,16 +34,20 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def write_json_atomic(path: str | Path, obj: object) -> None:
-    """Write JSON through a temporary file and an atomic rename."""
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text through a temporary file and an atomic rename."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(obj, handle, indent=2, ensure_ascii=False, sort_keys=False)
-        handle.write("\n")
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, obj: object) -> None:
+    """Write JSON through a temporary file and an atomic rename."""
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 class PreparedWriter:
