@@ -33,7 +33,8 @@ from codesearch.samplers.tbs import tbs_batches
 from codesearch.train import _text_keys, subsample
 
 # SamplerConfig.tbs_* fields that tbs_batches takes (embeddings and every concern training only)
-TBS_BATCH_OPTIONS = ("quantile", "graph", "knn", "knn_backend", "block_size", "shuffle_batches")
+TBS_BATCH_OPTIONS = ("quantile", "graph", "knn", "knn_backend", "block_size", "shuffle_batches",
+                     "same_text_edges")
 
 
 # --- which model -------------------------------------------------------------------------------
@@ -130,11 +131,16 @@ def embed_pairs(model, tokenizer, records: list[PairRecord], batch_size: int = 1
 
 
 def epoch_batches(queries: np.ndarray, codes: np.ndarray, batch_size: int, seed: int = 0,
+                  records: list[PairRecord] | None = None,
                   **tbs_options) -> dict[str, list[np.ndarray]]:
     """Epoch 0's batches of the random and the TBS sampler for these fixed embeddings (what
-    ``codesearch batches`` computes); ``tbs_options`` as ``tbs_batches`` takes them."""
+    ``codesearch batches`` computes); ``tbs_options`` as ``tbs_batches`` takes them, and the
+    ``records`` (row i = pair i) give the text keys by which TBS drops same-text edges."""
     random = RandomSampler(len(queries), batch_size, seed)
-    return {"tbs": tbs_batches(queries, codes, batch_size, seed=seed, **tbs_options),
+    keys = None if records is None else (_text_keys([r.query for r in records]),
+                                         _text_keys([r.code for r in records]))
+    return {"tbs": tbs_batches(queries, codes, batch_size, seed=seed, text_keys=keys,
+                               **tbs_options),
             "random": [b.anchors for b in random.batches()]}
 
 

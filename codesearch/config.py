@@ -62,6 +62,8 @@ class SamplerConfig:
     tbs_embeddings: str = "fresh"  # fresh (no-grad pass at epoch start) | cached (last epoch's)
     tbs_every: int = 1  # recompute the assignment every E epochs
     tbs_block_size: int = 2048  # rows per block of the similarity computation
+    tbs_start_epoch: int = 0  # epochs before this one use random batches (warm start)
+    tbs_same_text_edges: str = "drop"  # drop | keep graph edges between same-text pairs
     # hardneg (codesearch/samplers/hardneg.py)
     hardneg_l: int = 1  # mined negatives per anchor
     hardneg_range: str = "1:1"  # rank window lo:hi (1-based, inclusive) to sample negatives from
@@ -212,6 +214,18 @@ def config_from_dict(tree: dict, source: str = "saved config") -> RunConfig:
         raise UserError(f"{source}: expected a mapping of sections")
     flat = {f"{s}.{k}": v for s, values in tree.items() for k, v in values.items()}
     return apply_overrides(RunConfig(), flat, source)
+
+
+def check_run_config(config: RunConfig, source: str = "config") -> None:
+    """UserError for option combinations no single field's type can rule out."""
+    sampler = config.sampler
+    if sampler.tbs_start_epoch < 0:
+        raise UserError(f"{source}: sampler.tbs_start_epoch must be >= 0, got "
+                        f"{sampler.tbs_start_epoch}")
+    if sampler.name == "tbs" and sampler.tbs_start_epoch >= config.train.epochs:
+        raise UserError(f"{source}: sampler.tbs_start_epoch {sampler.tbs_start_epoch} leaves no "
+                        f"TBS epoch in train.epochs {config.train.epochs} (epochs before it use "
+                        "random batches); lower it or train more epochs")
 
 
 # --- resuming a run -----------------------------------------------------------------------------

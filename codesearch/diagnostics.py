@@ -8,8 +8,11 @@ the codes of the anchor's batch, plus any mined extra codes) is >= 0, and Tail B
 - ``codesearch batches``: one epoch of a sampler's batches computed from such a file, with the
   losses, the gap, the hardness and the time the assignment took, as one JSON object.
 
-The trainer calls ``assignment_diagnostics`` once per epoch. No false-negative masking happens
-here, as in ``loss.global_loss``: every candidate counts, so the gap stays >= 0.
+The trainer calls ``assignment_diagnostics`` once per epoch. The plain losses count every
+candidate; given the pairs' text keys, the same losses are also computed with the training
+loss's false-negative mask (``*_masked``: a candidate sharing the anchor's query or code text is
+left out, in L^Global and L^Train alike, so that gap is >= 0 too), with the number of anchors
+the mask leaves without negatives, or with fewer than half of their in-batch negatives.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torch
 
 from codesearch.config import add_sampler_arguments
 from codesearch.errors import UserError
-from codesearch.loss import batch_loss, global_loss
+from codesearch.loss import batch_loss, false_negative_mask, global_loss
 from codesearch.samplers.base import Batch
 
 # --- pure functions -------------------------------------------------------------------------
@@ -88,17 +91,64 @@ def batch_hardness(queries: np.ndarray, codes: np.ndarray,
     return total / count if count else float("nan")
 
 
+def masked_batch_stats(queries: np.ndarray, codes: np.ndarray,
+                       batches: Sequence[Batch | np.ndarray], query_keys: np.ndarray,
+                       code_keys: np.ndarray, scale: float = 20.0) -> dict:
+    """What the training loss sees of an assignment after its false-negative mask
+    (``loss.false_negative_mask`` on the text keys, extras compared by code and query):
+    ``l_train_masked`` (float64 mean over anchors), ``anchors_no_negatives`` (anchors whose
+    every in-batch negative is masked: their loss is 0) and ``anchors_under_half_negatives``
+    (fewer than half of their k + e - 1 negatives left)."""
+    q_all = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))  # (N, d)
+    c_all = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))  # (N, d)
+    qk, ck = torch.as_tensor(np.asarray(query_keys)), torch.as_tensor(np.asarray(code_keys))
+    total, count, none_left, under_half = 0.0, 0, 0, 0
+    for batch in _as_batches(batches):
+        anchors = torch.from_numpy(np.asarray(batch.anchors, dtype=np.int64))  # (k,)
+        extras = torch.from_numpy(_extras(batch))  # (e,)
+        k = len(anchors)
+        if not k:
+            continue
+        candidates = torch.cat([anchors, extras])  # (k + e,)
+        mask = false_negative_mask(qk[anchors], ck[anchors], ck[extras], qk[extras])  # (k, k+e)
+        mask[torch.arange(k), torch.arange(k)] = False  # the positive always counts
+        logits = (scale * q_all[anchors] @ c_all[candidates].T).double()  # (k, k + e)
+        logits = logits.masked_fill(mask, float("-inf"))
+        total += float((torch.logsumexp(logits, dim=1) - torch.diagonal(logits[:, :k])).sum())
+        negatives = len(candidates) - 1 - mask.sum(dim=1)  # (k,) negatives left per anchor
+        none_left += int((negatives == 0).sum())
+        under_half += int((2 * negatives < len(candidates) - 1).sum())
+        count += k
+    if count == 0:
+        raise ValueError("batches hold no anchors")
+    return {"l_train_masked": total / count, "anchors_no_negatives": none_left,
+            "anchors_under_half_negatives": under_half}
+
+
 def assignment_diagnostics(queries: np.ndarray, codes: np.ndarray,
-                           batches: Sequence[Batch | np.ndarray], scale: float = 20.0) -> dict:
+                           batches: Sequence[Batch | np.ndarray], scale: float = 20.0,
+                           query_keys: np.ndarray | None = None,
+                           code_keys: np.ndarray | None = None) -> dict:
     """{l_global, l_train, gap, hardness} of one epoch's batches (Batch objects, whose
-    ``extra_codes`` join as candidates, or plain index arrays) for fixed unit-norm embeddings.
+    ``extra_codes`` join as candidates, or plain index arrays) for fixed unit-norm embeddings;
+    with the text keys also {l_global_masked, l_train_masked, gap_masked,
+    anchors_no_negatives, anchors_under_half_negatives} (``masked_batch_stats``).
 
     Cost: L^Global is O(N^2 d) (blockwise, memory O(block^2)); the rest is O(N k d).
     """
     l_global = global_loss(queries, codes, scale)
     l_train = batch_loss_with_extras(queries, codes, batches, scale)
-    return {"l_global": l_global, "l_train": l_train, "gap": l_global - l_train,
-            "hardness": batch_hardness(queries, codes, batches)}
+    out = {"l_global": l_global, "l_train": l_train, "gap": l_global - l_train,
+           "hardness": batch_hardness(queries, codes, batches)}
+    if query_keys is not None and code_keys is not None:
+        masked = masked_batch_stats(queries, codes, batches, query_keys, code_keys, scale)
+        l_global_masked = global_loss(queries, codes, scale, query_keys=query_keys,
+                                      code_keys=code_keys)
+        out.update(l_global_masked=l_global_masked, l_train_masked=masked["l_train_masked"],
+                   gap_masked=l_global_masked - masked["l_train_masked"],
+                   anchors_no_negatives=masked["anchors_no_negatives"],
+                   anchors_under_half_negatives=masked["anchors_under_half_negatives"])
+    return out
 
 
 # --- codesearch embed -----------------------------------------------------------------------
@@ -230,7 +280,8 @@ def cmd_batches(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     result = {"sampler": args.sampler, "n": n, "batch_size": args.batch_size, "seed": args.seed,
               "n_batches": len(batches), "scale": args.scale,
-              **assignment_diagnostics(queries, codes, batches, args.scale),
+              **assignment_diagnostics(queries, codes, batches, args.scale,
+                                       data.get("query_keys"), data.get("code_keys")),
               "seconds": seconds, "timings": getattr(sampler, "last_timings", None)}
     if any(b.extra_codes is not None for b in batches):
         result["extras_per_batch"] = float(np.mean([len(_extras(b)) for b in batches]))

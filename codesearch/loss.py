@@ -278,20 +278,37 @@ def _check_embeddings(queries: torch.Tensor, codes: torch.Tensor, scale: float) 
         raise ValueError(f"scale must be > 0; got {scale}")
 
 
-def global_loss(queries: Any, codes: Any, scale: float = 20.0, block_size: int = 4096) -> float:
+def global_loss(queries: Any, codes: Any, scale: float = 20.0, block_size: int = 4096,
+                query_keys: Any = None, code_keys: Any = None) -> float:
     """L^Global = mean_i -log softmax over all N codes (s <q_i, c_j>)[i]; blockwise log-sum-exp in
-    float64, memory O(block_size^2), never N^2."""
+    float64, memory O(block_size^2), never N^2.
+
+    With ``query_keys`` and ``code_keys`` ((N,) integer text hashes) the candidates the training
+    loss masks are left out, as ``false_negative_mask`` does: code j != i is dropped for query i
+    when pair j has i's query text or i's code text."""
     q_all, c_all = _as_tensor(queries), _as_tensor(codes)
     _check_embeddings(q_all, c_all, scale)
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1; got {block_size}")
     n = q_all.shape[0]
+    masked = query_keys is not None and code_keys is not None
+    if masked:
+        qk, ck = torch.as_tensor(np.asarray(query_keys)), torch.as_tensor(np.asarray(code_keys))
+        if qk.shape != (n,) or ck.shape != (n,):
+            raise ValueError(f"query_keys and code_keys must be ({n},); got {tuple(qk.shape)} "
+                             f"and {tuple(ck.shape)}")
     total = torch.zeros((), dtype=torch.float64)
     for start in range(0, n, block_size):
         q = q_all[start : start + block_size]  # (b, d)
+        rows = torch.arange(start, start + q.shape[0])  # (b,)
         lse = torch.full((q.shape[0],), float("-inf"), dtype=torch.float64)  # (b,)
         for col in range(0, n, block_size):
             logits = (scale * q @ c_all[col : col + block_size].T).double()  # (b, b')
+            if masked:
+                cols = torch.arange(col, col + logits.shape[1])  # (b',)
+                same = (qk[rows, None] == qk[None, cols]) | (ck[rows, None] == ck[None, cols])
+                same &= rows[:, None] != cols[None, :]  # the positive always counts
+                logits = logits.masked_fill(same, float("-inf"))  # (b, b')
             lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1))
         positive = (scale * (q * c_all[start : start + block_size]).sum(dim=1)).double()  # (b,)
         total += (lse - positive).sum()

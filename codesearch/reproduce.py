@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from codesearch.config import SECTIONS, RunConfig, apply_overrides
+from codesearch.config import SECTIONS, RunConfig, apply_overrides, check_run_config
 from codesearch.data.prepared import load_manifest, write_json_atomic
 from codesearch.data.schema import parse_languages
 from codesearch.errors import UserError
@@ -110,7 +110,9 @@ def group_config(profile: Profile, group: str, sampler: str, seed: int) -> RunCo
                             f"languages, samplers and seeds), not in config")
     flat.update({"data.path": profile.data_path, "data.languages": spec["languages"],
                  "sampler.name": sampler, "train.seed": seed})
-    return apply_overrides(RunConfig(), flat, where)
+    config = apply_overrides(RunConfig(), flat, where)
+    check_run_config(config, f"{profile.path}: groups.{group}")
+    return config
 
 
 def load_profile(path: str | Path) -> Profile:

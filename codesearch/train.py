@@ -30,7 +30,7 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from codesearch import metrics
-from codesearch.config import RunConfig, check_resume_config, load_run_config
+from codesearch.config import RunConfig, check_resume_config, check_run_config, load_run_config
 from codesearch.data.prepared import (
     load_manifest,
     load_records,
@@ -350,7 +350,10 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
             sampler_start = time.perf_counter()
             sampler.prepare(embeddings.for_sampler)  # called only when this epoch needs them
             sampler_seconds = time.perf_counter() - sampler_start
-            diagnostics = epoch_diagnostics(diagnostics_mode, sampler, embeddings, config, main)
+            digest = batches_digest(sampler.batches())
+            check_processes_agree(accelerator, digest, f"{task_dir.name} epoch {state.epoch}")
+            diagnostics = epoch_diagnostics(diagnostics_mode, sampler, embeddings, config, main,
+                                            data)
             pass_seconds = time.perf_counter() - sampler_start - sampler_seconds
             losses = []
             for step, batch in enumerate(sampler):
@@ -389,7 +392,7 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
                       step=state.global_step, epoch_seconds=epoch_seconds,
                       sampler_seconds=sampler_seconds,
                       sampler_timings=getattr(sampler, "last_timings", None),
-                      diagnostics_seconds=pass_seconds, **diagnostics,
+                      diagnostics_seconds=pass_seconds, batches_digest=digest, **diagnostics,
                       train_loss=float(np.mean(losses)) if losses else None,
                       valid_mrr=valid_mrr, valid_mrr_per_language=valid,
                       pairs_per_s=len(losses) * batch_size / max(epoch_seconds, 1e-9))
@@ -404,6 +407,35 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
     finally:
         signal.signal(signal.SIGTERM, previous)
     return dataclasses.asdict(state)
+
+
+def batches_digest(batches: list[Batch]) -> str:
+    """A 64-bit hex digest of one epoch's global batches (anchors and extra codes, in order)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for batch in batches:
+        digest.update(np.asarray(batch.anchors, dtype=np.int64).tobytes() + b"|")
+        if batch.extra_codes is not None:
+            digest.update(np.asarray(batch.extra_codes, dtype=np.int64).tobytes())
+        digest.update(b";")
+    return digest.hexdigest()
+
+
+def check_processes_agree(accelerator: Accelerator, digest: str, what: str) -> None:
+    """Every process computes the epoch's batches itself (from the same gathered embeddings);
+    the contrastive batch is only global if they agree, so compare their digests."""
+    if accelerator.num_processes == 1:
+        return
+    value = torch.tensor([int.from_bytes(bytes.fromhex(digest), "little", signed=True)],
+                         device=accelerator.device)
+    digests = [int(v) for v in accelerator.gather(value).tolist()]
+    if len(set(digests)) > 1:
+        raise UserError(f"{what}: the {len(digests)} processes computed different batches "
+                        f"(digests {', '.join(_hex(d) for d in digests)}); "
+                        "their embeddings or library versions differ")
+
+
+def _hex(value: int) -> str:
+    return (value % 2**64).to_bytes(8, "little").hex()
 
 
 def resolve_diagnostics(config: RunConfig) -> str:
@@ -438,8 +470,9 @@ class EpochEmbeddings:
 
 
 def epoch_diagnostics(mode: str, sampler, embeddings: EpochEmbeddings, config: RunConfig,
-                      main: bool) -> dict:
-    """L^Global, L^Train of this epoch's assignment, their gap and in-batch hardness.
+                      main: bool, data: TrainingData) -> dict:
+    """L^Global, L^Train of this epoch's assignment, their gap and in-batch hardness, without
+    and with the loss's false-negative mask, and the anchors the mask leaves without negatives.
 
     Computed on the embeddings the sampler used when it used any, else on a fresh pass
     ('fresh') or last epoch's cached embeddings ('cached'; none in the first epoch).
@@ -455,7 +488,8 @@ def epoch_diagnostics(mode: str, sampler, embeddings: EpochEmbeddings, config: R
 
     queries, codes = chosen
     return {f"diag_{k}": v for k, v in assignment_diagnostics(
-        queries, codes, sampler.batches(), config.model.scale).items()}
+        queries, codes, sampler.batches(), config.model.scale, data.query_key,
+        data.code_key).items()}
 
 
 def resolve_mixed_precision(value: str) -> str:
@@ -468,6 +502,7 @@ def resolve_mixed_precision(value: str) -> str:
 def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
     """Train one model per language (or one joint model); returns a summary per task."""
     out_dir = Path(out_dir)
+    check_run_config(config)
     manifest = load_manifest(config.data.path)
     languages = parse_languages(config.data.languages)
     for language in languages:

@@ -64,6 +64,35 @@ def test_assignment_diagnostics_match_a_direct_computation(with_extras):
         assert got["l_train"] > plain["l_train"] and got["gap"] < plain["gap"]
 
 
+def test_masked_gap_equals_a_hand_computation():
+    """Four pairs, scale 1; pairs 0 and 1 share their query text, so each masks the other."""
+    queries = unit(np.array([[1.0, 0.2], [1.0, 0.3], [0.1, 1.0], [0.4, 1.0]]))
+    codes = unit(np.array([[1.0, 0.0], [0.9, 0.4], [0.0, 1.0], [0.5, 0.8]]))
+    query_keys, code_keys = np.array([7, 7, 8, 9]), np.array([1, 2, 3, 4])
+    s = queries.astype(np.float64) @ codes.astype(np.float64).T  # (4, 4), scale 1
+
+    def nll(i, candidates):
+        return -s[i, i] + np.log(sum(np.exp(s[i, j]) for j in candidates))
+
+    # L^Global with the mask: 0 and 1 lose each other, 2 and 3 keep all four codes
+    l_global = np.mean([nll(0, [0, 2, 3]), nll(1, [1, 2, 3]), nll(2, [0, 1, 2, 3]),
+                        nll(3, [0, 1, 2, 3])])
+    # batches {0, 1} and {2, 3}: anchors 0 and 1 have no unmasked negative, so loss 0
+    l_train = np.mean([0.0, 0.0, nll(2, [2, 3]), nll(3, [2, 3])])
+    got = assignment_diagnostics(queries, codes, [[0, 1], [2, 3]], 1.0, query_keys, code_keys)
+    assert got["l_global_masked"] == pytest.approx(l_global, rel=1e-6)
+    assert got["l_train_masked"] == pytest.approx(l_train, rel=1e-6)
+    assert got["gap_masked"] == pytest.approx(l_global - l_train, rel=1e-6)
+    assert got["anchors_no_negatives"] == 2 and got["anchors_under_half_negatives"] == 2
+    # unmasked, the duplicate counts as the hardest negative: a smaller gap than masked
+    assert got["gap"] < got["gap_masked"]
+    # with distinct texts the masked numbers are the plain ones
+    plain = assignment_diagnostics(queries, codes, [[0, 1], [2, 3]], 1.0, np.arange(4),
+                                   np.arange(4))
+    assert plain["gap_masked"] == pytest.approx(plain["gap"], rel=1e-6)
+    assert plain["anchors_no_negatives"] == plain["anchors_under_half_negatives"] == 0
+
+
 def test_without_extras_it_is_loss_batch_loss():
     queries, codes = random_embeddings()
     batches = [np.arange(i, i + 10) for i in range(0, 30, 10)]

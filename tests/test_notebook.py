@@ -97,7 +97,8 @@ def clustered(n_clusters: int = 8, size: int = 8, dim: int = 32, noise: float = 
 
 def test_tbs_example_batch_is_harder_than_the_random_one():
     q, c, label = clustered()
-    batches = batch_view.epoch_batches(q, c, 8, seed=1, graph="knn", knn=7, knn_backend="exact")
+    batches = batch_view.epoch_batches(q, c, 8, seed=1, graph="knn", knn=7, knn_backend="exact",
+                                       same_text_edges="keep")
     assert sorted(np.concatenate(batches["tbs"]).tolist()) == list(range(64))
     assert sorted(np.concatenate(batches["random"]).tolist()) == list(range(64))
     examples = batch_view.example_batches(q, c, batches)
@@ -198,7 +199,8 @@ def test_choose_run_and_embed(tiny_results, tiny_data, tmp_path, monkeypatch):
     queries, codes = batch_view.embed_pairs(model, tokenizer, records)
     assert queries.shape == codes.shape == (40, model.dim) and queries.dtype == np.float32
     assert np.allclose(np.linalg.norm(codes, axis=1), 1.0, atol=1e-5)
-    batches = batch_view.epoch_batches(queries, codes, run.batch_size, 0, **run.tbs_options)
+    batches = batch_view.epoch_batches(queries, codes, run.batch_size, 0, records,
+                                       **run.tbs_options)
     examples = batch_view.example_batches(queries, codes, batches)
     table = batch_view.batch_table(records, queries, codes, examples["tbs"])
     assert len(table) == BATCH_SIZE

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from codesearch import loss
 from codesearch.config import SamplerConfig
 from codesearch.errors import UserError
-from codesearch.samplers import TBSSampler, chunk, graphs, sampler_class
+from codesearch.samplers import RandomSampler, TBSSampler, chunk, graphs, sampler_class
 from codesearch.samplers.graphs import (
     as_embeddings,
     bandwidth,
@@ -211,6 +211,18 @@ def test_rcm_order_undoes_a_shuffled_band():
 # --- the sampler --------------------------------------------------------------------------------
 
 
+def unique_keys(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Text keys of n pairs whose queries and codes are all different."""
+    return np.arange(n, dtype=np.int64), np.arange(n, 2 * n, dtype=np.int64)
+
+
+def make_tbs(n: int, batch_size: int, **options) -> TBSSampler:
+    """A TBS sampler over synthetic pairs with distinct texts (as the trainer sets them)."""
+    sampler = TBSSampler(n, batch_size, **options)
+    sampler.set_text_keys(*unique_keys(n))
+    return sampler
+
+
 def test_registry_and_config_options_build_the_sampler():
     options = SamplerConfig(name="tbs", tbs_graph="knn", tbs_every=3).options_for("tbs")
     sampler = sampler_class("tbs")(100, 10, seed=1, **options)
@@ -222,7 +234,7 @@ def test_registry_and_config_options_build_the_sampler():
 @pytest.mark.parametrize("n, batch_size, min_last", [(1000, 32, 1), (1000, 32, 9), (1000, 40, 2)])
 def test_every_pair_is_an_anchor_once_per_epoch(data, n, batch_size, min_last):
     q, c, _ = data
-    sampler = TBSSampler(n, batch_size, seed=0, min_last=min_last, quantile=0.99)
+    sampler = make_tbs(n, batch_size, seed=0, min_last=min_last, quantile=0.99)
     embed = CountingEmbed(q[:n], c[:n])
     for epoch in range(2):
         sampler.set_epoch(epoch)
@@ -240,7 +252,7 @@ def test_same_seed_epoch_and_embeddings_give_the_same_batches(data):
     q, c, _ = data
 
     def batches(seed: int, epoch: int) -> list[list[int]]:
-        sampler = TBSSampler(len(q), 32, seed=seed, quantile=0.99)
+        sampler = make_tbs(len(q), 32, seed=seed, quantile=0.99)
         sampler.set_epoch(epoch)
         sampler.prepare(CountingEmbed(q, c))
         return anchors(sampler)
@@ -248,21 +260,22 @@ def test_same_seed_epoch_and_embeddings_give_the_same_batches(data):
     assert batches(0, 1) == batches(0, 1)
     assert batches(0, 1) != batches(0, 2)
     assert batches(0, 1) != batches(1, 1)
-    expected = tbs_batches(q, c, 32, seed=0, epoch=1, quantile=0.99)
+    expected = tbs_batches(q, c, 32, seed=0, epoch=1, quantile=0.99,
+                           text_keys=unique_keys(len(q)))
     assert batches(0, 1) == [b.tolist() for b in expected]
 
 
 def test_batches_keep_rcm_order_without_shuffle(data):
     q, c, _ = data
     order, _ = tbs_permutation(q, c, quantile=0.99, seed=permutation_seed(0, 0))
-    sampler = TBSSampler(len(q), 32, quantile=0.99, shuffle_batches=False)
+    sampler = make_tbs(len(q), 32, quantile=0.99, shuffle_batches=False)
     sampler.prepare(CountingEmbed(q, c))
     assert np.array_equal(np.concatenate(anchors(sampler)), order)
 
 
 def test_every_two_reuses_the_permutation_without_embedding(data):
     q, c, _ = data
-    sampler = TBSSampler(len(q), 32, seed=0, quantile=0.99, every=2)
+    sampler = make_tbs(len(q), 32, seed=0, quantile=0.99, every=2)
     embed = CountingEmbed(q, c)
     seen = {}
     for epoch in range(4):
@@ -278,13 +291,13 @@ def test_every_two_reuses_the_permutation_without_embedding(data):
 
 def test_state_round_trip_mid_epoch_replays_batches_without_embedding(data):
     q, c, _ = data
-    sampler = TBSSampler(len(q), 32, seed=5, quantile=0.99, every=2)
+    sampler = make_tbs(len(q), 32, seed=5, quantile=0.99, every=2)
     embed = CountingEmbed(q, c)
     for epoch in (0, 1):
         sampler.set_epoch(epoch)
         sampler.prepare(embed)
     state = json.loads(json.dumps(sampler.state_dict()))  # what a checkpoint keeps
-    resumed = TBSSampler(len(q), 32, seed=5, quantile=0.99, every=2)
+    resumed = make_tbs(len(q), 32, seed=5, quantile=0.99, every=2)
     resumed.load_state_dict(state)
     resumed.set_epoch(1)
     resumed.prepare(failing_embed)
@@ -302,9 +315,9 @@ def test_state_round_trip_mid_epoch_replays_batches_without_embedding(data):
 
 def test_state_saved_at_epoch_end_recomputes_the_next_epoch(data):
     q, c, _ = data
-    sampler = TBSSampler(len(q), 32, seed=5, quantile=0.99)
+    sampler = make_tbs(len(q), 32, seed=5, quantile=0.99)
     sampler.prepare(CountingEmbed(q, c))
-    resumed = TBSSampler(len(q), 32, seed=5, quantile=0.99)
+    resumed = make_tbs(len(q), 32, seed=5, quantile=0.99)
     resumed.load_state_dict(json.loads(json.dumps(sampler.state_dict())))
     embed = CountingEmbed(q, c)
     resumed.set_epoch(1)
@@ -313,11 +326,81 @@ def test_state_saved_at_epoch_end_recomputes_the_next_epoch(data):
 
 
 def test_state_of_an_unprepared_sampler_round_trips():
-    state = TBSSampler(100, 10).state_dict()
+    state = make_tbs(100, 10).state_dict()
     assert state["batches"] is None and state["permutation"] is None
-    resumed = TBSSampler(100, 10)
+    resumed = make_tbs(100, 10)
     resumed.load_state_dict(json.loads(json.dumps(state)))
     assert resumed.needs_embeddings()
+
+
+# --- warm start and same-text edges ---------------------------------------------------------------
+
+
+def test_epochs_before_start_epoch_are_the_random_samplers_batches(data):
+    q, c, _ = data
+    sampler = make_tbs(len(q), 32, seed=4, quantile=0.99, start_epoch=2, every=2)
+    random = RandomSampler(len(q), 32, seed=4)
+    embed = CountingEmbed(q, c)
+    seen = {}
+    for epoch in range(5):
+        sampler.set_epoch(epoch)
+        random.set_epoch(epoch)
+        assert sampler.needs_embeddings() == (epoch in (2, 4))
+        sampler.prepare(embed if epoch >= 2 else failing_embed)
+        seen[epoch] = anchors(sampler)
+        assert (seen[epoch] == [b.anchors.tolist() for b in random]) == (epoch < 2)
+    assert embed.calls == 2  # epochs 2 and 4: every=2 counts from the start epoch
+    assert sorted(seen[3]) == sorted(seen[2])
+    expected = tbs_batches(q, c, 32, seed=4, epoch=2, quantile=0.99,
+                           text_keys=unique_keys(len(q)))
+    assert seen[2] == [b.tolist() for b in expected]
+
+
+def same_text_data():
+    """20 pairs; pairs 0-4 share one query text (a templated docstring) and 5-7 one code
+    text, each group with near-identical embeddings, so their mutual edges are the tail."""
+    q, c, _ = clustered(n_clusters=4, size=5, dim=8, seed=3)
+    q, c = q.copy(), c.copy()
+    q[1:5] = q[0] + 0.01 * np.arange(1, 5)[:, None]
+    c[1:5] = q[0]
+    c[6:8] = c[5]
+    q[6:8] = c[5]
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    query_keys = np.array([100] * 5 + list(range(5, 20)))
+    code_keys = np.array(list(range(5)) + [200] * 3 + list(range(8, 20)))
+    return q, c, (query_keys, code_keys)
+
+
+def same_text_edges(adjacency, keys) -> int:
+    graph = sp.coo_array(adjacency)
+    query_keys, code_keys = keys
+    return int(((query_keys[graph.row] == query_keys[graph.col])
+                | (code_keys[graph.row] == code_keys[graph.col])).sum())
+
+
+@pytest.mark.parametrize("graph", ["quantile", "knn"])
+def test_drop_leaves_no_same_text_edge(graph):
+    q, c, keys = same_text_data()
+    options = {"quantile": 0.9, "graph": graph, "knn": 3, "knn_backend": "exact",
+               "keep_graph": True}
+    _, kept = tbs_permutation(q, c, **options)
+    _, dropped = tbs_permutation(q, c, text_keys=keys, **options)
+    assert same_text_edges(kept["adjacency"], keys) > 0  # the data make such edges
+    assert same_text_edges(dropped["adjacency"], keys) == 0
+    assert dropped["same_text_edges_dropped"] == same_text_edges(kept["adjacency"], keys)
+    assert dropped["edges"] == kept["edges"] - dropped["same_text_edges_dropped"]
+
+
+def test_sampler_drops_by_default_and_keeps_on_request():
+    q, c, keys = same_text_data()
+    for mode, expect_dropped in (("drop", True), ("keep", False)):
+        sampler = TBSSampler(len(q), 4, quantile=0.9, same_text_edges=mode)
+        sampler.set_text_keys(*keys)
+        sampler.prepare(CountingEmbed(q, c))
+        assert (sampler.last_info["same_text_edges_dropped"] > 0) == expect_dropped
+    with pytest.raises(UserError, match="needs the query and code text keys"):
+        TBSSampler(len(q), 4, quantile=0.9).prepare(CountingEmbed(q, c))
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -327,10 +410,11 @@ def test_state_of_an_unprepared_sampler_round_trips():
     ({"graph": "dense"}, "graph must be"), ({"quantile": 1.0}, "quantile must be"),
     ({"knn": 0}, "knn must be"), ({"knn_backend": "hnsw"}, "knn_backend must be"),
     ({"block_size": 0}, "block_size must be"), ({"embeddings": "stale"}, "embeddings must be"),
-    ({"every": 0}, "every must be")])
+    ({"every": 0}, "every must be"), ({"start_epoch": -1}, "start_epoch must be >= 0"),
+    ({"same_text_edges": "merge"}, "same_text_edges must be one of drop, keep")])
 def test_bad_options_are_user_errors(option, match):
     with pytest.raises(UserError, match=match):
-        TBSSampler(100, 10, **option)
+        make_tbs(100, 10, **option)
 
 
 def test_graph_functions_reject_bad_arguments(data):
@@ -359,7 +443,7 @@ def test_graph_functions_reject_bad_arguments(data):
 
 def test_sampler_needs_embed_and_the_right_number_of_pairs(data):
     q, c, _ = data
-    sampler = TBSSampler(len(q), 32)
+    sampler = make_tbs(len(q), 32)
     with pytest.raises(ValueError, match="call prepare"):
         list(sampler)
     with pytest.raises(ValueError, match="returned 10 pairs"):
@@ -367,6 +451,6 @@ def test_sampler_needs_embed_and_the_right_number_of_pairs(data):
 
 
 def test_load_state_rejects_another_data_size(data):
-    state = TBSSampler(100, 10).state_dict()
+    state = make_tbs(100, 10).state_dict()
     with pytest.raises(ValueError, match="has 100 pairs"):
-        TBSSampler(200, 10).load_state_dict(state)
+        make_tbs(200, 10).load_state_dict(state)

@@ -246,3 +246,73 @@ def test_resume_never_takes_trust_remote_code_from_the_run(tiny_data, finished_r
     path.write_text(path.read_text().replace("trust_remote_code: false",
                                              "trust_remote_code: true"))
     assert resume_base(load_run_config(finished_run)).model.trust_remote_code is False
+
+
+# --- one assignment for every process ------------------------------------------------------------
+
+
+def test_two_processes_share_one_tbs_assignment(tiny_data, tmp_path):
+    """Two gloo processes with TBS (random epoch 0, TBS epoch 1): the run checks that both
+    computed the same batches each epoch, and they are the one-process run's batches."""
+    common = ["-m", "codesearch", "train", "--data", str(tiny_data), "--languages", "python",
+              "--encoder", "nbow", "--lr", "1e-2", "--batch-size", "16", "--epochs", "2",
+              "--mixed-precision", "no", "--sampler", "tbs", "--tbs-start-epoch", "1",
+              "--tbs-quantile", "0.95"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                "--num_processes", "2", "--num_cpu_threads_per_process", "1",
+                "--main_process_port", "29534"]
+    two = subprocess.run([*launcher, *common, "--out", str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+
+    def digests(run):
+        rows = [json.loads(line) for line in (run / "python" / "metrics.jsonl").read_text()
+                .splitlines()]
+        return [r["batches_digest"] for r in rows if r.get("event") == "epoch"]
+
+    assert len(digests(tmp_path / "two")) == 2
+    assert digests(tmp_path / "two") == digests(tmp_path / "one")
+
+
+def test_processes_that_disagree_on_the_batches_stop_with_one_line():
+    import torch
+
+    class TwoProcesses:
+        num_processes, device = 2, "cpu"
+
+        def gather(self, value):
+            return torch.cat([value, value + 1])
+
+    batches = [train_module.Batch(np.arange(4))]
+    digest = train_module.batches_digest(batches)
+    assert digest != train_module.batches_digest([train_module.Batch(np.arange(4)[::-1])])
+    with pytest.raises(train_module.UserError, match="processes computed different batches") \
+            as raised:
+        train_module.check_processes_agree(TwoProcesses(), digest, "python epoch 1")
+    assert digest in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sampler", "tbs", "--tbs-start-epoch", "-1"], "tbs_start_epoch must be >= 0"),
+    (["--sampler", "tbs", "--tbs-start-epoch", "1"], "leaves no TBS epoch in train.epochs 1"),
+    (["--sampler", "tbs", "--tbs-same-text-edges", "merge"], "same_text_edges must be one of"),
+])
+def test_bad_tbs_options_are_one_line_exit_2(tiny_data, tmp_path, capsys, args, message):
+    assert _train_cli(tiny_data, tmp_path / "run", *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_epoch_rows_hold_masked_and_unmasked_gaps(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    assert _train_cli(tiny_data, run, "--sampler", "tbs") == 0
+    row = next(json.loads(line) for line in (run / "python" / "metrics.jsonl").read_text()
+               .splitlines() if '"event": "epoch"' in line)
+    for key in ("diag_gap", "diag_gap_masked", "diag_l_train_masked", "diag_l_global_masked",
+                "diag_anchors_no_negatives", "diag_anchors_under_half_negatives"):
+        assert key in row, key
+    assert row["diag_gap_masked"] >= 0

@@ -221,6 +221,24 @@ def knn_graph(queries: np.ndarray, codes: np.ndarray, m: int = 16, backend: str 
                         shape=(n, n))
 
 
+def drop_same_text_edges(adjacency: sp.sparray, query_keys: np.ndarray,
+                         code_keys: np.ndarray) -> tuple[sp.csr_array, int]:
+    """A without the edges (i, j) whose pairs share their query text or their code text
+    (``query_keys`` / ``code_keys``: (N,) int64 text hashes). The loss masks such a candidate
+    (``loss.false_negative_mask``), so the edge brings no usable negative into a batch.
+    Returns (A', number of edges dropped)."""
+    graph = sp.coo_array(adjacency)
+    query_keys, code_keys = np.asarray(query_keys), np.asarray(code_keys)
+    if query_keys.shape != (graph.shape[0],) or code_keys.shape != (graph.shape[0],):
+        raise ValueError(f"text keys must be ({graph.shape[0]},); got {query_keys.shape} and "
+                         f"{code_keys.shape}")
+    same = (query_keys[graph.row] == query_keys[graph.col]) | \
+        (code_keys[graph.row] == code_keys[graph.col])
+    kept = sp.csr_array((graph.data[~same], (graph.row[~same], graph.col[~same])),
+                        shape=graph.shape)
+    return kept, int(same.sum())
+
+
 def bandwidth(graph: sp.sparray, order: np.ndarray | None = None) -> int:
     """max |pos(i) - pos(j)| over the edges (i, j), nodes placed in ``order`` (default: as
     labelled); the same for A and A + A.T. Reverse Cuthill-McKee minimises it. O(edges) time,

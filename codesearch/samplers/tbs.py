@@ -1,36 +1,37 @@
 """Tail Batch Sampling (TBS, "Global Contrastive Batch Sampling", arXiv 2210.12874).
 
 Puts mutually similar (hard) pairs in the same batch, to shrink the gap L^Global - L^Train(pi)
-(DESIGN.md section 2). At the start of an epoch, from embeddings of all N pairs
-(queries X, codes Y, unit norm, from the current model):
+(docs/method.md). At the start of an epoch, from embeddings of all N pairs (queries X, codes Y,
+unit norm, from the current model):
 
 1. S = X @ Y.T, never held whole (``graphs.py`` works in tiles);
 2. tau = the ``quantile`` (0.999) of S's entries, exact for small N, else from 1M sampled entries;
 3. A_ij = 1 where S_ij > tau (``graph="quantile"``, the paper's), or where code j is one of the
    top-``knn`` codes of query i (``graph="knn"``, our scalable extension, by exact blockwise
    search or a faiss IVF index); never the diagonal (a pair's own code);
-4. pi = reverse Cuthill-McKee order of A + A.T, so pairs i and j are linked when query i is
+4. with ``same_text_edges="drop"`` (default), edges between two pairs with the same query text
+   or the same code text are removed: the loss masks those candidates, so such an edge would
+   fill a batch with negatives that do not count (``graphs.drop_same_text_edges``);
+5. pi = reverse Cuthill-McKee order of A + A.T, so pairs i and j are linked when query i is
    close to code j or query j to code i (scipy's ``symmetric_mode=False`` builds the same
-   A + A.T internally; we build it ourselves to relabel it first, see 5);
-5. the nodes are relabelled by a random permutation (seeded by seed and epoch) before RCM,
+   A + A.T internally; we build it ourselves to relabel it first, see 6);
+6. the nodes are relabelled by a random permutation (seeded by seed and epoch) before RCM,
    because RCM breaks ties and orders components and edgeless pairs by label, and the data's
    order (CodeSearchNet files are grouped by repository) should not choose them. Pairs with
-   no edge therefore end up in random batches at the end of pi: the only random batches;
-6. batches = consecutive chunks of pi of ``batch_size`` (``chunk``), their order shuffled each
+   no edge therefore end up in random batches at the end of pi;
+7. batches = consecutive chunks of pi of ``batch_size`` (``chunk``), their order shuffled each
    epoch (``shuffle_batches``) so that neighbouring batches of pi do not follow each other.
 
-Guarantee: every pair is an anchor exactly once per epoch; batches depend only on (seed, epoch,
-embeddings). Cost per recomputation: one embedding pass (the trainer's), then O(N^2 d) for the
-quantile graph (d = 384, 2 loaded cores: 28 s at N = 50k, about 10 min at 250k) or one faiss
-index for the knn graph (2.5 s at 50k, 21 s and 1.3 GB at 250k, 112 s and 4.1 GB with the
-embeddings at 1M; `make bench`), and O(edges) for RCM (5 s for 63M edges). ``every=E``
-recomputes pi only every E epochs. benchmarks/bench_samplers.py measures these.
+Epochs before ``start_epoch`` use random batches, exactly those of ``RandomSampler`` with the
+same seed: a model trained from scratch has meaningless embeddings at epoch 0, and a graph
+built from them groups pairs at random while looking hard (docs/method.md). ``every=E``
+recomputes pi only every E epochs from ``start_epoch`` on.
 
-Notes from those measurements: at q = 0.999 the tail holds N^2 / 1000 entries, which for
-N below about 10^4 is mostly the N positives S_ii, so most pairs get no edge (random
-batches); with clusters of hard negatives smaller than 0.1% of N the quantile graph links
-across clusters and RCM barely narrows the band, while the knn graph keeps them apart; and
-with clusters much larger than the batch, no batch assignment removes much of the gap.
+Guarantee: every pair is an anchor exactly once per epoch; batches depend only on (seed, epoch,
+embeddings, text keys). Cost per recomputation: one embedding pass (the trainer's, or none
+with cached embeddings), O(N^2 d) for the quantile graph or one faiss index for the knn graph,
+and O(edges) for RCM; ``make bench`` measures them. The tail at q holds (1 - q) N^2 entries,
+i.e. (1 - q) N edges per pair on average, so the graph's density grows with N at a fixed q.
 """
 
 from __future__ import annotations
@@ -48,14 +49,17 @@ from codesearch.samplers.graphs import (
     KNN_BACKENDS,
     THRESHOLD_SAMPLES,
     as_embeddings,
+    drop_same_text_edges,
     knn_graph,
     quantile_threshold,
     resolve_backend,
     threshold_graph,
 )
+from codesearch.samplers.random import random_batches
 
 GRAPHS = ("quantile", "knn")
 EMBEDDINGS = ("fresh", "cached")
+SAME_TEXT_EDGES = ("drop", "keep")
 
 
 def check_options(quantile: float, graph: str, knn: int, knn_backend: str,
@@ -97,10 +101,16 @@ def tbs_permutation(queries: np.ndarray, codes: np.ndarray, quantile: float = 0.
                     block_size: int = 2048, seed: int = 0, *,
                     exact_limit: int = EXACT_QUANTILE_LIMIT,
                     threshold_samples: int = THRESHOLD_SAMPLES,
-                    keep_graph: bool = False) -> tuple[np.ndarray, dict]:
+                    keep_graph: bool = False,
+                    text_keys: tuple[np.ndarray, np.ndarray] | None = None,
+                    ) -> tuple[np.ndarray, dict]:
     """The TBS ordering pi (N,) int64 of pairs, from (N, d) unit-norm query and code embeddings.
 
-    Returns (pi, info): info holds graph, n, edges (of A, diagonal excluded), symmetric_edges,
+    ``text_keys`` = (query_keys, code_keys), (N,) int64 hashes of the texts: when given, edges
+    between pairs with the same query or the same code text are dropped before RCM (step 4).
+
+    Returns (pi, info): info holds graph, n, edges (of A, diagonal and dropped edges excluded),
+    same_text_edges_dropped, symmetric_edges,
     isolated (pairs without an edge), tau and tau_exact (quantile graph), backend (knn graph),
     timings in seconds (threshold, graph, rcm), and with ``keep_graph`` the adjacency A (CSR,
     the pairs' own labels). ``seed`` picks the threshold sample, the faiss training sample and
@@ -122,6 +132,9 @@ def tbs_permutation(queries: np.ndarray, codes: np.ndarray, quantile: float = 0.
         backend = resolve_backend(knn_backend, n)
         info.update(knn=knn, backend=backend)
         adjacency = knn_graph(q, c, knn, backend, block_size, seed)
+    info["same_text_edges_dropped"] = 0
+    if text_keys is not None:
+        adjacency, info["same_text_edges_dropped"] = drop_same_text_edges(adjacency, *text_keys)
     timings["graph"] = time.perf_counter() - start
     start = time.perf_counter()
     order, stats = rcm_order(adjacency, seed)
@@ -151,19 +164,40 @@ def batches_from_permutation(order: np.ndarray, batch_size: int, min_last: int =
 
 def tbs_batches(queries: np.ndarray, codes: np.ndarray, batch_size: int, *, min_last: int = 1,
                 shuffle_batches: bool = True, seed: int = 0, epoch: int = 0,
+                same_text_edges: str = "drop",
+                text_keys: tuple[np.ndarray, np.ndarray] | None = None,
                 **options) -> list[np.ndarray]:
     """One epoch's TBS batches for fixed embeddings: exactly what ``TBSSampler`` with this
-    seed yields at ``epoch`` when its ``embed()`` returns these embeddings. ``options`` are
-    those of ``tbs_permutation`` (quantile, graph, knn, knn_backend, block_size)."""
-    order, _ = tbs_permutation(queries, codes, seed=permutation_seed(seed, epoch), **options)
+    seed (and ``start_epoch`` <= ``epoch``) yields at ``epoch`` when its ``embed()`` returns
+    these embeddings and its text keys are ``text_keys``. ``options`` are those of
+    ``tbs_permutation`` (quantile, graph, knn, knn_backend, block_size)."""
+    keys = _keys_for(same_text_edges, text_keys)
+    order, _ = tbs_permutation(queries, codes, seed=permutation_seed(seed, epoch),
+                               text_keys=keys, **options)
     return batches_from_permutation(order, batch_size, min_last, shuffle_batches, seed, epoch)
+
+
+def _keys_for(same_text_edges: str, text_keys: tuple | None) -> tuple | None:
+    """The text keys ``tbs_permutation`` drops edges by: None with "keep"."""
+    if same_text_edges not in SAME_TEXT_EDGES:
+        raise UserError(f"tbs same_text_edges must be one of {', '.join(SAME_TEXT_EDGES)}, "
+                        f"got '{same_text_edges}'")
+    if same_text_edges == "keep":
+        return None
+    if text_keys is None:
+        raise UserError("tbs same_text_edges=drop needs the query and code text keys of the "
+                        "pairs (embeddings written by `codesearch embed` have them); pass "
+                        "same_text_edges=keep to build the graph without them")
+    return text_keys
 
 
 class TBSSampler(BatchSampler):
     """Batches of similar pairs from the TBS ordering (module docstring).
 
-    ``prepare(embed)`` calls ``embed()`` when this epoch recomputes pi (epoch % every == 0, or
-    no pi yet) and not otherwise. ``embeddings`` (fresh | cached) is read by the trainer, which
+    ``prepare(embed)`` calls ``embed()`` when this epoch recomputes pi (epoch >= start_epoch
+    and (epoch - start_epoch) % every == 0, or no pi yet) and not otherwise; epochs before
+    ``start_epoch`` are random batches. ``set_text_keys`` must come before the first TBS epoch
+    when ``same_text_edges`` is "drop". ``embeddings`` (fresh | cached) is read by the trainer, which
     decides what ``embed()`` returns. After each ``prepare``, ``last_timings`` holds the seconds
     of each step (threshold, graph, rcm, chunk, total; embedding excluded) and
     ``last_graph_edges`` the edges of the graph behind the current pi.
@@ -174,9 +208,15 @@ class TBSSampler(BatchSampler):
     def __init__(self, n: int, batch_size: int, seed: int = 0, min_last: int = 1, *,
                  quantile: float = 0.999, graph: str = "quantile", knn: int = 16,
                  knn_backend: str = "auto", shuffle_batches: bool = True,
-                 embeddings: str = "fresh", every: int = 1, block_size: int = 2048):
+                 embeddings: str = "fresh", every: int = 1, block_size: int = 2048,
+                 start_epoch: int = 0, same_text_edges: str = "drop"):
         super().__init__(n, batch_size, seed, min_last)
         check_options(quantile, graph, knn, knn_backend, block_size)
+        if start_epoch < 0:
+            raise UserError(f"tbs start_epoch must be >= 0, got {start_epoch}")
+        _keys_for(same_text_edges, (None, None))  # checks the value
+        self.start_epoch, self.same_text_edges = start_epoch, same_text_edges
+        self._text_keys: tuple[np.ndarray, np.ndarray] | None = None
         if embeddings not in EMBEDDINGS:
             raise UserError(f"tbs embeddings must be one of {', '.join(EMBEDDINGS)}, "
                             f"got '{embeddings}'")
@@ -191,16 +231,24 @@ class TBSSampler(BatchSampler):
         self.last_graph_edges: int | None = None
         self.last_info: dict = {}
 
+    def set_text_keys(self, query_keys: np.ndarray, code_keys: np.ndarray) -> None:
+        self._text_keys = (np.asarray(query_keys), np.asarray(code_keys))
+
     def _recomputes(self, epoch: int) -> bool:
+        if epoch < self.start_epoch:
+            return False
         if self._permutation is None:
             return True
-        return epoch % self.every == 0 and self._permutation_epoch != epoch
+        return (epoch - self.start_epoch) % self.every == 0 and self._permutation_epoch != epoch
 
     def needs_embeddings(self) -> bool:
         """Whether ``prepare`` for the current epoch will call ``embed()``."""
         return self._batches is None and self._recomputes(self.epoch)
 
     def compute_batches(self, epoch: int, embed: EmbedFn | None) -> list[Batch]:
+        if epoch < self.start_epoch:
+            self.last_timings, self.last_info = {}, {"random_epoch": True}
+            return random_batches(self.n, self.batch_size, self.seed, epoch, self.min_last)
         timings: dict[str, float] = {}
         if self._recomputes(epoch):
             if embed is None:
@@ -210,8 +258,9 @@ class TBSSampler(BatchSampler):
             if len(queries) != self.n:
                 raise ValueError(f"embed() returned {len(queries)} pairs, the sampler has "
                                  f"{self.n}")
-            order, info = tbs_permutation(queries, codes, seed=permutation_seed(self.seed, epoch),
-                                          **self.options)
+            order, info = tbs_permutation(
+                queries, codes, seed=permutation_seed(self.seed, epoch),
+                text_keys=_keys_for(self.same_text_edges, self._text_keys), **self.options)
             self._permutation, self._permutation_epoch = order, epoch
             timings.update(info.pop("timings"))
             self.last_graph_edges, self.last_info = info["edges"], info
