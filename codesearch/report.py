@@ -8,11 +8,16 @@ run directory) and summarises it per group:
   the codebase protocol's cutoff (reciprocal rank ``1/rank`` if ``rank <= 1000`` else 0,
   i.e. MRR@1000; ``codesearch.metrics.mrr``), as mean and sample standard deviation
   (ddof=1) over seeds; the std is null with one seed.
-- tbs - random and tbs - hardneg per language: Efron's percentile bootstrap of the mean
-  difference, paired over queries (each query's reciprocal rank first averaged over the
-  sampler's seeds; one resample of query indices is applied to both samplers).
+- every arm other than the baselines (random, hardneg) against each baseline, per language
+  and averaged over languages, with two intervals: Efron's percentile bootstrap of the mean
+  difference paired over queries (each query's reciprocal rank first averaged over the arm's
+  seeds; one resample of query indices applied to both arms), which leaves training noise out;
+  and a two-level bootstrap that resamples seeds (paired: seed k of one arm with seed k of the
+  other, which share their training subset and initialisation) and then queries, which
+  includes seed-to-seed variation. The per-seed differences are listed too.
 - epoch time and sampler time per epoch (``metrics.jsonl`` epoch rows), the overhead ratio
-  over random, and the L^Global - L^Train gap per epoch (``diag_*``).
+  over random, the L^Global - L^Train gap per epoch without and with the loss's false-negative
+  mask, and the anchors that mask leaves without negatives (``diag_*``).
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from codesearch.metrics import reciprocal_ranks
 from codesearch.versions import package_versions
 
 MRR_CUTOFF = 1000
-BASELINES = ("random", "hardneg")  # each compared with tbs
-GAP_KEYS = ("diag_gap", "diag_l_global", "diag_l_train")
+BASELINES = ("random", "hardneg")  # every other arm is compared with each of these
+GAP_KEYS = ("diag_gap", "diag_l_global", "diag_l_train", "diag_gap_masked",
+            "diag_l_global_masked", "diag_l_train_masked")
+COUNT_KEYS = ("diag_anchors_no_negatives", "diag_anchors_under_half_negatives")
 _BOOTSTRAP_CHUNK_ELEMENTS = 2**22  # resampled indices held at once (16 MiB as int32)
 
 
@@ -67,6 +74,44 @@ def paired_bootstrap(a, b, n_resamples: int = 10_000, confidence: float = 0.95,
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return {"diff": float(diff.mean()), "low": float(low), "high": float(high), "n": int(n)}
+
+
+def seed_query_bootstrap(diffs: list[np.ndarray], n_resamples: int = 10_000,
+                         confidence: float = 0.95, seed: int = 0) -> dict:
+    """Two-level percentile bootstrap of a mean difference that includes seed variation.
+
+    ``diffs``: one (S, Q_l) array per language of paired differences (row s: seed s of both
+    arms, column q: query q); every language has the same S seeds in the same order. Each
+    resample draws S seeds with replacement (the same draw for every language), then Q_l
+    queries with replacement per language, and takes the mean over languages of the mean
+    over the drawn (seed, query) cells. Returns ``{"diff", "low", "high", "n_seeds"}``. With
+    identical seed rows it is the query-level paired bootstrap; seed noise widens it."""
+    if not diffs or any(np.ndim(d) != 2 for d in diffs):
+        raise ValueError("diffs must be a non-empty list of (seeds, queries) arrays")
+    diffs = [np.asarray(d, dtype=np.float64) for d in diffs]
+    n_seeds = diffs[0].shape[0]
+    if any(d.shape[0] != n_seeds or d.shape[1] == 0 for d in diffs):
+        raise ValueError("every language needs the same number of seeds and >= 1 query")
+    if n_resamples < 1 or not 0 < confidence < 1:
+        raise ValueError("need n_resamples >= 1 and 0 < confidence < 1")
+    rng = np.random.default_rng(seed)
+    seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds),
+                                   size=n_resamples)  # (R, S) draw counts
+    means = np.zeros(n_resamples)
+    for d in diffs:
+        n_queries = d.shape[1]
+        rows = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n_queries)
+        for start in range(0, n_resamples, rows):
+            stop = min(start + rows, n_resamples)
+            counts = rng.multinomial(n_queries, np.full(n_queries, 1 / n_queries),
+                                     size=stop - start)  # (chunk, Q) draw counts
+            per_seed = counts @ d.T / n_queries  # (chunk, S): each seed's resampled mean
+            means[start:stop] += (seed_weights[start:stop] * per_seed).sum(axis=1) / n_seeds
+    means /= len(diffs)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    point = float(np.mean([d.mean() for d in diffs]))
+    return {"diff": point, "low": float(low), "high": float(high), "n_seeds": n_seeds}
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -193,13 +238,13 @@ def load_grid(results_dir: str | Path) -> dict:
 # --- summary ------------------------------------------------------------------------------
 
 
-def _aligned_rr(cells: list[dict], language: str) -> dict[str, np.ndarray]:
-    """{sampler: per-query RR averaged over its seeds}, every array in one query order;
-    UserError if two cells ranked different query sets."""
+def _aligned_rr(cells: list[dict], language: str) -> dict[str, dict[int, np.ndarray]]:
+    """{arm: {seed: per-query RR}}, every array in one query order; UserError if two cells
+    ranked different query sets."""
     reference = cells[0]
     order = reference["result"]["languages"][language]["query_ids"]
     position = {qid: i for i, qid in enumerate(order)}
-    per_sampler: dict[str, list[np.ndarray]] = {}
+    per_arm: dict[str, dict[int, np.ndarray]] = {}
     for cell in cells:
         entry = cell["result"]["languages"][language]
         if set(entry["query_ids"]) != position.keys():
@@ -207,8 +252,8 @@ def _aligned_rr(cells: list[dict], language: str) -> dict[str, np.ndarray]:
                             "evaluated on different query sets")
         rr = np.empty(len(order))
         rr[[position[q] for q in entry["query_ids"]]] = reciprocal_ranks(entry["ranks"])
-        per_sampler.setdefault(cell["sampler"], []).append(rr)
-    return {s: np.mean(v, axis=0) for s, v in per_sampler.items()}
+        per_arm.setdefault(cell["sampler"], {})[cell["seed"]] = rr
+    return per_arm
 
 
 def _epoch_series(cells: list[dict], languages: list[str], key: str,
@@ -257,19 +302,45 @@ def _mrr_tables(by_sampler: dict[str, list[dict]], languages: list[str]) -> tupl
     return mrr, average
 
 
+def comparisons(arms: list[str]) -> list[tuple[str, str]]:
+    """(arm, baseline) pairs: every arm that is not a baseline against each baseline present."""
+    return [(arm, base) for arm in arms if arm not in BASELINES
+            for base in BASELINES if base in arms]
+
+
 def _intervals(by_sampler: dict[str, list[dict]], languages: list[str],
-               bootstrap: dict) -> dict:
-    """{language: {"tbs-random": ..., "tbs-hardneg": ...}} for the samplers present."""
-    if not by_sampler.get("tbs"):
-        return {}
+               bootstrap: dict) -> tuple[dict, dict]:
+    """Per language {"arm-base": query-level interval + "seed_level" + "per_seed"}, and the
+    same over the average of the languages (seed-level and per-seed only)."""
+    present = [s for s, cells in by_sampler.items() if cells]
+    pairs = comparisons(present)
+    if not pairs:
+        return {}, {}
     cells = [c for sampler_cells in by_sampler.values() for c in sampler_cells]
-    intervals = {}
-    for lang in languages:
-        rr = _aligned_rr(cells, lang)
-        intervals[lang] = {f"tbs-{base}": paired_bootstrap(100 * rr["tbs"], 100 * rr[base],
-                                                           **bootstrap)
-                           for base in BASELINES if base in rr}
-    return intervals
+    rr = {lang: _aligned_rr(cells, lang) for lang in languages}
+    intervals: dict = {lang: {} for lang in languages}
+    average: dict = {}
+    for arm, base in pairs:
+        key = f"{arm}-{base}"
+        seeds = sorted(set(rr[languages[0]][arm]) & set(rr[languages[0]][base]))
+        diffs = []
+        for lang in languages:
+            a, b = rr[lang][arm], rr[lang][base]
+            query_level = paired_bootstrap(100 * np.mean(list(a.values()), axis=0),
+                                           100 * np.mean(list(b.values()), axis=0), **bootstrap)
+            if seeds:
+                diff = 100 * np.stack([a[k] - b[k] for k in seeds])  # (S, Q)
+                diffs.append(diff)
+                query_level["seed_level"] = seed_query_bootstrap([diff], **bootstrap)
+                query_level["per_seed"] = dict(zip(seeds, diff.mean(axis=1).tolist(),
+                                                   strict=True))
+            intervals[lang][key] = query_level
+        if seeds:
+            average[key] = {
+                "seed_level": seed_query_bootstrap(diffs, **bootstrap),
+                "per_seed": dict(zip(seeds, np.mean([d.mean(axis=1) for d in diffs],
+                                                    axis=0).tolist(), strict=True))}
+    return intervals, average
 
 
 def _time_and_gap(by_sampler: dict[str, list[dict]], languages: list[str]) -> tuple[dict, dict]:
@@ -294,9 +365,11 @@ def _time_and_gap(by_sampler: dict[str, list[dict]], languages: list[str]) -> tu
             "total_seconds": float(sum(known)) if known else None,
             "overhead_vs_random": overhead}
         series = {k: _epoch_series(cells, languages, k, "mean") for k in GAP_KEYS}
+        series.update({k: _epoch_series(cells, languages, k, "sum") for k in COUNT_KEYS})
         gap[sampler] = {"epochs": series["diag_gap"]["epochs"],
-                        **{k: series[k]["values"] for k in GAP_KEYS},
-                        "per_language": series["diag_gap"]["per_language"]}
+                        **{k: series[k]["values"] for k in (*GAP_KEYS, *COUNT_KEYS)},
+                        "per_language": series["diag_gap"]["per_language"],
+                        "per_language_masked": series["diag_gap_masked"]["per_language"]}
     return epoch_time, gap
 
 
@@ -307,11 +380,12 @@ def _summarize_group(spec: dict, cells: list[dict], bootstrap: dict) -> dict:
                   for s in samplers}
     mrr, average = _mrr_tables(by_sampler, languages)
     epoch_time, gap = _time_and_gap(by_sampler, languages)
+    intervals, average_intervals = _intervals(by_sampler, languages, bootstrap)
     return {"model": spec.get("model"), "encoder": spec.get("encoder"),
             "jobs": spec.get("jobs", 1), "threads": spec.get("threads"),
             "languages": languages, "samplers": samplers, "seeds": spec.get("seeds", []),
             "mrr": mrr, "average": average,
-            "bootstrap": _intervals(by_sampler, languages, bootstrap),
+            "bootstrap": intervals, "bootstrap_average": average_intervals,
             "epoch_time": epoch_time, "gap": gap}
 
 
@@ -341,7 +415,8 @@ def summarize_grid(grid: dict, results_dir: str | Path, n_resamples: int = 10_00
         "protocol": grid.get("protocol", "codebase"), "mrr_cutoff": MRR_CUTOFF,
         "std": "sample standard deviation over seeds (ddof=1); null with one seed",
         "bootstrap": {"method": "Efron percentile, paired over queries (RR averaged over "
-                      "seeds), in MRR points", **bootstrap},
+                      "seeds), in MRR points; seed_level: two-level bootstrap, seeds (paired "
+                      "by seed) then queries", **bootstrap},
         "wall_seconds": grid.get("wall_seconds"),
         "cells": {"done": [c["id"] for c in done], "missing": missing},
         "missing_metrics": grid.get("missing_metrics", []),
@@ -450,27 +525,41 @@ def _reading(group: dict, confidence: float) -> list[str]:
         facts.append("Averaged over languages: " + ", ".join(
             f"{s} {v:.2f}" for s, v in average.items())
             + f"; highest: {max(average, key=average.get)}.")
-    for base in BASELINES:
-        key = f"tbs-{base}"
+    for arm, base in comparisons(group["samplers"]):
+        key = f"{arm}-{base}"
         rows = {lang: b[key] for lang, b in group["bootstrap"].items() if key in b}
         if not rows:
             continue
-        above = [lang for lang, b in rows.items() if b["low"] > 0]
-        below = [lang for lang, b in rows.items() if b["high"] < 0]
-        facts.append(f"The {confidence:.0%} interval of tbs − {base} excludes 0 in "
-                     f"{len(above) + len(below)} of {len(rows)} languages (tbs higher: "
-                     f"{', '.join(above) or 'none'}; tbs lower: {', '.join(below) or 'none'}).")
+        for level, name in (("query", "query-level"), ("seed", "seed-inclusive")):
+            chosen = {lang: b if level == "query" else b.get("seed_level")
+                      for lang, b in rows.items()}
+            chosen = {lang: b for lang, b in chosen.items() if b is not None}
+            if not chosen or (level == "seed" and next(iter(chosen.values()))["n_seeds"] < 2):
+                continue
+            above = [lang for lang, b in chosen.items() if b["low"] > 0]
+            below = [lang for lang, b in chosen.items() if b["high"] < 0]
+            facts.append(f"The {confidence:.0%} {name} interval of {arm} − {base} excludes 0 "
+                         f"in {len(above) + len(below)} of {len(chosen)} languages ({arm} "
+                         f"higher: {', '.join(above) or 'none'}; lower: "
+                         f"{', '.join(below) or 'none'}).")
+        overall = group.get("bootstrap_average", {}).get(key)
+        if overall and overall["seed_level"]["n_seeds"] >= 2:
+            facts.append(f"Averaged over languages, {arm} − {base} is "
+                         f"{_interval(overall['seed_level'])} (seed-inclusive); per seed: "
+                         + ", ".join(_signed(v) for v in overall["per_seed"].values()) + ".")
     overheads = {s: t["overhead_vs_random"] for s, t in group["epoch_time"].items()
                  if s != "random" and t["overhead_vs_random"] is not None}
     if overheads:
         facts.append("Total epoch time relative to random: " + ", ".join(
             f"{s} {r:.2f}x" for s, r in overheads.items()) + ".")
-    last = {s: g["diag_gap"][-1] for s, g in group["gap"].items()
-            if g["diag_gap"] and g["diag_gap"][-1] is not None}
-    if last:
-        facts.append("Last-epoch gap L^Global − L^Train (smaller means batches closer to the "
-                     "global loss): " + ", ".join(f"{s} {v:.3f}" for s, v in last.items())
-                     + f"; smallest: {min(last, key=last.get)}.")
+    for key, what in (("diag_gap", "gap"), ("diag_gap_masked", "masked gap")):
+        last = {s: g[key][-1] for s, g in group["gap"].items()
+                if g.get(key) and g[key][-1] is not None}
+        if last:
+            facts.append(f"Last-epoch {what} L^Global − L^Train (smaller means batches closer "
+                         "to the global loss): " + ", ".join(f"{s} {v:.3f}"
+                                                             for s, v in last.items())
+                         + f"; smallest: {min(last, key=last.get)}.")
     return facts
 
 
@@ -485,15 +574,29 @@ def _group_section(name: str, g: dict, metric: str, confidence: float,
     rows.append(["**average**", *(_mean_pm(g["average"][s]) for s in samplers)])
     lines += _table(["language", *samplers], rows)
 
-    if g["bootstrap"]:
-        keys = [f"tbs-{base}" for base in BASELINES if base in samplers]
-        lines += [f"Paired bootstrap over queries, MRR points: difference [{confidence:.0%} "
-                  "interval]:", ""]
+    keys = [f"{arm}-{base}" for arm, base in comparisons(samplers)
+            if any(f"{arm}-{base}" in b for b in g["bootstrap"].values())]
+    if keys:
+        lines += [f"Differences in MRR points, [{confidence:.0%} interval]: **queries** — "
+                  "paired bootstrap over test queries, each query's reciprocal rank averaged "
+                  "over seeds (training noise left out); **seeds + queries** — two-level "
+                  "bootstrap, seeds paired by seed number then queries; **per seed** — the "
+                  "difference for each seed.", ""]
         rows = []
-        for lang, b in g["bootstrap"].items():
-            n_queries = next((x["n"] for x in b.values()), None)
-            rows.append([lang, *(_interval(b.get(k)) for k in keys), _num(n_queries, 0)])
-        lines += _table(["language", *(k.replace("-", " − ") for k in keys), "queries"], rows)
+        for key in keys:
+            for lang, b in g["bootstrap"].items():
+                entry = b[key]
+                rows.append([key.replace("-", " − ", 1), lang, _interval(entry),
+                             _interval(entry.get("seed_level")),
+                             ", ".join(_signed(v) for v in entry.get("per_seed", {}).values()),
+                             _num(entry["n"], 0)])
+            overall = g.get("bootstrap_average", {}).get(key)
+            if overall:
+                rows.append([key.replace("-", " − ", 1), "**average**", "",
+                             _interval(overall["seed_level"]),
+                             ", ".join(_signed(v) for v in overall["per_seed"].values()), ""])
+        lines += _table(["comparison", "language", "queries", "seeds + queries", "per seed",
+                         "test queries"], rows)
 
     epochs = sorted({e for t in g["epoch_time"].values() for e in t["epochs"]})
     if epochs:
@@ -509,10 +612,21 @@ def _group_section(name: str, g: dict, metric: str, confidence: float,
                               for e in epochs),
                          _num(t["total_seconds"], 1), _num(t["overhead_vs_random"])])
         lines += _table(["sampler", *(f"epoch {e}" for e in epochs), "total", "× random"], rows)
-        lines += ["Gap L^Global − L^Train per epoch, mean over seeds and languages:", ""]
-        rows = [[s, *(_num(_by_epoch(t, "diag_gap").get(e), 3) for e in epochs)]
+        lines += ["Gap L^Global − L^Train per epoch, mean over seeds and languages: without "
+                  "the false-negative mask / with it (the loss the model trains on leaves out "
+                  "candidates with the anchor's query or code text):", ""]
+        rows = [[s, *(f"{_num(_by_epoch(t, 'diag_gap').get(e), 3)} / "
+                      f"{_num(_by_epoch(t, 'diag_gap_masked').get(e), 3)}" for e in epochs)]
                 for s, t in g["gap"].items()]
         lines += _table(["sampler", *(f"epoch {e}" for e in epochs)], rows)
+        if any(t.get("diag_anchors_no_negatives") for t in g["gap"].values()):
+            lines += ["Anchors the mask leaves with no negative / with fewer than half of "
+                      "their in-batch negatives, per epoch (summed over languages, mean over "
+                      "seeds):", ""]
+            rows = [[s, *(f"{_num(_by_epoch(t, 'diag_anchors_no_negatives').get(e), 1)} / "
+                          f"{_num(_by_epoch(t, 'diag_anchors_under_half_negatives').get(e), 1)}"
+                          for e in epochs)] for s, t in g["gap"].items()]
+            lines += _table(["sampler", *(f"epoch {e}" for e in epochs)], rows)
 
     names = plot_names(name)
     if images:

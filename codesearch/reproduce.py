@@ -45,7 +45,9 @@ DATA_KEYS = {"path", "prepare"}
 
 @dataclasses.dataclass
 class Cell:
-    """One training run of the grid and its evaluation."""
+    """One training run of the grid and its evaluation. ``sampler`` is the arm's label (the
+    sampler's name unless the profile names the arm), ``sampler_name`` the sampler it runs
+    and ``overrides`` the arm's own config keys."""
 
     group: str
     sampler: str
@@ -58,6 +60,8 @@ class Cell:
     jobs: int
     threads: int
     evaluate_args: list[str]
+    sampler_name: str = ""
+    overrides: dict = dataclasses.field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -93,8 +97,35 @@ def _as_command(where: str, value: object) -> list[str]:
     raise UserError(f"{where}: expected a command (a string or a list of strings)")
 
 
+FIXED_KEYS = ("data.path", "data.languages", "sampler.name", "train.seed")
+ARM_KEYS = {"label", "sampler", "set"}
+
+
+def parse_arm(where: str, entry: object) -> tuple[str, dict]:
+    """One entry of a group's ``samplers`` list: a sampler name, or an arm
+    ``{label: NAME, sampler: SAMPLER, set: {section.key: value, ...}}`` (a sampler with its own
+    config keys, e.g. one row of an ablation). Returns (label, {"sampler", "set"})."""
+    if isinstance(entry, str):
+        return entry, {"sampler": entry, "set": {}}
+    arm = _check_keys(where, entry, ARM_KEYS)
+    label, sampler = arm.get("label"), arm.get("sampler")
+    if not isinstance(label, str) or not label or not isinstance(sampler, str):
+        raise UserError(f"{where}: an arm needs a 'label' and a 'sampler' (strings)")
+    if not all(c.isalnum() or c in "-_." for c in label):
+        raise UserError(f"{where}: label '{label}' may hold only letters, digits, '-', '_', '.'")
+    overrides = arm.get("set") or {}
+    if not isinstance(overrides, dict) or not all(
+            isinstance(v, (str, int, float, bool)) for v in overrides.values()):
+        raise UserError(f"{where}.set: expected a mapping of section.key to a scalar value")
+    fixed = [k for k in overrides if k in FIXED_KEYS]
+    if fixed:
+        raise UserError(f"{where}.set: '{fixed[0]}' is set by the grid, not by an arm")
+    return label, {"sampler": sampler, "set": dict(overrides)}
+
+
 def group_config(profile: Profile, group: str, sampler: str, seed: int) -> RunConfig:
-    """The validated training config of one cell: defaults, the group's config, the cell."""
+    """The validated training config of one cell: defaults, the group's config, the arm's
+    keys (``sampler`` is an arm label), the cell."""
     spec = profile.groups[group]
     where = f"{profile.path}: groups.{group}.config"
     tree = _check_keys(where, spec.get("config") or {}, set(SECTIONS))
@@ -104,12 +135,14 @@ def group_config(profile: Profile, group: str, sampler: str, seed: int) -> RunCo
             raise UserError(f"{where}.{section}: expected a mapping of keys")
         # apply_overrides names any unknown key and checks every value's type.
         flat.update({f"{section}.{key}": value for key, value in values.items()})
-    for fixed in ("data.path", "data.languages", "sampler.name", "train.seed"):
+    for fixed in FIXED_KEYS:
         if fixed in flat:
             raise UserError(f"{where}: '{fixed}' is set by the grid (data.path, the group's "
                             f"languages, samplers and seeds), not in config")
+    arm = spec.get("arms", {}).get(sampler, {"sampler": sampler, "set": {}})
+    flat.update(arm["set"])
     flat.update({"data.path": profile.data_path, "data.languages": spec["languages"],
-                 "sampler.name": sampler, "train.seed": seed})
+                 "sampler.name": arm["sampler"], "train.seed": seed})
     config = apply_overrides(RunConfig(), flat, where)
     check_run_config(config, f"{profile.path}: groups.{group}")
     return config
@@ -156,18 +189,23 @@ def load_profile(path: str | Path) -> Profile:
         if not isinstance(seeds, list) or not seeds or not all(
                 isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise UserError(f"{where}.seeds: expected a non-empty list of integers")
-        for sampler in samplers:
+        spec["arms"] = {}
+        for number, entry in enumerate(samplers):
+            label, arm = parse_arm(f"{where}.samplers[{number}]", entry)
+            if label in spec["arms"]:
+                raise UserError(f"{where}.samplers: '{label}' appears twice")
             try:
-                sampler_class(sampler)
+                sampler_class(arm["sampler"])
             except UserError as exc:
                 raise UserError(f"{where}.samplers: {exc}") from None
+            spec["arms"][label] = arm
         for key in ("jobs", "threads"):
             value = spec.setdefault(key, 1)
             if not isinstance(value, int) or value < 1:
                 raise UserError(f"{where}.{key}: expected a positive integer, got {value!r}")
         spec["evaluate"] = _as_command(f"{where}.evaluate", spec["evaluate"]) \
             if spec.get("evaluate") else []
-        spec["samplers"], spec["seeds"] = [str(s) for s in samplers], seeds
+        spec["samplers"], spec["seeds"] = list(spec["arms"]), seeds
         profile.groups[name] = spec
         configs = [group_config(profile, name, sampler, seed)
                    for sampler in spec["samplers"] for seed in seeds]
@@ -188,7 +226,9 @@ def plan_cells(profile: Profile, runs_root: Path, results_dir: Path) -> list[Cel
                     eval_path=results_dir / "cells" / f"{cell_id}.json",
                     log_path=results_dir / "logs" / f"{cell_id}.log",
                     config_path=config_path, jobs=spec["jobs"], threads=spec["threads"],
-                    evaluate_args=spec["evaluate"]))
+                    evaluate_args=spec["evaluate"],
+                    sampler_name=spec["arms"][sampler]["sampler"],
+                    overrides=spec["arms"][sampler]["set"]))
     return cells
 
 
@@ -217,7 +257,11 @@ def train_finished(cell: Cell) -> bool:
 def train_command(profile: Profile, cell: Cell) -> list[str]:
     command = [*profile.launcher, "train", "--config", str(cell.config_path),
                "--data", profile.data_path, "--languages", ",".join(cell.languages),
-               "--sampler", cell.sampler, "--seed", str(cell.seed), "--out", str(cell.run_dir)]
+               "--sampler", cell.sampler_name or cell.sampler, "--seed", str(cell.seed),
+               "--out", str(cell.run_dir)]
+    for key, value in cell.overrides.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        command += ["--set", f"{key}={text}"]
     if cell.run_dir.is_dir() and (cell.run_dir / "config.yaml").is_file():
         command.append("--resume")
     return command
@@ -311,7 +355,7 @@ def grid_record(profile: Profile, cells: list[Cell], state: dict[str, dict],
         "profile_file": str(profile.path), "data": profile.data_path,
         "protocol": profile.protocol,
         "groups": {name: {key: spec[key] for key in
-                          ("languages", "samplers", "seeds", "model", "encoder", "jobs",
+                          ("languages", "samplers", "arms", "seeds", "model", "encoder", "jobs",
                            "threads")}
                    | {"config": spec.get("config") or {}}
                    for name, spec in profile.groups.items()},

@@ -37,7 +37,7 @@ def fake_model(monkeypatch):
     def fake_embed(model, tokenizer, records, side, batch_size=128, progress=False):
         return encoder([r.query if side == "query" else r.code for r in records])
 
-    monkeypatch.setattr(evaluate_module, "load_model", lambda name: (FakeModule(), None))
+    monkeypatch.setattr(evaluate_module, "load_model", lambda name, **_: (FakeModule(), None))
     monkeypatch.setattr(evaluate_module, "embed_records", fake_embed)
 
 

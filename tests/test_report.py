@@ -33,6 +33,9 @@ def epoch_row(language: str, sampler: str, seed: int, epoch: int, **changes) -> 
             "epoch_seconds": EPOCH_SECONDS[sampler] + seed,
             "sampler_seconds": SAMPLER_SECONDS[sampler], "diagnostics_seconds": 0.3,
             "diag_l_global": 3.0, "diag_l_train": 3.0 - gap, "diag_gap": gap,
+            "diag_l_global_masked": 3.2, "diag_l_train_masked": 3.0 - gap,
+            "diag_gap_masked": gap + 0.2, "diag_anchors_no_negatives": seed,
+            "diag_anchors_under_half_negatives": 2 * seed + epoch,
             "diag_hardness": 0.1, "train_loss": 1.0, "valid_mrr": 0.5, "pairs_per_s": 100.0,
             **changes}
 
@@ -148,6 +151,32 @@ def test_bootstrap_rejects_bad_input(a, b):
 # --- summary ------------------------------------------------------------------------------
 
 
+def test_seed_bootstrap_over_seeds_alone_by_hand():
+    # one query per seed: resampled means of seeds {0, 1} are 0, 0.5, 1 (p = 1/4, 1/2, 1/4)
+    b = report.seed_query_bootstrap([np.array([[0.0], [1.0]])], n_resamples=20_000)
+    assert b == {"diff": 0.5, "low": 0.0, "high": 1.0, "n_seeds": 2}
+
+
+def test_identical_seeds_give_the_query_level_width_and_seed_noise_widens_it():
+    rng = np.random.default_rng(0)
+    diff = rng.normal(1.0, 3.0, size=500)
+    query = report.paired_bootstrap(diff, np.zeros_like(diff), n_resamples=4000)
+    same = report.seed_query_bootstrap([np.stack([diff] * 3)], n_resamples=4000)
+    assert same["diff"] == pytest.approx(query["diff"])
+    width = query["high"] - query["low"]
+    assert same["high"] - same["low"] == pytest.approx(width, rel=0.1)
+    noisy = np.stack([diff + shift for shift in (-1.0, 0.0, 1.0)])  # seeds disagree by +-1
+    wide = report.seed_query_bootstrap([noisy], n_resamples=4000)
+    assert wide["high"] - wide["low"] > 1.5 * width
+
+
+def test_seed_bootstrap_rejects_bad_input():
+    with pytest.raises(ValueError, match="non-empty list"):
+        report.seed_query_bootstrap([])
+    with pytest.raises(ValueError, match="same number of seeds"):
+        report.seed_query_bootstrap([np.zeros((2, 3)), np.zeros((3, 3))])
+
+
 def test_summary_numbers_by_hand(results):
     summary = report.summarize_grid(report.load_grid(results), results)
     group = summary["groups"]["main"]
@@ -169,9 +198,21 @@ def test_summary_numbers_by_hand(results):
     interval = group["bootstrap"]["ruby"]["tbs-random"]
     expected = report.paired_bootstrap(np.array([100, 100, 75, 50.0]),
                                        np.array([100, 75, 25, 12.5]))
-    assert interval == expected and interval["diff"] == pytest.approx(28.125)
-    assert group["bootstrap"]["go"]["tbs-hardneg"] == {"diff": 0.0, "low": 0.0, "high": 0.0,
-                                                       "n": 4}
+    assert {k: interval[k] for k in expected} == expected
+    assert interval["diff"] == pytest.approx(28.125)
+    # per seed: tbs 75 - random 43.75 (seed 0), 87.5 - 62.5 (seed 1)
+    assert interval["per_seed"] == {0: pytest.approx(31.25), 1: pytest.approx(25.0)}
+    seed_level = interval["seed_level"]
+    assert seed_level["n_seeds"] == 2 and seed_level["diff"] == pytest.approx(28.125)
+    assert seed_level["low"] <= 28.125 <= seed_level["high"]
+    go = group["bootstrap"]["go"]["tbs-hardneg"]
+    assert {k: go[k] for k in ("diff", "low", "high", "n")} == {"diff": 0.0, "low": 0.0,
+                                                                "high": 0.0, "n": 4}
+    assert go["seed_level"] == {"diff": 0.0, "low": 0.0, "high": 0.0, "n_seeds": 2}
+    # the average over languages: go adds 0 for both seeds, so half of ruby's per-seed numbers
+    average = group["bootstrap_average"]["tbs-random"]
+    assert average["per_seed"] == {0: pytest.approx(15.625), 1: pytest.approx(12.5)}
+    assert average["seed_level"]["diff"] == pytest.approx(14.0625)
 
     # epoch time: per epoch, the mean over seeds (15, 16) summed over two languages
     tbs_time = group["epoch_time"]["tbs"]
@@ -204,8 +245,13 @@ def test_write_report_files_and_every_cell(results):
     interval = summary["groups"]["main"]["bootstrap"]["ruby"]["tbs-random"]
     assert f"+28.12 [{interval['low']:+.2f}, {interval['high']:+.2f}]" in text
     assert "| tbs | 31.0 (4.0) | 31.0 (4.0) | 62.0 | 1.48 |" in text
-    assert "| random | 1.000 | 1.100 |" in text
-    assert "excludes 0 in 1 of 2 languages (tbs higher: ruby; tbs lower: none)" in text
+    assert "| random | 1.000 / 1.200 | 1.100 / 1.300 |" in text
+    # anchors without negatives: summed over the two languages, mean over seeds 0 and 1
+    assert "| random | 1.0 / 2.0 | 1.0 / 4.0 |" in text
+    assert "| tbs − random | **average** |" in text
+    assert ("query-level interval of tbs − random excludes 0 in 1 of 2 languages (tbs higher: "
+            "ruby; lower: none)") in text
+    assert "Averaged over languages, tbs − random is +14.06 [" in text
     for name in ("mrr_main.png", "gap_main.png", "epoch_time_main.png"):
         png = results / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
@@ -221,7 +267,7 @@ def test_one_seed_one_epoch(tmp_path):
                               "seeds": [0]}
     text = (results / "report.md").read_text()
     assert "| ruby | 43.75 | 56.25 | 75.00 |" in text and "| **average** | 71.88 |" in text
-    assert "| random | 1.000 |" in text
+    assert "| random | 1.000 / 1.200 |" in text
     assert all((results / "plots" / n).stat().st_size > 1000
                for n in report.plot_names("main").values())
 

@@ -114,14 +114,52 @@ def test_a_failing_cell_is_reported_and_the_others_run(tiny_data, tmp_path):
     assert "nbow__random__seed0" in (tmp_path / "results" / "report.md").read_text()  # missing
 
 
-@pytest.mark.parametrize("name", ["local", "smoke", "paper"])
+@pytest.mark.parametrize("name", ["local", "smoke", "paper", "ablation"])
 def test_shipped_profiles_validate(name):
     profile = reproduce.load_profile(EXPERIMENTS / f"{name}.yaml")
     cells = reproduce.plan_cells(profile, Path("runs") / name, Path("results") / name)
     assert cells and profile.name == name
     for cell in cells:
         config = reproduce.group_config(profile, cell.group, cell.sampler, cell.seed)
-        assert config.sampler.name == cell.sampler and config.train.seed == cell.seed
+        assert config.sampler.name == cell.sampler_name and config.train.seed == cell.seed
+
+
+def test_ablation_profile_has_the_arms_the_issue_asks_for():
+    profile = reproduce.load_profile(EXPERIMENTS / "ablation.yaml")
+    nbow, minilm = profile.groups["nbow"], profile.groups["minilm"]
+    local = reproduce.load_profile(EXPERIMENTS / "local.yaml").groups["nbow"]
+    assert nbow["languages"] == list(LANGUAGES) and nbow["seeds"] == [1, 2, 3]
+    assert nbow["config"]["train"]["epochs"] == 2 and nbow["config"]["train"]["batch_size"] == 128
+    assert nbow["config"]["data"] == local["config"]["data"]
+    arms = {label: reproduce.group_config(profile, "nbow", label, 1).sampler
+            for label in nbow["samplers"]}
+    assert arms["random"].name == "random"
+    assert [(a.tbs_start_epoch, a.tbs_same_text_edges, a.tbs_graph) for label, a in
+            arms.items() if label != "random"] == [(0, "keep", "quantile"),
+                                                    (1, "keep", "quantile"),
+                                                    (1, "drop", "quantile"), (1, "drop", "knn")]
+    assert len(minilm["languages"]) >= 2 and len(minilm["seeds"]) >= 3
+    arms = {label: reproduce.group_config(profile, "minilm", label, 1).sampler
+            for label in minilm["samplers"]}
+    assert sorted((a.name, a.tbs_start_epoch, a.tbs_same_text_edges) for a in arms.values()) \
+        == [("random", 0, "drop"), ("tbs", 0, "drop"), ("tbs", 0, "keep")]
+
+
+def test_an_arm_runs_its_sampler_with_its_own_keys(tiny_data, tmp_path):
+    profile = tmp_path / "arms.yaml"
+    tree = yaml.safe_load(Path(write_tiny_profile(profile, tiny_data)).read_text())
+    tree["groups"]["nbow"]["samplers"] = [
+        "random", {"label": "tbs-warm", "sampler": "tbs",
+                   "set": {"sampler.tbs_start_epoch": 1, "sampler.tbs_quantile": 0.95}}]
+    tree["groups"]["nbow"]["config"]["train"]["epochs"] = 2
+    profile.write_text(yaml.safe_dump(tree))
+    reproduce.run_profile(profile, tmp_path / "runs", tmp_path / "results", progress=False)
+    saved = yaml.safe_load((tmp_path / "runs" / "nbow" / "tbs-warm-seed0" / "config.yaml")
+                           .read_text())
+    assert saved["sampler"]["name"] == "tbs" and saved["sampler"]["tbs_start_epoch"] == 1
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert "tbs-warm-random" in results["groups"]["nbow"]["bootstrap"]["python"]
+    assert "tbs-warm − random" in (tmp_path / "results" / "report.md").read_text()
 
 
 def test_local_profile_covers_the_grid_the_issue_asks_for():
@@ -158,6 +196,21 @@ def test_paper_profile_is_the_unixcoder_recipe():
     (lambda p: p["groups"]["nbow"].update(samplers=["random", "bogus"]),
      "unknown sampler 'bogus'"),
     (lambda p: p["groups"]["nbow"].update(seeds=["1"]), "expected a non-empty list of integers"),
+    (lambda p: p["groups"]["nbow"].update(samplers=[{"label": "x"}]),
+     r"samplers\[0\]: an arm needs a 'label' and a 'sampler'"),
+    (lambda p: p["groups"]["nbow"].update(samplers=[{"label": "a b", "sampler": "tbs"}]),
+     "label 'a b' may hold only"),
+    (lambda p: p["groups"]["nbow"].update(samplers=[
+        {"label": "x", "sampler": "tbs", "set": {"train.seed": 3}}]),
+     "'train.seed' is set by the grid, not by an arm"),
+    (lambda p: p["groups"]["nbow"].update(samplers=[
+        {"label": "x", "sampler": "tbs", "set": {"sampler.tbs_start_epoch": 5}}]),
+     "leaves no TBS epoch"),
+    (lambda p: p["groups"]["nbow"].update(samplers=[
+        {"label": "x", "sampler": "tbs", "set": {"sampler.tbs_colour": 5}}]),
+     "unknown key 'sampler.tbs_colour'"),
+    (lambda p: p["groups"]["nbow"].update(samplers=["tbs", {"label": "tbs", "sampler": "tbs"}]),
+     "'tbs' appears twice"),
     (lambda p: p["groups"]["nbow"].update(languages=["cobol"]), "groups.nbow.languages"),
     (lambda p: p["groups"]["nbow"].update(jobs=0), "groups.nbow.jobs"),
     (lambda p: p.update(groups={}), "groups must name at least one group"),
