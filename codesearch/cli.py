@@ -17,7 +17,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from codesearch.evaluate import evaluate, format_table, save_results
+    from codesearch.outputs import check_output_file
 
+    if args.out:  # before an hour of encoding, not after
+        check_output_file(args.out, "results file")
     results = evaluate(args.model, args.data, args.languages, protocol=args.protocol,
                        batch_size=args.batch_size, seed=args.seed, chunk_size=args.chunk_size,
                        progress=not args.quiet, max_query_length=args.max_query_length,

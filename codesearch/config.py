@@ -8,6 +8,7 @@ the resolved configuration is saved with every run and checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +27,35 @@ class DataConfig:
     joint: bool = False  # one model over all languages instead of one per language
     max_train_pairs: int | None = None  # per language, a deterministic prefix of a shuffle
     max_valid_queries: int | None = 2000  # validation MRR each epoch on at most this many
+
+    def __post_init__(self) -> None:
+        _check_range(self, "data", "max_train_pairs", low=1, optional=True)
+        _check_range(self, "data", "max_valid_queries", low=1, optional=True)
+
+
+def _check_range(obj: object, section: str, name: str, low: float | None = None,
+                 high: float | None = None, optional: bool = False,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    """ValueError unless obj.name is a finite number within [low, high] (open ends where
+    asked), or None when ``optional``. ``apply_overrides`` turns it into a UserError."""
+    value = getattr(obj, name)
+    if value is None and optional:
+        return
+    if high is None:
+        bounds = f"{'>' if low_open else '>='} {low}"
+    else:
+        bounds = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (low is not None and (value <= low if low_open else value < low)) \
+            or (high is not None and (value >= high if high_open else value > high)):
+        raise ValueError(f"{section}.{name} must be a finite number {bounds}"
+                         f"{' or null' if optional else ''}; got {value!r}")
+
+
+def _check_choice(obj: object, section: str, name: str, choices: tuple[str, ...]) -> None:
+    if getattr(obj, name) not in choices:
+        raise ValueError(f"{section}.{name} must be one of {', '.join(choices)}; got "
+                         f"{getattr(obj, name)!r}")
 
 
 @dataclass
@@ -47,6 +77,19 @@ class TrainConfig:
     # L^Global / L^Train each epoch: auto | fresh (a no-grad pass) | cached | off
     diagnostics: str = "auto"
 
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "log_every", "eval_batch_size"):
+            _check_range(self, "train", name, low=1)
+        _check_range(self, "train", "lr", low=0, low_open=True)
+        _check_range(self, "train", "weight_decay", low=0)
+        _check_range(self, "train", "warmup_ratio", low=0, high=1, high_open=True)
+        _check_range(self, "train", "grad_clip", low=0)
+        _check_range(self, "train", "seed", low=0, high=2**32 - 1)
+        _check_range(self, "train", "max_steps", low=1, optional=True)
+        _check_range(self, "train", "save_every", low=0)
+        _check_choice(self, "train", "mixed_precision", ("auto", "no", "bf16", "fp16"))
+        _check_choice(self, "train", "diagnostics", ("auto", "fresh", "cached", "off"))
+
 
 @dataclass
 class SamplerConfig:
@@ -64,6 +107,9 @@ class SamplerConfig:
     tbs_block_size: int = 2048  # rows per block of the similarity computation
     tbs_start_epoch: int = 0  # epochs before this one use random batches (warm start)
     tbs_same_text_edges: str = "drop"  # drop | keep graph edges between same-text pairs
+
+    def __post_init__(self) -> None:
+        _check_range(self, "sampler", "tbs_start_epoch", low=0)
     # hardneg (codesearch/samplers/hardneg.py)
     hardneg_l: int = 1  # mined negatives per anchor
     hardneg_range: str = "1:1"  # rank window lo:hi (1-based, inclusive) to sample negatives from
@@ -219,9 +265,6 @@ def config_from_dict(tree: dict, source: str = "saved config") -> RunConfig:
 def check_run_config(config: RunConfig, source: str = "config") -> None:
     """UserError for option combinations no single field's type can rule out."""
     sampler = config.sampler
-    if sampler.tbs_start_epoch < 0:
-        raise UserError(f"{source}: sampler.tbs_start_epoch must be >= 0, got "
-                        f"{sampler.tbs_start_epoch}")
     if sampler.name == "tbs" and sampler.tbs_start_epoch >= config.train.epochs:
         raise UserError(f"{source}: sampler.tbs_start_epoch {sampler.tbs_start_epoch} leaves no "
                         f"TBS epoch in train.epochs {config.train.epochs} (epochs before it use "

@@ -30,6 +30,7 @@ import torch
 from codesearch.config import add_sampler_arguments
 from codesearch.errors import UserError
 from codesearch.loss import batch_loss, false_negative_mask, global_loss
+from codesearch.outputs import check_output_file
 from codesearch.samplers.base import Batch
 
 # --- pure functions -------------------------------------------------------------------------
@@ -180,6 +181,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     if args.max_pairs is not None and args.max_pairs < 1:
         raise UserError(f"--max-pairs must be >= 1, got {args.max_pairs}")
+    check_output_file(args.out, "embeddings file")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     language = normalize_language(args.language)
@@ -260,6 +262,8 @@ def cmd_batches(args: argparse.Namespace) -> int:
     from codesearch.samplers import sampler_class
 
     cls = sampler_class(args.sampler)
+    if args.out:
+        check_output_file(args.out, "batches file")
     data = load_embeddings(args.embeddings)
     queries, codes = data["queries"], data["codes"]
     n = len(queries)

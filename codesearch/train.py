@@ -32,6 +32,7 @@ from transformers import get_linear_schedule_with_warmup
 from codesearch import metrics
 from codesearch.config import RunConfig, check_resume_config, check_run_config, load_run_config
 from codesearch.data.prepared import (
+    json_safe,
     load_manifest,
     load_records,
     write_json_atomic,
@@ -43,6 +44,7 @@ from codesearch.encode import encode_ids_distributed, pad_batch, tokenize_length
 from codesearch.errors import UserError
 from codesearch.loss import false_negative_mask, global_info_nce
 from codesearch.model import DualEncoder, load_tokenizer
+from codesearch.outputs import DirectoryLock, check_output_dir
 from codesearch.samplers import Batch, chunk, local_slice, sampler_class
 from codesearch.versions import package_versions
 
@@ -91,6 +93,9 @@ def load_training_data(config: RunConfig, languages: list[str], tokenizer) -> Tr
     for language in languages:
         records += subsample(load_records(config.data.path, language, "train"),
                              config.data.max_train_pairs, config.train.seed)
+    if not records:
+        raise UserError(f"{config.data.path}: no training pairs for {', '.join(languages)} "
+                        "(empty train.jsonl)")
     model_cfg = config.model
     return TrainingData(
         records=records,
@@ -138,7 +143,7 @@ class MetricsLog:
     def write(self, **row) -> None:
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
+                handle.write(json.dumps(json_safe(row), allow_nan=False) + "\n")
         if self.accelerator is not None:
             numbers = {f"{row['task']}/{k}": v for k, v in row.items()
                        if isinstance(v, (int, float)) and k not in ("step", "epoch")}
@@ -499,9 +504,7 @@ def resolve_mixed_precision(value: str) -> str:
     return value
 
 
-def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
-    """Train one model per language (or one joint model); returns a summary per task."""
-    out_dir = Path(out_dir)
+def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
     check_run_config(config)
     manifest = load_manifest(config.data.path)
     languages = parse_languages(config.data.languages)
@@ -509,7 +512,7 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
         if language not in manifest["counts"]:
             raise UserError(f"{config.data.path}: has no language '{language}' "
                             f"(it has: {', '.join(manifest['counts'])})")
-    if out_dir.exists() and any(out_dir.iterdir()) and not resume:
+    if out_dir.is_dir() and any(p.name != ".lock" for p in out_dir.iterdir()) and not resume:
         if (out_dir / "config.yaml").is_file():
             raise UserError(f"{out_dir}: already holds a run; pass --resume to continue it or "
                             f"choose another --out")
@@ -541,6 +544,18 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
             "models": {task: f"{task}/best" for task in tasks}, "summary": summary})
     accelerator.end_training()
     return summary
+
+
+def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
+    """Train one model per language (or one joint model); returns a summary per task. The
+    run directory is locked while this process trains in it (main process only)."""
+    out_dir = Path(out_dir)
+    if int(os.environ.get("RANK", "0")) != 0:  # set by accelerate launch / torchrun
+        return _train(config, out_dir, resume)
+    check_output_dir(out_dir, "run directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with DirectoryLock(out_dir, "run directory"):
+        return _train(config, out_dir, resume)
 
 
 def check_resume(out_dir: Path, config: RunConfig, manifest: dict) -> dict:

@@ -228,12 +228,13 @@ def test_bad_batches_input_is_one_line_exit_2(tmp_path, capsys, case):
 @pytest.mark.parametrize("flags, message", [
     (["--max-pairs", "0"], "--max-pairs"), (["--batch-size", "0"], "--batch-size"),
     (["--language", "cobol"], "unknown language"), (["--split", "nope"], "no split"),
+    (["--out", "{tmp}"], "is a directory; the embeddings file needs a file path"),
 ])
 def test_bad_embed_input_is_one_line_exit_2(tiny_data, tmp_path, capsys, flags, message):
     args = {"--model": "minilm", "--data": str(tiny_data), "--language": "python",
             "--out": str(tmp_path / "e.npz")}
     for flag, value in zip(flags[::2], flags[1::2], strict=True):
-        args[flag] = value
+        args[flag] = value.replace("{tmp}", str(tmp_path))
     capsys.readouterr()
     assert main(["embed", *[x for kv in args.items() for x in kv]]) == 2
     err = capsys.readouterr().err.strip()
@@ -252,3 +253,16 @@ def test_embed_of_an_empty_split_is_one_line_exit_2(tmp_path, capsys, record_fac
     assert main(["embed", "--model", "minilm", "--data", str(tmp_path / "data"), "--language",
                  "python", "--out", str(tmp_path / "e.npz")]) == 2
     assert "no records to embed" in capsys.readouterr().err
+
+
+def test_evaluate_checks_its_out_path_before_encoding(tiny_data, tmp_path, capsys, monkeypatch):
+    import codesearch.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: pytest.fail("encoded"))
+    (tmp_path / "file").write_text("x")
+    for out, message in ((tmp_path, "is a directory"),
+                         (tmp_path / "file" / "r.json", "is not a directory")):
+        capsys.readouterr()
+        assert main(["evaluate", "--data", str(tiny_data), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err

@@ -316,3 +316,70 @@ def test_epoch_rows_hold_masked_and_unmasked_gaps(tiny_data, tmp_path):
                 "diag_anchors_no_negatives", "diag_anchors_under_half_negatives"):
         assert key in row, key
     assert row["diag_gap_masked"] >= 0
+
+
+# --- bad values and output paths: one line, exit 2, before any work -------------------------------
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--epochs", "0"], "train.epochs must be a finite number >= 1; got 0"),
+    (["--epochs", "-1"], "train.epochs must be a finite number >= 1; got -1"),
+    (["--max-steps", "0"], "train.max_steps must be a finite number >= 1 or null"),
+    (["--lr", "-1"], "train.lr must be a finite number > 0; got -1.0"),
+    (["--lr", "nan"], "train.lr must be a finite number > 0; got nan"),
+    (["--max-train-pairs", "0"], "data.max_train_pairs must be a finite number >= 1"),
+    (["--save-every", "-1"], "train.save_every must be a finite number >= 0"),
+    (["--set", "train.warmup_ratio=-0.1"], "train.warmup_ratio must be a finite number in [0, 1)"),
+    (["--set", "train.eval_batch_size=0"], "train.eval_batch_size must be a finite number >= 1"),
+    (["--seed", "-3"], "train.seed must be a finite number in [0, 4294967295]"),
+    (["--mixed-precision", "fp8"], "train.mixed_precision must be one of auto, no, bf16, fp16"),
+])
+def test_nonsense_values_are_one_line_exit_2(tiny_data, tmp_path, capsys, args, message):
+    assert _train_cli(tiny_data, tmp_path / "run", *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_an_empty_training_split_is_one_line_exit_2(tmp_path, capsys, record_factory):
+    from codesearch.data.prepared import PreparedWriter
+
+    data = tmp_path / "data"
+    with PreparedWriter(data) as writer:
+        writer.write_split("python", "train", [])
+        writer.write_split("python", "valid", [record_factory(i, split="valid")
+                                               for i in range(3)])
+        writer.finish(builder="test")
+    assert _train_cli(data, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "no training pairs for python" in err and err.count("\n") == 1
+
+
+def test_an_out_path_that_is_a_file_is_one_line_exit_2(tiny_data, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert _train_cli(tiny_data, tmp_path / "file") == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert _train_cli(tiny_data, tmp_path / "file" / "run") == 2
+    err = capsys.readouterr().err
+    assert "is not a directory" in err and err.count("\n") == 1
+
+
+def test_two_runs_in_one_directory_exclude_each_other(tiny_data, finished_run, capsys):
+    from codesearch.outputs import DirectoryLock
+
+    with DirectoryLock(finished_run, "run directory"):  # as another training process holds it
+        capsys.readouterr()
+        assert _train_cli(tiny_data, finished_run, "--resume", "--epochs", "2") == 2
+        err = capsys.readouterr().err
+        assert "another process is using this run directory" in err and err.count("\n") == 1
+    assert json.loads((finished_run / "python" / "checkpoint" / "trainer_state.json")
+                      .read_text())["trainer"]["epoch"] == 1  # untouched
+    assert _train_cli(tiny_data, finished_run, "--resume", "--epochs", "2") == 0  # released
+
+
+def test_json_output_never_holds_nan(tmp_path):
+    from codesearch.data.prepared import write_json_atomic
+
+    write_json_atomic(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")]})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [1.0, None]}
+    assert "NaN" not in (tmp_path / "x.json").read_text()

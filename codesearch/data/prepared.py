@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import shutil
 from collections import Counter
@@ -45,9 +46,22 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def json_safe(obj: object) -> object:
+    """``obj`` with every NaN or infinite float replaced by None (JSON has no NaN; Python's
+    json module would write the invalid token ``NaN``)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    return obj
+
+
 def write_json_atomic(path: str | Path, obj: object) -> None:
-    """Write JSON through a temporary file and an atomic rename."""
-    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    """Write JSON (NaN and infinities as null) through a temporary file and an atomic rename."""
+    write_text_atomic(path, json.dumps(json_safe(obj), indent=2, ensure_ascii=False,
+                                       allow_nan=False) + "\n")
 
 
 class PreparedWriter:
