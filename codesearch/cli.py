@@ -15,6 +15,15 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from codesearch.data.prepared import verify_prepared
+
+    checked = verify_prepared(args.data)
+    print(f"{args.data}: {len(checked)} files, {sum(checked.values()):,} records, match the "
+          "manifest (counts and sha256)")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from codesearch.evaluate import evaluate, format_table, save_results
     from codesearch.outputs import check_output_file
@@ -165,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="record counts per language and split")
     stats.add_argument("data", help="prepared data directory")
     stats.set_defaults(func=_cmd_stats)
+
+    verify = sub.add_parser("verify", help="check a prepared directory's files against its "
+                            "manifest (record counts and sha256)")
+    verify.add_argument("data", help="prepared data directory")
+    verify.set_defaults(func=_cmd_verify)
     return parser
 
 

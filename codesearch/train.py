@@ -35,6 +35,7 @@ from codesearch.data.prepared import (
     json_safe,
     load_manifest,
     load_records,
+    verify_prepared,
     write_json_atomic,
     write_text_atomic,
 )
@@ -516,6 +517,8 @@ def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
         if (out_dir / "config.yaml").is_file():
             raise UserError(f"{out_dir}: already holds a run; pass --resume to continue it or "
                             f"choose another --out")
+    # The run records the manifest's data_hash: check that the files are what it describes.
+    verify_prepared(config.data.path, languages)
     resumed_with = None
     if resume and (out_dir / "config.yaml").is_file():
         resumed_with = check_resume(out_dir, config, manifest)

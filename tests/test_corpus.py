@@ -160,3 +160,24 @@ def test_prepare_sources_cli(tmp_path, capsys):
     assert main(["prepare", "sources", "--src", str(tmp_path / "src"), "--language", "go",
                  "--out", str(out)]) == 2
     assert "no go functions with a doc comment" in capsys.readouterr().err
+
+
+def test_extract_tree_skips_fifos_devices_big_files_and_undecodable_names(tmp_path):
+    """None of these is read (a FIFO would block forever, a device never ends)."""
+    import os
+
+    from codesearch.data import corpus
+    from codesearch.data.corpus import extract_tree
+
+    make_python_tree(tmp_path)
+    os.mkfifo(tmp_path / "pipe.py")
+    (tmp_path / "zero.py").symlink_to("/dev/zero")
+    (tmp_path / "big.py").write_bytes(b"x = 1\n" * (corpus.MAX_FILE_BYTES // 6 + 1))
+    bad_name = os.fsencode(str(tmp_path)) + b"/caf\xe9.py"
+    with open(bad_name, "wb") as handle:
+        handle.write(b'def f(x):\n    """Return the value of x plus one."""\n    return x + 1\n')
+    records, dropped = extract_tree(tmp_path, "python", "demo", unit_depth=1, workers=1,
+                                    progress=False)
+    assert len(records) == 60  # what the regular tree gives
+    assert dropped["file_not_regular"] == 2 and dropped["file_too_large"] == 1
+    assert dropped["file_name_not_utf8"] == 1

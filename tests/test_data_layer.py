@@ -167,3 +167,41 @@ def test_cli_stats_and_one_line_errors(tmp_path, record_factory, capsys):
     assert main(["stats", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such data directory" in err and "Traceback" not in err
+
+
+def test_an_overlong_record_is_skipped_unread_or_stops_strict(tmp_path, record_factory,
+                                                              monkeypatch):
+    from codesearch.data import jsonl
+
+    monkeypatch.setattr(jsonl, "MAX_RECORD_BYTES", 1000)
+    path = tmp_path / "x.jsonl"
+    good = json.dumps(record_factory(1).to_dict())
+    huge = json.dumps(record_factory(2, code="x" * 5000).to_dict())
+    path.write_text("\n".join([good, huge, good]) + "\n")
+    dropped = Counter()
+    assert len(list(read_jsonl(path, record_from_dict, dropped=dropped))) == 2
+    assert dropped == {"record too large": 1}
+    with pytest.raises(DataError, match=r"x.jsonl:2: record too large \(over 0 MiB\)"):
+        list(read_jsonl(path, record_from_dict, strict=True))
+
+
+def test_files_edited_after_the_build_are_found(tmp_path, record_factory, capsys):
+    from codesearch.data.prepared import verify_prepared
+
+    out = tmp_path / "data"
+    write_dir(out, {"train": [record_factory(i) for i in range(5)], "valid": []})
+    assert verify_prepared(out) == {"python/train.jsonl": 5, "python/valid.jsonl": 0}
+    assert main(["verify", str(out)]) == 0
+    path = out / "python" / "train.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:4]) + "\n")  # one record removed
+    with pytest.raises(DataError, match="holds 4 records but the manifest says 5"):
+        load_records(out, "python", "train")
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "train.jsonl: holds 4 records but the manifest says 5" in err
+    assert err.count("\n") == 1
+    path.write_text("\n".join([lines[0].replace("table", "tablE"), *lines[1:]]) + "\n")
+    with pytest.raises(DataError, match="sha256 differs from the manifest"):
+        verify_prepared(out)

@@ -383,3 +383,18 @@ def test_json_output_never_holds_nan(tmp_path):
     write_json_atomic(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")]})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [1.0, None]}
     assert "NaN" not in (tmp_path / "x.json").read_text()
+
+
+def test_training_on_data_edited_after_the_build_is_one_line_exit_2(tiny_data, tmp_path,
+                                                                      capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    path = data / "python" / "train.jsonl"
+    text = path.read_text()
+    path.write_text(text.replace("result", "resulT", 1))
+    assert path.read_text() != text
+    assert _train_cli(data, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "train.jsonl: sha256 differs from the manifest" in err and err.count("\n") == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import stat
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from multiprocessing import get_context
@@ -64,7 +65,15 @@ def _extract_file(job: tuple) -> tuple[list[PairRecord], Counter]:
     dropped: Counter = Counter()
     path = Path(root, rel)
     try:
-        source = path.read_bytes()
+        info = path.stat()  # follows symlinks: a link to a device or FIFO is not regular
+        if not stat.S_ISREG(info.st_mode):
+            dropped["file_not_regular"] += 1
+            return [], dropped
+        if info.st_size > MAX_FILE_BYTES:
+            dropped["file_too_large"] += 1
+            return [], dropped
+        with open(path, "rb") as handle:
+            source = handle.read(MAX_FILE_BYTES + 1)  # the file may have grown since stat
     except OSError:
         dropped["file_unreadable"] += 1
         return [], dropped
@@ -103,16 +112,24 @@ def extract_tree(root: str | Path, language: str, package: str, unit_depth: int 
     """Extract filtered pairs from every source file of ``language`` under ``root``.
 
     Records come back in file order with ``split=""``; ``repo`` is the split unit: the package,
-    or package/<first ``unit_depth`` directories>. Unreadable, oversized, non-UTF-8 and
-    unparsable files are skipped and counted (``file_*`` reasons) with the filter drops.
+    or package/<first ``unit_depth`` directories>. Files that are not regular (FIFOs, devices),
+    unreadable, oversized, non-UTF-8 or unparsable, and paths that are not UTF-8, are skipped and
+    counted (``file_*`` reasons) with the filter drops.
     """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: no such source directory")
-    files = list_source_files(root, language, include, exclude)
+    dropped: Counter = Counter()
+    files = []
+    for rel in list_source_files(root, language, include, exclude):
+        try:
+            rel.encode("utf-8")  # os.walk gives undecodable bytes as surrogates
+        except UnicodeEncodeError:
+            dropped["file_name_not_utf8"] += 1
+            continue
+        files.append(rel)
     jobs = [(str(root), rel, language, package, unit_depth, url_base) for rel in files]
     records: list[PairRecord] = []
-    dropped: Counter = Counter()
     bar = tqdm(total=len(jobs), desc=f"{language}:{package}", unit="file",
                disable=not progress, leave=False)
     if workers > 1 and len(jobs) > 50:

@@ -18,10 +18,32 @@ from codesearch.errors import DataError
 
 T = TypeVar("T")
 MAX_WARNINGS_PER_FILE = 3
+# One record (one line) at most: CodeSearchNet's largest records are a few hundred KB. A longer
+# line is skipped (counted, or an error under strict) without ever being held whole.
+MAX_RECORD_BYTES = 8 << 20
 
 
 def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _bounded_lines(handle, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """(1-based line number, raw line), or None for a line longer than ``limit`` bytes, whose
+    rest is read and thrown away in 1 MiB pieces."""
+    line_no = 0
+    while True:
+        raw = handle.readline(limit + 1)
+        if not raw:
+            return
+        line_no += 1
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            while True:
+                rest = handle.readline(1 << 20)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield line_no, None
+        else:
+            yield line_no, raw
 
 
 def drop_reason(error: DataError) -> str:
@@ -50,10 +72,13 @@ def read_jsonl(
     try:
         handle = _open_binary(path)
         with handle:
-            for line_no, raw in enumerate(handle, start=1):
-                if not raw.strip():
+            for line_no, raw in _bounded_lines(handle, MAX_RECORD_BYTES):
+                if raw is not None and not raw.strip():
                     continue
                 try:
+                    if raw is None:
+                        raise DataError(f"record too large (over {MAX_RECORD_BYTES >> 20} MiB)",
+                                        name, line_no)
                     try:
                         text = raw.decode("utf-8")
                     except UnicodeDecodeError as exc:

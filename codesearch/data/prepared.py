@@ -170,7 +170,51 @@ def load_records(data_dir: str | Path, language: str, split: str) -> list[PairRe
         raise UserError(f"{data_dir}: {language} has no split '{split}' "
                         f"(it has: {', '.join(counts[language])})")
     path = Path(data_dir) / language / f"{split}.jsonl"
-    return list(read_jsonl(path, record_from_dict, strict=True))
+    records = list(read_jsonl(path, record_from_dict, strict=True))
+    expected = manifest.get("files", {}).get(f"{language}/{split}.jsonl", {}).get("records")
+    if expected is not None and expected != len(records):
+        raise DataError(f"holds {len(records):,} records but the manifest says {expected:,}: "
+                        f"the file changed after the build; {REBUILD}", str(path))
+    return records
+
+
+REBUILD = "rebuild the directory with `codesearch prepare` (or `make data`)"
+
+
+def verify_prepared(data_dir: str | Path, languages: Iterable[str] | None = None) -> dict:
+    """Check the files of a prepared directory against its manifest: each listed file is
+    present with its record count and sha256, and the manifest's data_hash is that of the
+    listed hashes. ``languages`` limits the files checked. Returns {file: records} of the files
+    checked; a DataError names the first file that differs."""
+    data_dir = Path(data_dir)
+    manifest = load_manifest(data_dir)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise DataError("lists no files; " + REBUILD, str(data_dir / MANIFEST), field="files")
+    expected_hash = hashlib.sha256("".join(f"{k}:{v['sha256']}\n" for k, v in files.items())
+                                   .encode()).hexdigest()
+    if manifest.get("data_hash") != expected_hash:
+        raise DataError("data_hash is not the hash of the listed files; " + REBUILD,
+                        str(data_dir / MANIFEST), field="data_hash")
+    wanted = None if languages is None else set(languages)
+    checked = {}
+    for rel, entry in files.items():
+        if wanted is not None and rel.split("/")[0] not in wanted:
+            continue
+        path = data_dir / rel
+        if not path.is_file():
+            raise DataError(f"missing; {REBUILD}", str(path))
+        with open(path, "rb") as handle:
+            records = sum(1 for line in handle if line.strip())
+        if records != entry.get("records"):
+            raise DataError(f"holds {records:,} records but the manifest says "
+                            f"{entry.get('records')}: the file changed after the build; "
+                            f"{REBUILD}", str(path))
+        if file_digest(path) != entry.get("sha256"):
+            raise DataError(f"sha256 differs from the manifest: the file changed after the "
+                            f"build; {REBUILD}", str(path))
+        checked[rel] = records
+    return checked
 
 
 def format_stats(data_dir: str | Path) -> str:
