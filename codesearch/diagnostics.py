@@ -29,7 +29,7 @@ import torch
 
 from codesearch.config import add_sampler_arguments
 from codesearch.errors import UserError
-from codesearch.loss import batch_loss, false_negative_mask, global_loss
+from codesearch.loss import batch_loss, false_negative_mask, global_losses
 from codesearch.outputs import check_output_file
 from codesearch.samplers.base import Batch
 
@@ -137,14 +137,13 @@ def assignment_diagnostics(queries: np.ndarray, codes: np.ndarray,
 
     Cost: L^Global is O(N^2 d) (blockwise, memory O(block^2)); the rest is O(N k d).
     """
-    l_global = global_loss(queries, codes, scale)
+    l_global, l_global_masked = global_losses(queries, codes, scale, query_keys=query_keys,
+                                              code_keys=code_keys)
     l_train = batch_loss_with_extras(queries, codes, batches, scale)
     out = {"l_global": l_global, "l_train": l_train, "gap": l_global - l_train,
            "hardness": batch_hardness(queries, codes, batches)}
     if query_keys is not None and code_keys is not None:
         masked = masked_batch_stats(queries, codes, batches, query_keys, code_keys, scale)
-        l_global_masked = global_loss(queries, codes, scale, query_keys=query_keys,
-                                      code_keys=code_keys)
         out.update(l_global_masked=l_global_masked, l_train_masked=masked["l_train_masked"],
                    gap_masked=l_global_masked - masked["l_train_masked"],
                    anchors_no_negatives=masked["anchors_no_negatives"],

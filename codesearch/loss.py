@@ -286,6 +286,14 @@ def global_loss(queries: Any, codes: Any, scale: float = 20.0, block_size: int =
     With ``query_keys`` and ``code_keys`` ((N,) integer text hashes) the candidates the training
     loss masks are left out, as ``false_negative_mask`` does: code j != i is dropped for query i
     when pair j has i's query text or i's code text."""
+    plain, masked = global_losses(queries, codes, scale, block_size, query_keys, code_keys)
+    return plain if masked is None else masked
+
+
+def global_losses(queries: Any, codes: Any, scale: float = 20.0, block_size: int = 4096,
+                  query_keys: Any = None, code_keys: Any = None) -> tuple[float, float | None]:
+    """(L^Global, L^Global with the false-negative mask, or None without keys) from one pass
+    over the blocks of S (see ``global_loss``)."""
     q_all, c_all = _as_tensor(queries), _as_tensor(codes)
     _check_embeddings(q_all, c_all, scale)
     if block_size < 1:
@@ -298,21 +306,25 @@ def global_loss(queries: Any, codes: Any, scale: float = 20.0, block_size: int =
             raise ValueError(f"query_keys and code_keys must be ({n},); got {tuple(qk.shape)} "
                              f"and {tuple(ck.shape)}")
     total = torch.zeros((), dtype=torch.float64)
+    total_masked = torch.zeros((), dtype=torch.float64)
     for start in range(0, n, block_size):
         q = q_all[start : start + block_size]  # (b, d)
         rows = torch.arange(start, start + q.shape[0])  # (b,)
         lse = torch.full((q.shape[0],), float("-inf"), dtype=torch.float64)  # (b,)
+        lse_masked = lse.clone()  # (b,)
         for col in range(0, n, block_size):
             logits = (scale * q @ c_all[col : col + block_size].T).double()  # (b, b')
+            lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1))
             if masked:
                 cols = torch.arange(col, col + logits.shape[1])  # (b',)
                 same = (qk[rows, None] == qk[None, cols]) | (ck[rows, None] == ck[None, cols])
                 same &= rows[:, None] != cols[None, :]  # the positive always counts
-                logits = logits.masked_fill(same, float("-inf"))  # (b, b')
-            lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1))
+                lse_masked = torch.logaddexp(lse_masked, torch.logsumexp(
+                    logits.masked_fill_(same, float("-inf")), dim=1))
         positive = (scale * (q * c_all[start : start + block_size]).sum(dim=1)).double()  # (b,)
         total += (lse - positive).sum()
-    return float(total / n)
+        total_masked += (lse_masked - positive).sum()
+    return float(total / n), float(total_masked / n) if masked else None
 
 
 def batch_loss(queries: Any, codes: Any, batches: Sequence[Any], scale: float = 20.0) -> float:
