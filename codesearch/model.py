@@ -176,6 +176,7 @@ class NBOWTower(nn.Module):
 def load_encoder(path: str | Path, trust_remote_code: bool, **kwargs: Any) -> nn.Module:
     """`AutoModel.from_pretrained` without the pooler where the class accepts the flag (an unused
     pooler makes DDP fail with unused parameters)."""
+    from safetensors import SafetensorError
     from transformers import AutoModel
 
     try:
@@ -187,8 +188,9 @@ def load_encoder(path: str | Path, trust_remote_code: bool, **kwargs: Any) -> nn
             if "add_pooling_layer" not in str(error):
                 raise
             return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot load the encoder '{path}': {error}") from error
+    except (OSError, ValueError, SafetensorError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"cannot load the encoder '{path}': {detail}") from None
 
 
 def _build_tower(config: ModelConfig, vocab_size: int) -> nn.Module:
@@ -277,6 +279,7 @@ class DualEncoder(nn.Module):
 
         `trust_remote_code` is False unless this call passes True: a value saved in the folder
         is ignored, so a downloaded run folder cannot make us import its own modules."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_model
         from transformers import AutoTokenizer
 
@@ -292,7 +295,12 @@ class DualEncoder(nn.Module):
             shared = config.towers == "shared"
             code = query if shared else NBOWTower(vocab_size, config.nbow_dim)
             model = cls(config, tokenizer, towers=(query, code))
-            load_model(model, str(directory / "model.safetensors"), strict=True)
+            try:
+                load_model(model, str(directory / "model.safetensors"), strict=True)
+            except (OSError, RuntimeError, SafetensorError) as error:
+                detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise UserError(f"{directory / 'model.safetensors'}: unreadable weights "
+                                f"({detail})") from None
             return model
 
         def tower(name: str) -> TransformerTower:

@@ -177,13 +177,24 @@ def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainerStat
 
 def load_checkpoint(accelerator: Accelerator, ckpt_dir: Path, sampler, scheduler,
                     cache: EmbeddingCache | None = None) -> TrainerState:
-    accelerator.load_state(str(ckpt_dir))
-    if cache is not None:
-        cache.load(ckpt_dir, accelerator.process_index)
-    saved = json.loads((ckpt_dir / "trainer_state.json").read_text())
-    sampler.load_state_dict(saved["sampler"])
-    scheduler.load_state_dict(saved["scheduler"])
-    return TrainerState(**saved["trainer"])
+    """Restore a checkpoint; a truncated or corrupt one is a UserError naming it (checkpoints
+    are written atomically, so this means the files were damaged afterwards)."""
+    from safetensors import SafetensorError
+
+    try:
+        saved = json.loads((ckpt_dir / "trainer_state.json").read_text(encoding="utf-8"))
+        state = TrainerState(**saved["trainer"])
+        accelerator.load_state(str(ckpt_dir))
+        if cache is not None:
+            cache.load(ckpt_dir, accelerator.process_index)
+        sampler.load_state_dict(saved["sampler"])
+        scheduler.load_state_dict(saved["scheduler"])
+    except (OSError, ValueError, KeyError, TypeError, EOFError, RuntimeError,
+            SafetensorError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{ckpt_dir}: unreadable checkpoint ({detail}); restore it, or remove "
+                        f"{ckpt_dir.parent} to train that task again") from None
+    return state
 
 
 def save_best(accelerator: Accelerator, model, best_dir: Path) -> None:

@@ -398,3 +398,24 @@ def test_training_on_data_edited_after_the_build_is_one_line_exit_2(tiny_data, t
     assert _train_cli(data, tmp_path / "run") == 2
     err = capsys.readouterr().err
     assert "train.jsonl: sha256 differs from the manifest" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage", ["trainer_state.json", "model.safetensors"])
+def test_a_damaged_checkpoint_is_one_line_exit_2(tiny_data, finished_run, capsys, damage):
+    path = finished_run / "python" / "checkpoint" / damage
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated
+    capsys.readouterr()
+    assert _train_cli(tiny_data, finished_run, "--resume", "--epochs", "2") == 2
+    err = capsys.readouterr().err
+    assert "unreadable checkpoint" in err and err.count("\n") == 1
+
+
+def test_damaged_saved_weights_are_one_line_exit_2(tiny_data, finished_run, capsys):
+    path = finished_run / "python" / "best" / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(finished_run), "--data", str(tiny_data),
+                 "--languages", "python", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors: unreadable weights" in err and err.count("\n") == 1
