@@ -190,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"codesearch: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the environment, not a bug: disk full, permission denied, ...
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"codesearch: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("codesearch: interrupted", file=sys.stderr)
         return 130

@@ -205,3 +205,17 @@ def test_files_edited_after_the_build_are_found(tmp_path, record_factory, capsys
     path.write_text("\n".join([lines[0].replace("table", "tablE"), *lines[1:]]) + "\n")
     with pytest.raises(DataError, match="sha256 differs from the manifest"):
         verify_prepared(out)
+
+
+def test_an_os_error_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from codesearch.data import prepared
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+
+    monkeypatch.setattr(prepared, "format_stats", disk_full)
+    assert main(["stats", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"codesearch: error: {tmp_path / 'x'}: No space left on device\n"
