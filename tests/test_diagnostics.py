@@ -24,7 +24,7 @@ def random_embeddings(n: int = 30, d: int = 8, seed: int = 0):
 
 
 def direct(queries, codes, batches, scale):
-    """Per-anchor loops in float64: the definitions of DESIGN.md section 2."""
+    """Per-anchor loops in float64: the definitions of docs/method.md."""
     q, c = queries.astype(np.float64), codes.astype(np.float64)
 
     def nll(i, candidates):

@@ -1,6 +1,6 @@
 """The batch sampler interface: global batches of dataset indices, one epoch at a time.
 
-A sampler yields the *global* batch (the contrastive batch, DESIGN.md section 2); with several
+A sampler yields the *global* batch (the contrastive batch, docs/method.md); with several
 processes each one takes its own slice (``local_slice``), so the loss sees the same batch
 however many processes run it. Batches depend only on (seed, epoch, and whatever the sampler
 computed at epoch start and keeps in its state), so a resumed run replays them exactly.

@@ -1,6 +1,6 @@
 """Random batches plus mined hard negative codes: the baseline Tail Batch Sampling is set against.
 
-Hard negative mining (DESIGN.md section 2; in the manner of ANCE, Xiong et al., ICLR 2021,
+Hard negative mining (docs/method.md; in the manner of ANCE, Xiong et al., ICLR 2021,
 "Approximate Nearest Neighbor Negative Contrastive Learning for Dense Text Retrieval"): with the
 current model, each pair's query is searched against every code; `l` of its nearest codes join
 its batch as extra negatives. Tail Batch Sampling (arXiv 2210.12874) claims to beat it at lower
