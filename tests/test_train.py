@@ -230,11 +230,11 @@ def test_resume_with_moved_data_needs_the_same_data(tiny_data, finished_run, tmp
     moved = tmp_path / "moved"
     shutil.copytree(tiny_data, moved)
     assert main(["train", "--out", str(finished_run), "--resume", "--data", str(moved)]) == 0
-    manifest = json.loads((moved / "manifest.json").read_text())
-    manifest["data_hash"] = "0" * 16
-    (moved / "manifest.json").write_text(json.dumps(manifest))
+    from tiny_data import write_tiny_data
+
+    other = write_tiny_data(tmp_path / "other", n_train=80)  # a valid build of other data
     capsys.readouterr()
-    assert main(["train", "--out", str(finished_run), "--resume", "--data", str(moved)]) == 2
+    assert main(["train", "--out", str(finished_run), "--resume", "--data", str(other)]) == 2
     err = capsys.readouterr().err
     assert "but the run trained on data_hash" in err and err.count("\n") == 1
 
