@@ -297,7 +297,7 @@ def test_processes_that_disagree_on_the_batches_stop_with_one_line():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--sampler", "tbs", "--tbs-start-epoch", "-1"], "tbs_start_epoch must be >= 0"),
+    (["--sampler", "tbs", "--tbs-start-epoch", "-1"], "tbs_start_epoch must be a finite number >= 0"),
     (["--sampler", "tbs", "--tbs-start-epoch", "1"], "leaves no TBS epoch in train.epochs 1"),
     (["--sampler", "tbs", "--tbs-same-text-edges", "merge"], "same_text_edges must be one of"),
 ])
