@@ -574,25 +574,26 @@ def _group_section(name: str, g: dict, metric: str, confidence: float,
     rows.append(["**average**", *(_mean_pm(g["average"][s]) for s in samplers)])
     lines += _table(["language", *samplers], rows)
 
-    keys = [f"{arm}-{base}" for arm, base in comparisons(samplers)
-            if any(f"{arm}-{base}" in b for b in g["bootstrap"].values())]
-    if keys:
+    pairs = [(arm, base) for arm, base in comparisons(samplers)
+             if any(f"{arm}-{base}" in b for b in g["bootstrap"].values())]
+    if pairs:
         lines += [f"Differences in MRR points, [{confidence:.0%} interval]: **queries** — "
                   "paired bootstrap over test queries, each query's reciprocal rank averaged "
                   "over seeds (training noise left out); **seeds + queries** — two-level "
                   "bootstrap, seeds paired by seed number then queries; **per seed** — the "
                   "difference for each seed.", ""]
         rows = []
-        for key in keys:
+        for arm, base in pairs:
+            key, label = f"{arm}-{base}", f"{arm} − {base}"
             for lang, b in g["bootstrap"].items():
                 entry = b[key]
-                rows.append([key.replace("-", " − ", 1), lang, _interval(entry),
+                rows.append([label, lang, _interval(entry),
                              _interval(entry.get("seed_level")),
                              ", ".join(_signed(v) for v in entry.get("per_seed", {}).values()),
                              _num(entry["n"], 0)])
             overall = g.get("bootstrap_average", {}).get(key)
             if overall:
-                rows.append([key.replace("-", " − ", 1), "**average**", "",
+                rows.append([label, "**average**", "",
                              _interval(overall["seed_level"]),
                              ", ".join(_signed(v) for v in overall["per_seed"].values()), ""])
         lines += _table(["comparison", "language", "queries", "seeds + queries", "per seed",
