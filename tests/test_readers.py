@@ -615,3 +615,15 @@ def test_fetch_via_hub_runs_the_hub_reader(tmp_path, monkeypatch):
     assert fetch.main(["--out", str(tmp_path / "o"), "--via", "hub", "--languages", "go"]) == 0
     assert load_manifest(tmp_path / "o")["counts"] == {"go": {"train": 3, "valid": 1,
                                                               "test": 1}}
+
+
+def test_a_giant_function_is_dropped_before_any_text_processing(monkeypatch):
+    from codesearch.data.readers import csn
+
+    monkeypatch.setattr(csn.filters, "first_paragraph",
+                        lambda *a: pytest.fail("a giant record must not be processed"))
+    maker = csn.PairMaker()
+    fields = {"repo": "r", "path": "p.py", "func_name": "f", "url": "",
+              "docstring": "Return the sum of the values.", "code": "x" * (csn.MAX_TEXT_CHARS + 1)}
+    assert maker.make("python", "train", **fields) is None
+    assert maker.dropped["python"]["record_too_large"] == 1

@@ -296,3 +296,14 @@ def test_a_stopped_driver_stops_the_running_cells(tiny_data, tmp_path, stop):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert len(list(pids.iterdir())) == 2  # the third cell never started
+
+
+def test_profiles_use_the_tbs_settings_the_ablation_chose():
+    local = reproduce.load_profile(EXPERIMENTS / "local.yaml")
+    nbow = reproduce.group_config(local, "nbow", "tbs", 1).sampler
+    minilm = reproduce.group_config(local, "minilm", "tbs", 1).sampler
+    assert (nbow.tbs_start_epoch, nbow.tbs_same_text_edges) == (1, "drop")  # from scratch
+    assert (minilm.tbs_start_epoch, minilm.tbs_same_text_edges) == (0, "drop")  # pretrained
+    paper = reproduce.load_profile(EXPERIMENTS / "paper.yaml")
+    unixcoder = reproduce.group_config(paper, "unixcoder", "tbs", 1).sampler
+    assert (unixcoder.tbs_start_epoch, unixcoder.tbs_same_text_edges) == (0, "drop")

@@ -166,6 +166,11 @@ def dropped_for_manifest(dropped: dict[str, Counter]) -> dict[str, dict[str, int
     return {lang: dict(sorted(c.items())) for lang, c in dropped.items() if c}
 
 
+# A function and its doc comment together at most: CodeSearchNet's largest are a few hundred
+# thousand characters; a giant value would only cost memory in cleaning and tokenisation.
+MAX_TEXT_CHARS = 1 << 20
+
+
 class PairMaker:
     """CodeSearchNet-style fields -> PairRecord: query, code, unique id, drops by reason."""
 
@@ -178,6 +183,9 @@ class PairMaker:
              docstring: str, code: str, url: str) -> PairRecord | None:
         """The record, or None when a filter drops it (counted under its reason)."""
         dropped = self.dropped[language]
+        if len(code) + len(docstring) > MAX_TEXT_CHARS:  # before any text processing
+            dropped["record_too_large"] += 1
+            return None
         query = filters.first_paragraph(docstring, language)
         if self.filter_queries:
             reason = filters.query_drop_reason(query)
