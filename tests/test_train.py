@@ -100,21 +100,29 @@ def test_sigterm_writes_a_checkpoint_and_resume_completes(tiny_data, tmp_path, m
     assert step_losses(tmp_path / "stopped") == step_losses(tmp_path / "full")
 
 
-def test_two_processes_match_one_process(tiny_data, tmp_path):
-    """accelerate launch with two gloo CPU processes: same global batches, same losses."""
+def train_in_one_and_two_processes(tiny_data, tmp_path, port: int, *flags) -> tuple[Path, Path]:
+    """The same nbow training as one process and through `accelerate launch` with two gloo
+    CPU processes; returns the two run directories."""
     common = ["-m", "codesearch", "train", "--data", str(tiny_data), "--languages", "python",
-              "--encoder", "nbow", "--lr", "1e-2", "--batch-size", "16", "--epochs", "1",
-              "--mixed-precision", "no", "--set", "train.log_every=1"]
+              "--encoder", "nbow", "--lr", "1e-2", "--batch-size", "16",
+              "--mixed-precision", "no", *flags]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], env=env,
                          capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-2000:]
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
                 "--num_processes", "2", "--num_cpu_threads_per_process", "1",
-                "--main_process_port", "29533"]
+                "--main_process_port", str(port)]
     two = subprocess.run([*launcher, *common, "--out", str(tmp_path / "two")], env=env,
                          capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
+    return tmp_path / "one", tmp_path / "two"
+
+
+def test_two_processes_match_one_process(tiny_data, tmp_path):
+    """accelerate launch with two gloo CPU processes: same global batches, same losses."""
+    train_in_one_and_two_processes(tiny_data, tmp_path, 29533, "--epochs", "1",
+                                   "--set", "train.log_every=1")
     info = json.loads((tmp_path / "two" / "run_info.json").read_text())
     assert info["num_processes"] == 2
     np.testing.assert_allclose(step_losses(tmp_path / "two"), step_losses(tmp_path / "one"),
@@ -254,20 +262,8 @@ def test_resume_never_takes_trust_remote_code_from_the_run(tiny_data, finished_r
 def test_two_processes_share_one_tbs_assignment(tiny_data, tmp_path):
     """Two gloo processes with TBS (random epoch 0, TBS epoch 1): the run checks that both
     computed the same batches each epoch, and they are the one-process run's batches."""
-    common = ["-m", "codesearch", "train", "--data", str(tiny_data), "--languages", "python",
-              "--encoder", "nbow", "--lr", "1e-2", "--batch-size", "16", "--epochs", "2",
-              "--mixed-precision", "no", "--sampler", "tbs", "--tbs-start-epoch", "1",
-              "--tbs-quantile", "0.95"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr[-2000:]
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-                "--num_processes", "2", "--num_cpu_threads_per_process", "1",
-                "--main_process_port", "29534"]
-    two = subprocess.run([*launcher, *common, "--out", str(tmp_path / "two")], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr[-3000:]
+    train_in_one_and_two_processes(tiny_data, tmp_path, 29534, "--epochs", "2", "--sampler",
+                                   "tbs", "--tbs-start-epoch", "1", "--tbs-quantile", "0.95")
 
     def digests(run):
         rows = [json.loads(line) for line in (run / "python" / "metrics.jsonl").read_text()
