@@ -64,6 +64,12 @@ def write_json_atomic(path: str | Path, obj: object) -> None:
                                        allow_nan=False) + "\n")
 
 
+def data_hash(files: dict[str, dict]) -> str:
+    """The manifest's data_hash: sha256 over the listed files' paths and sha256s, in order."""
+    return hashlib.sha256("".join(f"{k}:{v['sha256']}\n" for k, v in files.items())
+                          .encode()).hexdigest()
+
+
 class PreparedWriter:
     """Write one prepared directory; use as a context manager, call ``finish`` to commit.
 
@@ -121,8 +127,7 @@ class PreparedWriter:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "counts": {lang: dict(self.counts[lang]) for lang in LANGUAGES if lang in self.counts},
             "files": files,
-            "data_hash": hashlib.sha256(
-                "".join(f"{k}:{v['sha256']}\n" for k, v in files.items()).encode()).hexdigest(),
+            "data_hash": data_hash(files),
             **manifest_fields,
         }
         write_json_atomic(self.partial / MANIFEST, manifest)
@@ -191,9 +196,7 @@ def verify_prepared(data_dir: str | Path, languages: Iterable[str] | None = None
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise DataError("lists no files; " + REBUILD, str(data_dir / MANIFEST), field="files")
-    expected_hash = hashlib.sha256("".join(f"{k}:{v['sha256']}\n" for k, v in files.items())
-                                   .encode()).hexdigest()
-    if manifest.get("data_hash") != expected_hash:
+    if manifest.get("data_hash") != data_hash(files):
         raise DataError("data_hash is not the hash of the listed files; " + REBUILD,
                         str(data_dir / MANIFEST), field="data_hash")
     wanted = None if languages is None else set(languages)
