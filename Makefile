@@ -23,6 +23,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check codesearch data_prep tests benchmarks experiments
+	$(PY) -m ruff format --check codesearch data_prep tests benchmarks experiments
 
 # The offline six-language corpus from registry source packages (DESIGN.md section 3).
 data: $(STAMP)

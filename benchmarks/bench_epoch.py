@@ -58,20 +58,40 @@ TARGET_RATIO = 1.05  # tbs cached epoch / random epoch
 
 def configurations(args: argparse.Namespace) -> dict[str, dict]:
     """Per configuration: its repetitions and the config overrides every sampler shares."""
-    common = {"data.path": args.data, "data.languages": [args.language],
-              "model.max_query_length": 64, "model.max_code_length": 128,
-              "train.epochs": 2, "train.batch_size": args.batch_size,
-              "train.diagnostics": "off", "train.seed": 0,
-              "data.max_valid_queries": args.valid_queries}
+    common = {
+        "data.path": args.data,
+        "data.languages": [args.language],
+        "model.max_query_length": 64,
+        "model.max_code_length": 128,
+        "train.epochs": 2,
+        "train.batch_size": args.batch_size,
+        "train.diagnostics": "off",
+        "train.seed": 0,
+        "data.max_valid_queries": args.valid_queries,
+    }
     out = {
-        "minilm": {"repeats": args.repeats_minilm, "overrides": {
-            **common, "model.model": "minilm", "model.encoder": "transformer",
-            "train.mixed_precision": "bf16", "train.lr": 2e-5,
-            "data.max_train_pairs": args.minilm_pairs}},
-        "nbow": {"repeats": args.repeats_nbow, "overrides": {
-            **common, "model.model": "minilm", "model.encoder": "nbow",
-            "train.mixed_precision": "no", "train.lr": 1e-3,
-            "data.max_train_pairs": args.nbow_pairs}},
+        "minilm": {
+            "repeats": args.repeats_minilm,
+            "overrides": {
+                **common,
+                "model.model": "minilm",
+                "model.encoder": "transformer",
+                "train.mixed_precision": "bf16",
+                "train.lr": 2e-5,
+                "data.max_train_pairs": args.minilm_pairs,
+            },
+        },
+        "nbow": {
+            "repeats": args.repeats_nbow,
+            "overrides": {
+                **common,
+                "model.model": "minilm",
+                "model.encoder": "nbow",
+                "train.mixed_precision": "no",
+                "train.lr": 1e-3,
+                "data.max_train_pairs": args.nbow_pairs,
+            },
+        },
     }
     return {name: out[name] for name in args.configs}
 
@@ -126,7 +146,7 @@ def run_config(name: str, spec: dict, work: Path) -> dict:
     runs = []
     names = list(SAMPLERS)
     for rep in range(spec["repeats"]):
-        for sampler in names[rep % len(names):] + names[:rep % len(names)]:
+        for sampler in names[rep % len(names) :] + names[: rep % len(names)]:
             config = resolve_config(None, {**spec["overrides"], **SAMPLERS[sampler]})
             out = work / f"{name}-{sampler}-{rep}"
             load = os.getloadavg()[0]
@@ -135,18 +155,30 @@ def run_config(name: str, spec: dict, work: Path) -> dict:
             wall = time.perf_counter() - start
             rows, cpu = epoch_rows(out), clock.take()
             last = rows[-1]
-            runs.append({"sampler": sampler, "repetition": rep, "load_before": load,
-                         "run_wall_seconds": wall, "epochs": len(rows),
-                         "epoch_seconds": last["epoch_seconds"],
-                         "sampler_seconds": last["sampler_seconds"],
-                         "step_seconds": last["epoch_seconds"] - last["sampler_seconds"],
-                         "epoch_cpu_seconds": cpu[-1] if len(cpu) == len(rows) else None,
-                         "sampler_timings": last.get("sampler_timings"),
-                         "first_epoch_seconds": rows[0]["epoch_seconds"],
-                         "train_loss": last.get("train_loss")})
+            runs.append(
+                {
+                    "sampler": sampler,
+                    "repetition": rep,
+                    "load_before": load,
+                    "run_wall_seconds": wall,
+                    "epochs": len(rows),
+                    "epoch_seconds": last["epoch_seconds"],
+                    "sampler_seconds": last["sampler_seconds"],
+                    "step_seconds": last["epoch_seconds"] - last["sampler_seconds"],
+                    "epoch_cpu_seconds": cpu[-1] if len(cpu) == len(rows) else None,
+                    "sampler_timings": last.get("sampler_timings"),
+                    "first_epoch_seconds": rows[0]["epoch_seconds"],
+                    "train_loss": last.get("train_loss"),
+                }
+            )
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
-    return {"settings": spec["overrides"], "repeats": spec["repeats"], "runs": runs,
-            "summary": summarize(runs), "n_train": count_pairs(spec["overrides"])}
+    return {
+        "settings": spec["overrides"],
+        "repeats": spec["repeats"],
+        "runs": runs,
+        "summary": summarize(runs),
+        "n_train": count_pairs(spec["overrides"]),
+    }
 
 
 def count_pairs(overrides: dict) -> int:
@@ -154,9 +186,16 @@ def count_pairs(overrides: dict) -> int:
     from codesearch.data.prepared import load_records
     from codesearch.train import subsample
 
-    return sum(len(subsample(load_records(overrides["data.path"], language, "train"),
-                             overrides["data.max_train_pairs"], overrides["train.seed"]))
-               for language in overrides["data.languages"])
+    return sum(
+        len(
+            subsample(
+                load_records(overrides["data.path"], language, "train"),
+                overrides["data.max_train_pairs"],
+                overrides["train.seed"],
+            )
+        )
+        for language in overrides["data.languages"]
+    )
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -171,8 +210,11 @@ def summarize(runs: list[dict]) -> dict:
     out = {}
     for sampler, rs in by.items():
         epoch = statistics.median(r["epoch_seconds"] for r in rs)
-        paired = [r["epoch_seconds"] / base[r["repetition"]]["epoch_seconds"] for r in rs
-                  if r["repetition"] in base]
+        paired = [
+            r["epoch_seconds"] / base[r["repetition"]]["epoch_seconds"]
+            for r in rs
+            if r["repetition"] in base
+        ]
         sampler_seconds = statistics.median(r["sampler_seconds"] for r in rs)
         cpu = [r["epoch_cpu_seconds"] for r in rs]
         cpu_base = [r["epoch_cpu_seconds"] for r in by["random"]]
@@ -180,7 +222,8 @@ def summarize(runs: list[dict]) -> dict:
         if None not in cpu and None not in cpu_base:
             cpu_ratio = statistics.median(cpu) / statistics.median(cpu_base)
         out[sampler] = {
-            "epoch_seconds": epoch, "sampler_seconds": sampler_seconds,
+            "epoch_seconds": epoch,
+            "sampler_seconds": sampler_seconds,
             "epoch_cpu_seconds": None if None in cpu else statistics.median(cpu),
             "cpu_ratio": cpu_ratio,
             "step_seconds": statistics.median(r["step_seconds"] for r in rs),
@@ -206,8 +249,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats-nbow", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="results/bench/epoch_overhead.json")
-    parser.add_argument("--tiny", action="store_true",
-                        help="nbow only, 96 pairs, batch 8: for tests (pass --data)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="nbow only, 96 pairs, batch 8: for tests (pass --data)"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)  # spec.json result.json
     args = parser.parse_args(argv)
     if args.tiny:
@@ -243,25 +287,42 @@ def main(argv: list[str] | None = None) -> int:
             spec_path, result_path = Path(tmp) / f"{name}.json", Path(tmp) / f"{name}.out.json"
             spec_path.write_text(json.dumps(spec))
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-            subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child",
-                            str(spec_path), str(result_path)], check=True, env=env)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--child",
+                    str(spec_path),
+                    str(result_path),
+                ],
+                check=True,
+                env=env,
+            )
             results[name] = json.loads(result_path.read_text())
     targets = {}
     for name, block in results.items():
         cached = block["summary"].get("tbs_cached")
         if cached:
             targets[f"tbs_cached/random ({name})"] = {
-                "ratio": cached["ratio"], "paired_median": cached["paired_median"],
+                "ratio": cached["ratio"],
+                "paired_median": cached["paired_median"],
                 "cpu_ratio": cached["cpu_ratio"],
-                "limit": TARGET_RATIO, "met": cached["ratio"] <= TARGET_RATIO}
+                "limit": TARGET_RATIO,
+                "met": cached["ratio"] <= TARGET_RATIO,
+            }
     result = {
         "benchmark": "epoch_overhead",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "torch": torch.__version__, "threads": args.threads},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+        },
         "config": {k: v for k, v in vars(args).items() if k != "child"},
         "load_average": {"before": load_before, "after": list(os.getloadavg())},
         "wall_seconds": time.perf_counter() - started,
-        "configs": results, "targets": targets,
+        "configs": results,
+        "targets": targets,
     }
     from codesearch.data.prepared import write_json_atomic
 
@@ -270,9 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(out, result)
     for name, block in results.items():
         for sampler, s in block["summary"].items():
-            print(f"{name} {sampler}: {s['epoch_seconds']:.2f} s/epoch, x{s['ratio']:.3f} "
-                  f"random (CPU time x{s['cpu_ratio'] or float('nan'):.3f}), sampler "
-                  f"{s['sampler_seconds']:.2f} s")
+            print(
+                f"{name} {sampler}: {s['epoch_seconds']:.2f} s/epoch, x{s['ratio']:.3f} "
+                f"random (CPU time x{s['cpu_ratio'] or float('nan'):.3f}), sampler "
+                f"{s['sampler_seconds']:.2f} s"
+            )
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

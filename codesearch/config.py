@@ -33,9 +33,16 @@ class DataConfig:
         _check_range(self, "data", "max_valid_queries", low=1, optional=True)
 
 
-def _check_range(obj: object, section: str, name: str, low: float | None = None,
-                 high: float | None = None, optional: bool = False,
-                 low_open: bool = False, high_open: bool = False) -> None:
+def _check_range(
+    obj: object,
+    section: str,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    optional: bool = False,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
     """ValueError unless obj.name is a finite number within [low, high] (open ends where
     asked), or None when ``optional``. ``apply_overrides`` turns it into a UserError."""
     value = getattr(obj, name)
@@ -45,17 +52,24 @@ def _check_range(obj: object, section: str, name: str, low: float | None = None,
         bounds = f"{'>' if low_open else '>='} {low}"
     else:
         bounds = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (low is not None and (value <= low if low_open else value < low)) \
-            or (high is not None and (value >= high if high_open else value > high)):
-        raise ValueError(f"{section}.{name} must be a finite number {bounds}"
-                         f"{' or null' if optional else ''}; got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or (low is not None and (value <= low if low_open else value < low))
+        or (high is not None and (value >= high if high_open else value > high))
+    ):
+        raise ValueError(
+            f"{section}.{name} must be a finite number {bounds}"
+            f"{' or null' if optional else ''}; got {value!r}"
+        )
 
 
 def _check_choice(obj: object, section: str, name: str, choices: tuple[str, ...]) -> None:
     if getattr(obj, name) not in choices:
-        raise ValueError(f"{section}.{name} must be one of {', '.join(choices)}; got "
-                         f"{getattr(obj, name)!r}")
+        raise ValueError(
+            f"{section}.{name} must be one of {', '.join(choices)}; got {getattr(obj, name)!r}"
+        )
 
 
 @dataclass
@@ -110,6 +124,7 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         _check_range(self, "sampler", "tbs_start_epoch", low=0)
+
     # hardneg (codesearch/samplers/hardneg.py)
     hardneg_l: int = 1  # mined negatives per anchor
     hardneg_range: str = "1:1"  # rank window lo:hi (1-based, inclusive) to sample negatives from
@@ -119,8 +134,9 @@ class SamplerConfig:
     def options_for(self, name: str) -> dict:
         """Keyword arguments of sampler ``name``: its fields without the prefix."""
         prefix = f"{name}_"
-        return {k[len(prefix):]: v for k, v in dataclasses.asdict(self).items()
-                if k.startswith(prefix)}
+        return {
+            k[len(prefix) :]: v for k, v in dataclasses.asdict(self).items() if k.startswith(prefix)
+        }
 
 
 @dataclass
@@ -183,16 +199,20 @@ def apply_overrides(config: RunConfig, overrides: dict[str, object], source: str
     for dotted, value in overrides.items():
         section, _, key = dotted.partition(".")
         if section not in sections:
-            raise UserError(f"{source}: unknown section '{section}' "
-                            f"(known: {', '.join(SECTIONS)})")
+            raise UserError(f"{source}: unknown section '{section}' (known: {', '.join(SECTIONS)})")
         types_ = _section_types(section)
         if key not in types_:
-            raise UserError(f"{source}: unknown key '{dotted}' "
-                            f"(known in '{section}': {', '.join(types_)})")
+            raise UserError(
+                f"{source}: unknown key '{dotted}' (known in '{section}': {', '.join(types_)})"
+            )
         sections[section][key] = _coerce(value, types_[key], f"{source}: '{dotted}'")
     try:
-        return RunConfig(**{name: typing.get_type_hints(RunConfig)[name](**values)
-                            for name, values in sections.items()})
+        return RunConfig(
+            **{
+                name: typing.get_type_hints(RunConfig)[name](**values)
+                for name, values in sections.items()
+            }
+        )
     except ValueError as exc:
         raise UserError(f"{source}: {exc}") from None
 
@@ -217,9 +237,11 @@ def load_yaml(path: str | Path) -> dict[str, object]:
     return flat
 
 
-def resolve_config(config_file: str | Path | None = None,
-                   overrides: dict[str, object] | None = None,
-                   base: RunConfig | None = None) -> RunConfig:
+def resolve_config(
+    config_file: str | Path | None = None,
+    overrides: dict[str, object] | None = None,
+    base: RunConfig | None = None,
+) -> RunConfig:
     """Defaults (or ``base``, e.g. the saved config of a run being resumed), then the YAML
     file, then command-line overrides (``None`` values ignored)."""
     config = base if base is not None else RunConfig()
@@ -242,16 +264,23 @@ def add_sampler_arguments(parser) -> None:
         if kind is bool:
             import argparse
 
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"default {f.default}")
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"default {f.default}",
+            )
         else:
             parser.add_argument(flag, type=kind, default=None, help=f"default {f.default}")
 
 
 def sampler_overrides(args) -> dict[str, object]:
     """{'sampler.<field>': value} for the sampler flags given on the command line."""
-    return {f"sampler.{f.name}": getattr(args, f.name) for f in dataclasses.fields(SamplerConfig)
-            if f.name != "name" and getattr(args, f.name, None) is not None}
+    return {
+        f"sampler.{f.name}": getattr(args, f.name)
+        for f in dataclasses.fields(SamplerConfig)
+        if f.name != "name" and getattr(args, f.name, None) is not None
+    }
 
 
 def config_from_dict(tree: dict, source: str = "saved config") -> RunConfig:
@@ -266,9 +295,11 @@ def check_run_config(config: RunConfig, source: str = "config") -> None:
     """UserError for option combinations no single field's type can rule out."""
     sampler = config.sampler
     if sampler.name == "tbs" and sampler.tbs_start_epoch >= config.train.epochs:
-        raise UserError(f"{source}: sampler.tbs_start_epoch {sampler.tbs_start_epoch} leaves no "
-                        f"TBS epoch in train.epochs {config.train.epochs} (epochs before it use "
-                        "random batches); lower it or train more epochs")
+        raise UserError(
+            f"{source}: sampler.tbs_start_epoch {sampler.tbs_start_epoch} leaves no "
+            f"TBS epoch in train.epochs {config.train.epochs} (epochs before it use "
+            "random batches); lower it or train more epochs"
+        )
 
 
 # --- resuming a run -----------------------------------------------------------------------------
@@ -282,14 +313,23 @@ def check_run_config(config: RunConfig, source: str = "config") -> None:
 # - save_every, log_every, tensorboard only change what is written;
 # - model.trust_remote_code is this invocation's decision, never taken from a file;
 # - data.path may move when the data it points to has the run's data_hash (checked by train).
-RESUMABLE_KEYS = ("train.epochs", "train.save_every", "train.log_every", "train.tensorboard",
-                  "model.trust_remote_code", "data.path")
+RESUMABLE_KEYS = (
+    "train.epochs",
+    "train.save_every",
+    "train.log_every",
+    "train.tensorboard",
+    "model.trust_remote_code",
+    "data.path",
+)
 
 
 def flat_config(config: RunConfig) -> dict[str, object]:
     """{'section.key': value} of a config."""
-    return {f"{section}.{key}": value for section, values in config.to_dict().items()
-            for key, value in values.items()}
+    return {
+        f"{section}.{key}": value
+        for section, values in config.to_dict().items()
+        for key, value in values.items()
+    }
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
@@ -305,8 +345,9 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
 def resume_base(saved: RunConfig) -> RunConfig:
     """The saved config of a run as the base that a resuming command line overrides; what
     may never come from a file (trust_remote_code) is reset to its default."""
-    return dataclasses.replace(saved, model=dataclasses.replace(saved.model,
-                                                                trust_remote_code=False))
+    return dataclasses.replace(
+        saved, model=dataclasses.replace(saved.model, trust_remote_code=False)
+    )
 
 
 def check_resume_config(saved: RunConfig, new: RunConfig, where: str) -> dict[str, list]:
@@ -316,12 +357,15 @@ def check_resume_config(saved: RunConfig, new: RunConfig, where: str) -> dict[st
     changed = {k: [old[k], now[k]] for k in old if old[k] != now[k]}
     frozen = [k for k in changed if k not in RESUMABLE_KEYS]
     if frozen:
-        details = ", ".join(f"{k} (run {changed[k][0]!r}, now {changed[k][1]!r})"
-                            for k in frozen)
-        raise UserError(f"{where}: --resume with a different config: {details}; resume with "
-                        f"the run's own values or start a new --out (only "
-                        f"{', '.join(RESUMABLE_KEYS)} may change on resume)")
+        details = ", ".join(f"{k} (run {changed[k][0]!r}, now {changed[k][1]!r})" for k in frozen)
+        raise UserError(
+            f"{where}: --resume with a different config: {details}; resume with "
+            f"the run's own values or start a new --out (only "
+            f"{', '.join(RESUMABLE_KEYS)} may change on resume)"
+        )
     if now["train.epochs"] < old["train.epochs"]:
-        raise UserError(f"{where}: --resume cannot lower train.epochs "
-                        f"({old['train.epochs']} -> {now['train.epochs']})")
+        raise UserError(
+            f"{where}: --resume cannot lower train.epochs "
+            f"({old['train.epochs']} -> {now['train.epochs']})"
+        )
     return changed

@@ -47,8 +47,12 @@ def _extras(batch: Batch) -> np.ndarray:
     return np.asarray(batch.extra_codes, dtype=np.int64)
 
 
-def batch_loss_with_extras(queries: np.ndarray, codes: np.ndarray,
-                           batches: Sequence[Batch | np.ndarray], scale: float = 20.0) -> float:
+def batch_loss_with_extras(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    batches: Sequence[Batch | np.ndarray],
+    scale: float = 20.0,
+) -> float:
     """L^Train where each batch's candidates are its anchors' codes and its ``extra_codes``:
     mean over every anchor of -log softmax_{j in B + E}(s <q_i, c_j>)[i], in float64.
 
@@ -60,8 +64,10 @@ def batch_loss_with_extras(queries: np.ndarray, codes: np.ndarray,
     q_all = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))  # (N, d)
     c_all = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))  # (N, d)
     if q_all.dim() != 2 or q_all.shape != c_all.shape or not scale > 0:
-        raise ValueError(f"queries and codes must both be (N, d) and scale > 0; got "
-                         f"{tuple(q_all.shape)}, {tuple(c_all.shape)}, scale {scale}")
+        raise ValueError(
+            f"queries and codes must both be (N, d) and scale > 0; got "
+            f"{tuple(q_all.shape)}, {tuple(c_all.shape)}, scale {scale}"
+        )
     total, count = 0.0, 0
     for batch in batches:
         anchors = torch.from_numpy(np.asarray(batch.anchors, dtype=np.int64))  # (k,)
@@ -77,8 +83,9 @@ def batch_loss_with_extras(queries: np.ndarray, codes: np.ndarray,
     return total / count
 
 
-def batch_hardness(queries: np.ndarray, codes: np.ndarray,
-                   batches: Sequence[Batch | np.ndarray]) -> float:
+def batch_hardness(
+    queries: np.ndarray, codes: np.ndarray, batches: Sequence[Batch | np.ndarray]
+) -> float:
     """Mean similarity <q_i, c_j> over every in-batch negative (j in the batch's anchors and
     extras, j != i), pooled over all batches of the epoch (each (i, j) pair weighs the same)."""
     total, count = 0.0, 0
@@ -92,9 +99,14 @@ def batch_hardness(queries: np.ndarray, codes: np.ndarray,
     return total / count if count else float("nan")
 
 
-def masked_batch_stats(queries: np.ndarray, codes: np.ndarray,
-                       batches: Sequence[Batch | np.ndarray], query_keys: np.ndarray,
-                       code_keys: np.ndarray, scale: float = 20.0) -> dict:
+def masked_batch_stats(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    batches: Sequence[Batch | np.ndarray],
+    query_keys: np.ndarray,
+    code_keys: np.ndarray,
+    scale: float = 20.0,
+) -> dict:
     """What the training loss sees of an assignment after its false-negative mask
     (``loss.false_negative_mask`` on the text keys, extras compared by code and query):
     ``l_train_masked`` (float64 mean over anchors), ``anchors_no_negatives`` (anchors whose
@@ -122,14 +134,21 @@ def masked_batch_stats(queries: np.ndarray, codes: np.ndarray,
         count += k
     if count == 0:
         raise ValueError("batches hold no anchors")
-    return {"l_train_masked": total / count, "anchors_no_negatives": none_left,
-            "anchors_under_half_negatives": under_half}
+    return {
+        "l_train_masked": total / count,
+        "anchors_no_negatives": none_left,
+        "anchors_under_half_negatives": under_half,
+    }
 
 
-def assignment_diagnostics(queries: np.ndarray, codes: np.ndarray,
-                           batches: Sequence[Batch | np.ndarray], scale: float = 20.0,
-                           query_keys: np.ndarray | None = None,
-                           code_keys: np.ndarray | None = None) -> dict:
+def assignment_diagnostics(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    batches: Sequence[Batch | np.ndarray],
+    scale: float = 20.0,
+    query_keys: np.ndarray | None = None,
+    code_keys: np.ndarray | None = None,
+) -> dict:
     """{l_global, l_train, gap, hardness} of one epoch's batches (Batch objects, whose
     ``extra_codes`` join as candidates, or plain index arrays) for fixed unit-norm embeddings;
     with the text keys also {l_global_masked, l_train_masked, gap_masked,
@@ -137,17 +156,25 @@ def assignment_diagnostics(queries: np.ndarray, codes: np.ndarray,
 
     Cost: L^Global is O(N^2 d) (blockwise, memory O(block^2)); the rest is O(N k d).
     """
-    l_global, l_global_masked = global_losses(queries, codes, scale, query_keys=query_keys,
-                                              code_keys=code_keys)
+    l_global, l_global_masked = global_losses(
+        queries, codes, scale, query_keys=query_keys, code_keys=code_keys
+    )
     l_train = batch_loss_with_extras(queries, codes, batches, scale)
-    out = {"l_global": l_global, "l_train": l_train, "gap": l_global - l_train,
-           "hardness": batch_hardness(queries, codes, batches)}
+    out = {
+        "l_global": l_global,
+        "l_train": l_train,
+        "gap": l_global - l_train,
+        "hardness": batch_hardness(queries, codes, batches),
+    }
     if query_keys is not None and code_keys is not None:
         masked = masked_batch_stats(queries, codes, batches, query_keys, code_keys, scale)
-        out.update(l_global_masked=l_global_masked, l_train_masked=masked["l_train_masked"],
-                   gap_masked=l_global_masked - masked["l_train_masked"],
-                   anchors_no_negatives=masked["anchors_no_negatives"],
-                   anchors_under_half_negatives=masked["anchors_under_half_negatives"])
+        out.update(
+            l_global_masked=l_global_masked,
+            l_train_masked=masked["l_train_masked"],
+            gap_masked=l_global_masked - masked["l_train_masked"],
+            anchors_no_negatives=masked["anchors_no_negatives"],
+            anchors_under_half_negatives=masked["anchors_under_half_negatives"],
+        )
     return out
 
 
@@ -155,19 +182,29 @@ def assignment_diagnostics(queries: np.ndarray, codes: np.ndarray,
 
 
 def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="minilm",
-                        help="training run directory, 'minilm', a hub id or a local model path")
+    parser.add_argument(
+        "--model",
+        default="minilm",
+        help="training run directory, 'minilm', a hub id or a local model path",
+    )
     parser.add_argument("--data", required=True, help="prepared data directory")
     parser.add_argument("--language", required=True)
     parser.add_argument("--split", default="train", help="train | valid | test | codebase")
     parser.add_argument("--out", required=True, help="output .npz")
-    parser.add_argument("--max-pairs", type=int, default=None,
-                        help="the same deterministic subset `train --max-train-pairs` uses")
+    parser.add_argument(
+        "--max-pairs",
+        type=int,
+        default=None,
+        help="the same deterministic subset `train --max-train-pairs` uses",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of that subset (train's seed)")
     parser.add_argument("--batch-size", type=int, default=128, help="encoding batch size")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="let Transformers import Python code shipped with the model "
-                        "(only for models whose code you have read)")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let Transformers import Python code shipped with the model "
+        "(only for models whose code you have read)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -192,21 +229,33 @@ def cmd_embed(args: argparse.Namespace) -> int:
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     start = time.perf_counter()
     with torch.inference_mode():
-        queries = embed_records(model, tokenizer, records, "query", args.batch_size,
-                                not args.quiet)
+        queries = embed_records(model, tokenizer, records, "query", args.batch_size, not args.quiet)
         codes = embed_records(model, tokenizer, records, "code", args.batch_size, not args.quiet)
     seconds = time.perf_counter() - start
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "wb") as handle:  # a file handle: np.savez would append '.npz' to a name
-        np.savez(handle, queries=queries.astype(np.float32), codes=codes.astype(np.float32),
-                 ids=np.array([r.id for r in records]),
-                 query_keys=_text_keys([r.query for r in records]),
-                 code_keys=_text_keys([r.code for r in records]),
-                 meta=np.array(json.dumps({"model": name, "data": str(args.data),
-                                           "language": language, "split": args.split,
-                                           "max_pairs": args.max_pairs, "seed": args.seed})))
+        np.savez(
+            handle,
+            queries=queries.astype(np.float32),
+            codes=codes.astype(np.float32),
+            ids=np.array([r.id for r in records]),
+            query_keys=_text_keys([r.query for r in records]),
+            code_keys=_text_keys([r.code for r in records]),
+            meta=np.array(
+                json.dumps(
+                    {
+                        "model": name,
+                        "data": str(args.data),
+                        "language": language,
+                        "split": args.split,
+                        "max_pairs": args.max_pairs,
+                        "seed": args.seed,
+                    }
+                )
+            ),
+        )
     os.replace(tmp, out)
     print(f"wrote {out}: {len(records):,} pairs x {queries.shape[1]} dims ({seconds:.1f} s)")
     return 0
@@ -227,12 +276,15 @@ def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"{path}: not a readable .npz file ({exc})") from None
     missing = [k for k in ("queries", "codes") if k not in arrays]
     if missing:
-        raise UserError(f"{path}: has no {' or '.join(missing)} array (it has: "
-                        f"{', '.join(arrays) or 'nothing'})")
+        raise UserError(
+            f"{path}: has no {' or '.join(missing)} array (it has: "
+            f"{', '.join(arrays) or 'nothing'})"
+        )
     q, c = arrays["queries"], arrays["codes"]
     if q.ndim != 2 or q.shape != c.shape or q.shape[0] == 0:
-        raise UserError(f"{path}: queries and codes must both be (N, d) with N > 0; got "
-                        f"{q.shape} and {c.shape}")
+        raise UserError(
+            f"{path}: queries and codes must both be (N, d) with N > 0; got {q.shape} and {c.shape}"
+        )
     out = {}
     for key, x in (("queries", q), ("codes", c)):
         x = x.astype(np.float32)
@@ -240,8 +292,9 @@ def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
     for key in ("query_keys", "code_keys"):
         if key in arrays:
             if arrays[key].shape != (q.shape[0],):
-                raise UserError(f"{path}: {key} has shape {arrays[key].shape}, expected "
-                                f"({q.shape[0]},)")
+                raise UserError(
+                    f"{path}: {key} has shape {arrays[key].shape}, expected ({q.shape[0]},)"
+                )
             out[key] = arrays[key].astype(np.int64)
     return out
 
@@ -267,8 +320,10 @@ def cmd_batches(args: argparse.Namespace) -> int:
     queries, codes = data["queries"], data["codes"]
     n = len(queries)
     if not 1 <= args.batch_size <= n:
-        raise UserError(f"--batch-size {args.batch_size} must be between 1 and the number of "
-                        f"pairs ({n}) in {args.embeddings}")
+        raise UserError(
+            f"--batch-size {args.batch_size} must be between 1 and the number of "
+            f"pairs ({n}) in {args.embeddings}"
+        )
     if not args.scale > 0:
         raise UserError(f"--scale must be > 0, got {args.scale}")
     flags = {k.removeprefix("sampler."): v for k, v in sampler_overrides(args).items()}
@@ -281,16 +336,28 @@ def cmd_batches(args: argparse.Namespace) -> int:
     sampler.prepare(lambda: (queries, codes))
     batches = sampler.batches()
     seconds = time.perf_counter() - start
-    result = {"sampler": args.sampler, "n": n, "batch_size": args.batch_size, "seed": args.seed,
-              "n_batches": len(batches), "scale": args.scale,
-              **assignment_diagnostics(queries, codes, batches, args.scale,
-                                       data.get("query_keys"), data.get("code_keys")),
-              "seconds": seconds, "timings": getattr(sampler, "last_timings", None)}
+    result = {
+        "sampler": args.sampler,
+        "n": n,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "n_batches": len(batches),
+        "scale": args.scale,
+        **assignment_diagnostics(
+            queries, codes, batches, args.scale, data.get("query_keys"), data.get("code_keys")
+        ),
+        "seconds": seconds,
+        "timings": getattr(sampler, "last_timings", None),
+    }
     if any(b.extra_codes is not None for b in batches):
         result["extras_per_batch"] = float(np.mean([len(_extras(b)) for b in batches]))
     if args.out:
-        out = {"sampler": args.sampler, "batch_size": args.batch_size, "seed": args.seed,
-               "batches": [np.asarray(b.anchors).tolist() for b in batches]}
+        out = {
+            "sampler": args.sampler,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "batches": [np.asarray(b.anchors).tolist() for b in batches],
+        }
         if "extras_per_batch" in result:
             out["extras"] = [_extras(b).tolist() for b in batches]
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

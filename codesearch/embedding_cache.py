@@ -36,8 +36,10 @@ class EmbeddingCache:
         """Join the processes' rows; the result serves the next epoch's sampler."""
         if self.queries is None:
             return
-        parts = [torch.from_numpy(x).to(accelerator.device) for x in
-                 (self.queries, self.codes, self.seen.astype(np.float32)[:, None])]
+        parts = [
+            torch.from_numpy(x).to(accelerator.device)
+            for x in (self.queries, self.codes, self.seen.astype(np.float32)[:, None])
+        ]
         if accelerator.num_processes > 1:
             parts = [accelerator.reduce(p, reduction="sum") for p in parts]
         q, c, seen = (p.cpu().numpy() for p in parts)
@@ -49,11 +51,18 @@ class EmbeddingCache:
     def save(self, directory: Path, rank: int) -> None:
         """This process's partial epoch and the last complete one (for an exact resume)."""
         if self.queries is not None:
-            np.savez(directory / f"embedding_cache_{rank}.npz", queries=self.queries,
-                     codes=self.codes, seen=self.seen)
+            np.savez(
+                directory / f"embedding_cache_{rank}.npz",
+                queries=self.queries,
+                codes=self.codes,
+                seen=self.seen,
+            )
         if self.complete is not None and rank == 0:
-            np.savez(directory / "embedding_cache_complete.npz", queries=self.complete[0],
-                     codes=self.complete[1])
+            np.savez(
+                directory / "embedding_cache_complete.npz",
+                queries=self.complete[0],
+                codes=self.complete[1],
+            )
 
     def load(self, directory: Path, rank: int) -> None:
         path = directory / f"embedding_cache_{rank}.npz"

@@ -10,8 +10,13 @@ class UserError(Exception):
 class DataError(UserError):
     """A bad record or file, located by path, line (1-based) and field where known."""
 
-    def __init__(self, message: str, path: str | None = None, line: int | None = None,
-                 field: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        path: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ):
         self.path, self.line, self.field, self.reason = path, line, field, message
         where = ""
         if path is not None:

@@ -40,14 +40,22 @@ def models_for_languages(model: str, languages: list[str]) -> dict[str, str]:
     for language in languages:
         rel = trained.get(language, trained.get("joint"))
         if rel is None:
-            raise UserError(f"{model}: this run trained no model for '{language}' "
-                            f"(it has: {', '.join(trained)})")
+            raise UserError(
+                f"{model}: this run trained no model for '{language}' "
+                f"(it has: {', '.join(trained)})"
+            )
         out[language] = str(Path(model) / rel)
     return out
 
 
-def embed_records(model, tokenizer, records: list[PairRecord], side: str, batch_size: int = 128,
-                  progress: bool = False) -> np.ndarray:
+def embed_records(
+    model,
+    tokenizer,
+    records: list[PairRecord],
+    side: str,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> np.ndarray:
     """Embeddings of the records' queries (``side='query'``) or codes (``'code'``), float32."""
     cfg = model.config
     if side == "query":
@@ -56,13 +64,21 @@ def embed_records(model, tokenizer, records: list[PairRecord], side: str, batch_
         texts, max_len, fn = [r.code for r in records], cfg.max_code_length, model.encode_codes
     ids = tokenize_lengths(tokenizer, texts, max_len)
     device = next(model.parameters()).device
-    return encode_ids(fn, ids, tokenizer.pad_token_id, batch_size, device, progress,
-                      desc=f"encode {side}")
+    return encode_ids(
+        fn, ids, tokenizer.pad_token_id, batch_size, device, progress, desc=f"encode {side}"
+    )
 
 
-def codebase_ranks(model, tokenizer, data: str | Path, language: str, split: str = "test",
-                   batch_size: int = 128, progress: bool = False,
-                   max_queries: int | None = None) -> tuple[list[str], np.ndarray]:
+def codebase_ranks(
+    model,
+    tokenizer,
+    data: str | Path,
+    language: str,
+    split: str = "test",
+    batch_size: int = 128,
+    progress: bool = False,
+    max_queries: int | None = None,
+) -> tuple[list[str], np.ndarray]:
     """(query ids, 1-based gold ranks) of a language's queries against its candidate set."""
     queries = load_records(data, language, split)
     if max_queries is not None:
@@ -76,8 +92,10 @@ def codebase_ranks(model, tokenizer, data: str | Path, language: str, split: str
                 position.setdefault(r.url, i)  # the first of duplicate urls, as UniXcoder
         missing = [q.id for q in queries if q.url not in position]
         if missing:
-            raise UserError(f"{data}/{language}: {len(missing)} test queries have no candidate "
-                            f"with their url in {CANDIDATE_SPLIT}.jsonl (first: {missing[0]})")
+            raise UserError(
+                f"{data}/{language}: {len(missing)} test queries have no candidate "
+                f"with their url in {CANDIDATE_SPLIT}.jsonl (first: {missing[0]})"
+            )
         gold = np.array([position[q.url] for q in queries])
     else:
         candidates = load_records(data, language, split)
@@ -89,24 +107,41 @@ def codebase_ranks(model, tokenizer, data: str | Path, language: str, split: str
     return [r.id for r in queries], metrics.gold_ranks(q, c, gold)
 
 
-def csn1000_language_ranks(model, tokenizer, data: str | Path, language: str, seed: int = 0,
-                           chunk_size: int = 1000, batch_size: int = 128,
-                           progress: bool = False) -> tuple[list[str], np.ndarray]:
+def csn1000_language_ranks(
+    model,
+    tokenizer,
+    data: str | Path,
+    language: str,
+    seed: int = 0,
+    chunk_size: int = 1000,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> tuple[list[str], np.ndarray]:
     records = load_records(data, language, "test")
     if len(records) < chunk_size:
-        raise UserError(f"{data}/{language}: {len(records)} test pairs make no full chunk of "
-                        f"{chunk_size} (csn1000); pass a smaller --chunk-size")
+        raise UserError(
+            f"{data}/{language}: {len(records)} test pairs make no full chunk of "
+            f"{chunk_size} (csn1000); pass a smaller --chunk-size"
+        )
     q = embed_records(model, tokenizer, records, "query", batch_size, progress)
     c = embed_records(model, tokenizer, records, "code", batch_size, progress)
     order, ranks = metrics.csn1000_ranks(q, c, seed=seed, chunk_size=chunk_size)
     return [records[i].id for i in order], ranks
 
 
-def evaluate(model: str, data: str | Path, languages: list[str] | str | None = None,
-             protocol: str = "codebase", batch_size: int = 128, seed: int = 0,
-             chunk_size: int = 1000, progress: bool = True,
-             max_query_length: int | None = None, max_code_length: int | None = None,
-             trust_remote_code: bool = False) -> dict:
+def evaluate(
+    model: str,
+    data: str | Path,
+    languages: list[str] | str | None = None,
+    protocol: str = "codebase",
+    batch_size: int = 128,
+    seed: int = 0,
+    chunk_size: int = 1000,
+    progress: bool = True,
+    max_query_length: int | None = None,
+    max_code_length: int | None = None,
+    trust_remote_code: bool = False,
+) -> dict:
     """Evaluate ``model`` (run directory, 'minilm', hub id or path) on each language.
 
     ``max_query_length`` / ``max_code_length`` override the model's own truncation lengths;
@@ -116,16 +151,23 @@ def evaluate(model: str, data: str | Path, languages: list[str] | str | None = N
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
     manifest = load_manifest(data)
-    languages = parse_languages(languages) if languages else [
-        lang for lang in parse_languages(None) if lang in manifest["counts"]]
+    languages = (
+        parse_languages(languages)
+        if languages
+        else [lang for lang in parse_languages(None) if lang in manifest["counts"]]
+    )
     for language in languages:
         if language not in manifest["counts"]:
-            raise UserError(f"{data}: has no language '{language}' "
-                            f"(it has: {', '.join(manifest['counts'])})")
+            raise UserError(
+                f"{data}: has no language '{language}' (it has: {', '.join(manifest['counts'])})"
+            )
     per_language: dict[str, dict] = {}
     loaded: dict[str, tuple] = {}
-    lengths = {k: v for k, v in (("max_query_length", max_query_length),
-                                 ("max_code_length", max_code_length)) if v is not None}
+    lengths = {
+        k: v
+        for k, v in (("max_query_length", max_query_length), ("max_code_length", max_code_length))
+        if v is not None
+    }
     for language, name in models_for_languages(model, languages).items():
         if name not in loaded:
             loaded[name] = load_model(name, trust_remote_code=trust_remote_code, **lengths)
@@ -134,31 +176,52 @@ def evaluate(model: str, data: str | Path, languages: list[str] | str | None = N
         start = time.perf_counter()
         with torch.inference_mode():
             if protocol == "codebase":
-                ids, ranks = codebase_ranks(encoder, tokenizer, data, language,
-                                            batch_size=batch_size, progress=progress)
+                ids, ranks = codebase_ranks(
+                    encoder, tokenizer, data, language, batch_size=batch_size, progress=progress
+                )
             else:
-                ids, ranks = csn1000_language_ranks(encoder, tokenizer, data, language, seed,
-                                                    chunk_size, batch_size, progress)
-        per_language[language] = {**metrics.summarize(ranks), "model": name,
-                                  "seconds": round(time.perf_counter() - start, 2),
-                                  "query_ids": ids, "ranks": ranks.tolist()}
-    keys = [k for k in per_language[languages[0]] if k not in
-            ("model", "seconds", "query_ids", "ranks", "n_queries")]
+                ids, ranks = csn1000_language_ranks(
+                    encoder, tokenizer, data, language, seed, chunk_size, batch_size, progress
+                )
+        per_language[language] = {
+            **metrics.summarize(ranks),
+            "model": name,
+            "seconds": round(time.perf_counter() - start, 2),
+            "query_ids": ids,
+            "ranks": ranks.tolist(),
+        }
+    keys = [
+        k
+        for k in per_language[languages[0]]
+        if k not in ("model", "seconds", "query_ids", "ranks", "n_queries")
+    ]
     average = {k: float(np.mean([per_language[lang][k] for lang in languages])) for k in keys}
-    return {"protocol": protocol, "model": model, "data": str(data), **lengths,
-            "data_hash": manifest.get("data_hash"), "seed": seed,
-            "chunk_size": chunk_size if protocol == "csn1000" else None,
-            "languages": per_language, "average": average}
+    return {
+        "protocol": protocol,
+        "model": model,
+        "data": str(data),
+        **lengths,
+        "data_hash": manifest.get("data_hash"),
+        "seed": seed,
+        "chunk_size": chunk_size if protocol == "csn1000" else None,
+        "languages": per_language,
+        "average": average,
+    }
 
 
 def format_table(results: dict) -> str:
     """Markdown table of MRR and recalls per language, with the average row."""
     cols = ["mrr", "recall@1", "recall@5", "recall@10", "ndcg@10"]
-    lines = ["| language | " + " | ".join(c.upper() if c == "mrr" else c for c in cols)
-             + " | queries |", "|---|" + "---:|" * (len(cols) + 1)]
+    lines = [
+        "| language | " + " | ".join(c.upper() if c == "mrr" else c for c in cols) + " | queries |",
+        "|---|" + "---:|" * (len(cols) + 1),
+    ]
     for language, row in results["languages"].items():
-        lines.append(f"| {language} | " + " | ".join(f"{100 * row[c]:.2f}" for c in cols)
-                     + f" | {row['n_queries']:,} |")
+        lines.append(
+            f"| {language} | "
+            + " | ".join(f"{100 * row[c]:.2f}" for c in cols)
+            + f" | {row['n_queries']:,} |"
+        )
     avg = results["average"]
     lines.append("| **average** | " + " | ".join(f"{100 * avg[c]:.2f}" for c in cols) + " | |")
     return "\n".join(lines)

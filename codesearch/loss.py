@@ -278,8 +278,14 @@ def _check_embeddings(queries: torch.Tensor, codes: torch.Tensor, scale: float) 
         raise ValueError(f"scale must be > 0; got {scale}")
 
 
-def global_loss(queries: Any, codes: Any, scale: float = 20.0, block_size: int = 4096,
-                query_keys: Any = None, code_keys: Any = None) -> float:
+def global_loss(
+    queries: Any,
+    codes: Any,
+    scale: float = 20.0,
+    block_size: int = 4096,
+    query_keys: Any = None,
+    code_keys: Any = None,
+) -> float:
     """L^Global = mean_i -log softmax over all N codes (s <q_i, c_j>)[i]; blockwise log-sum-exp in
     float64, memory O(block_size^2), never N^2.
 
@@ -290,8 +296,14 @@ def global_loss(queries: Any, codes: Any, scale: float = 20.0, block_size: int =
     return plain if masked is None else masked
 
 
-def global_losses(queries: Any, codes: Any, scale: float = 20.0, block_size: int = 4096,
-                  query_keys: Any = None, code_keys: Any = None) -> tuple[float, float | None]:
+def global_losses(
+    queries: Any,
+    codes: Any,
+    scale: float = 20.0,
+    block_size: int = 4096,
+    query_keys: Any = None,
+    code_keys: Any = None,
+) -> tuple[float, float | None]:
     """(L^Global, L^Global with the false-negative mask, or None without keys) from one pass
     over the blocks of S (see ``global_loss``)."""
     q_all, c_all = _as_tensor(queries), _as_tensor(codes)
@@ -303,8 +315,10 @@ def global_losses(queries: Any, codes: Any, scale: float = 20.0, block_size: int
     if masked:
         qk, ck = torch.as_tensor(np.asarray(query_keys)), torch.as_tensor(np.asarray(code_keys))
         if qk.shape != (n,) or ck.shape != (n,):
-            raise ValueError(f"query_keys and code_keys must be ({n},); got {tuple(qk.shape)} "
-                             f"and {tuple(ck.shape)}")
+            raise ValueError(
+                f"query_keys and code_keys must be ({n},); got {tuple(qk.shape)} "
+                f"and {tuple(ck.shape)}"
+            )
     total = torch.zeros((), dtype=torch.float64)
     total_masked = torch.zeros((), dtype=torch.float64)
     for start in range(0, n, block_size):
@@ -319,8 +333,9 @@ def global_losses(queries: Any, codes: Any, scale: float = 20.0, block_size: int
                 cols = torch.arange(col, col + logits.shape[1])  # (b',)
                 same = (qk[rows, None] == qk[None, cols]) | (ck[rows, None] == ck[None, cols])
                 same &= rows[:, None] != cols[None, :]  # the positive always counts
-                lse_masked = torch.logaddexp(lse_masked, torch.logsumexp(
-                    logits.masked_fill_(same, float("-inf")), dim=1))
+                lse_masked = torch.logaddexp(
+                    lse_masked, torch.logsumexp(logits.masked_fill_(same, float("-inf")), dim=1)
+                )
         positive = (scale * (q * c_all[start : start + block_size]).sum(dim=1)).double()  # (b,)
         total += (lse - positive).sum()
         total_masked += (lse_masked - positive).sum()

@@ -299,8 +299,9 @@ class DualEncoder(nn.Module):
                 load_model(model, str(directory / "model.safetensors"), strict=True)
             except (OSError, RuntimeError, SafetensorError) as error:
                 detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-                raise UserError(f"{directory / 'model.safetensors'}: unreadable weights "
-                                f"({detail})") from None
+                raise UserError(
+                    f"{directory / 'model.safetensors'}: unreadable weights ({detail})"
+                ) from None
             return model
 
         def tower(name: str) -> TransformerTower:

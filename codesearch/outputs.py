@@ -60,8 +60,10 @@ class DirectoryLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise UserError(f"{self.path.parent}: another process is using this {self.what} "
-                            f"(locked: {self.path}); wait for it to finish") from None
+            raise UserError(
+                f"{self.path.parent}: another process is using this {self.what} "
+                f"(locked: {self.path}); wait for it to finish"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")

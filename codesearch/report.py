@@ -38,8 +38,14 @@ from codesearch.versions import package_versions
 
 MRR_CUTOFF = 1000
 BASELINES = ("random", "hardneg")  # every other arm is compared with each of these
-GAP_KEYS = ("diag_gap", "diag_l_global", "diag_l_train", "diag_gap_masked",
-            "diag_l_global_masked", "diag_l_train_masked")
+GAP_KEYS = (
+    "diag_gap",
+    "diag_l_global",
+    "diag_l_train",
+    "diag_gap_masked",
+    "diag_l_global_masked",
+    "diag_l_train_masked",
+)
 COUNT_KEYS = ("diag_anchors_no_negatives", "diag_anchors_under_half_negatives")
 _BOOTSTRAP_CHUNK_ELEMENTS = 2**22  # resampled indices held at once (16 MiB as int32)
 
@@ -47,8 +53,9 @@ _BOOTSTRAP_CHUNK_ELEMENTS = 2**22  # resampled indices held at once (16 MiB as i
 # --- statistics ---------------------------------------------------------------------------
 
 
-def paired_bootstrap(a, b, n_resamples: int = 10_000, confidence: float = 0.95,
-                     seed: int = 0) -> dict:
+def paired_bootstrap(
+    a, b, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
+) -> dict:
     """Efron percentile bootstrap of ``mean(a - b)``, paired: each resample draws query
     indices with replacement and uses the same indices for ``a`` and ``b``.
 
@@ -76,8 +83,9 @@ def paired_bootstrap(a, b, n_resamples: int = 10_000, confidence: float = 0.95,
     return {"diff": float(diff.mean()), "low": float(low), "high": float(high), "n": int(n)}
 
 
-def seed_query_bootstrap(diffs: list[np.ndarray], n_resamples: int = 10_000,
-                         confidence: float = 0.95, seed: int = 0) -> dict:
+def seed_query_bootstrap(
+    diffs: list[np.ndarray], n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
+) -> dict:
     """Two-level percentile bootstrap of a mean difference that includes seed variation.
 
     ``diffs``: one (S, Q_l) array per language of paired differences (row s: seed s of both
@@ -95,16 +103,18 @@ def seed_query_bootstrap(diffs: list[np.ndarray], n_resamples: int = 10_000,
     if n_resamples < 1 or not 0 < confidence < 1:
         raise ValueError("need n_resamples >= 1 and 0 < confidence < 1")
     rng = np.random.default_rng(seed)
-    seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds),
-                                   size=n_resamples)  # (R, S) draw counts
+    seed_weights = rng.multinomial(
+        n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_resamples
+    )  # (R, S) draw counts
     means = np.zeros(n_resamples)
     for d in diffs:
         n_queries = d.shape[1]
         rows = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n_queries)
         for start in range(0, n_resamples, rows):
             stop = min(start + rows, n_resamples)
-            counts = rng.multinomial(n_queries, np.full(n_queries, 1 / n_queries),
-                                     size=stop - start)  # (chunk, Q) draw counts
+            counts = rng.multinomial(
+                n_queries, np.full(n_queries, 1 / n_queries), size=stop - start
+            )  # (chunk, Q) draw counts
             per_seed = counts @ d.T / n_queries  # (chunk, S): each seed's resampled mean
             means[start:stop] += (seed_weights[start:stop] * per_seed).sum(axis=1) / n_seeds
     means /= len(diffs)
@@ -187,10 +197,16 @@ def _check_eval(result: dict, path: Path, languages: list[str]) -> None:
         if not isinstance(entry, dict):
             raise UserError(f"{path}: no results for language '{language}'")
         ids, ranks = entry.get("query_ids"), entry.get("ranks")
-        if not isinstance(ids, list) or not isinstance(ranks, list) or not ranks \
-                or len(ids) != len(ranks):
-            raise UserError(f"{path}: language '{language}' needs equally long, non-empty "
-                            "'query_ids' and 'ranks' lists")
+        if (
+            not isinstance(ids, list)
+            or not isinstance(ranks, list)
+            or not ranks
+            or len(ids) != len(ranks)
+        ):
+            raise UserError(
+                f"{path}: language '{language}' needs equally long, non-empty "
+                "'query_ids' and 'ranks' lists"
+            )
         if len(set(ids)) != len(ids):
             raise UserError(f"{path}: language '{language}' has duplicate query ids")
 
@@ -206,17 +222,20 @@ def load_grid(results_dir: str | Path) -> dict:
         raise UserError(f"{grid_path}: needs a 'groups' object and a 'cells' list")
     for name, spec in grid["groups"].items():
         if not isinstance(spec, dict) or not all(
-                isinstance(spec.get(k), list) for k in ("languages", "samplers")):
+            isinstance(spec.get(k), list) for k in ("languages", "samplers")
+        ):
             raise UserError(f"{grid_path}: group '{name}' needs 'languages' and 'samplers' lists")
     grid["missing_metrics"] = []
     for number, cell in enumerate(grid["cells"]):
-        lacking = [k for k in ("id", "group", "sampler", "seed", "status")
-                   if not isinstance(cell, dict) or k not in cell]
+        lacking = [
+            k
+            for k in ("id", "group", "sampler", "seed", "status")
+            if not isinstance(cell, dict) or k not in cell
+        ]
         if lacking:
             raise UserError(f"{grid_path}: cell {number} has no '{lacking[0]}'")
         if cell["group"] not in grid["groups"]:
-            raise UserError(f"{grid_path}: cell {cell['id']} names unknown group "
-                            f"'{cell['group']}'")
+            raise UserError(f"{grid_path}: cell {cell['id']} names unknown group '{cell['group']}'")
         if cell["status"] != "done":
             continue
         languages = grid["groups"][cell["group"]]["languages"]
@@ -248,32 +267,50 @@ def _aligned_rr(cells: list[dict], language: str) -> dict[str, dict[int, np.ndar
     for cell in cells:
         entry = cell["result"]["languages"][language]
         if set(entry["query_ids"]) != position.keys():
-            raise UserError(f"{language}: cells {reference['id']} and {cell['id']} were "
-                            "evaluated on different query sets")
+            raise UserError(
+                f"{language}: cells {reference['id']} and {cell['id']} were "
+                "evaluated on different query sets"
+            )
         rr = np.empty(len(order))
         rr[[position[q] for q in entry["query_ids"]]] = reciprocal_ranks(entry["ranks"])
         per_arm.setdefault(cell["sampler"], {})[cell["seed"]] = rr
     return per_arm
 
 
-def _epoch_series(cells: list[dict], languages: list[str], key: str,
-                  combine: str) -> dict:
+def _epoch_series(cells: list[dict], languages: list[str], key: str, combine: str) -> dict:
     """Per epoch, the mean over seeds of ``key`` per language and, over languages, their
     sum (``combine="sum"``, times) or the mean over seeds and languages ("mean", gaps)."""
     epochs = sorted({r["epoch"] for c in cells for rows in c["epochs"].values() for r in rows})
     per_language = {}
     for language in languages:
-        per_language[language] = [_mean_or_none(
-            [r.get(key) for c in cells for r in c["epochs"].get(language, []) if r["epoch"] == e])
-            for e in epochs]
+        per_language[language] = [
+            _mean_or_none(
+                [
+                    r.get(key)
+                    for c in cells
+                    for r in c["epochs"].get(language, [])
+                    if r["epoch"] == e
+                ]
+            )
+            for e in epochs
+        ]
     total = []
     for i, e in enumerate(epochs):
         if combine == "sum":
             values = [per_language[lang][i] for lang in languages]
             total.append(None if None in values else float(sum(values)))
         else:
-            total.append(_mean_or_none([r.get(key) for c in cells for rows in c["epochs"].values()
-                                        for r in rows if r["epoch"] == e]))
+            total.append(
+                _mean_or_none(
+                    [
+                        r.get(key)
+                        for c in cells
+                        for rows in c["epochs"].values()
+                        for r in rows
+                        if r["epoch"] == e
+                    ]
+                )
+            )
     return {"epochs": epochs, "values": total, "per_language": per_language}
 
 
@@ -281,8 +318,9 @@ def _total_epoch_seconds(cell: dict, languages: list[str]) -> float | None:
     """Sum of epoch_seconds over a cell's languages and epochs; None if a log is missing."""
     if any(not cell["epochs"].get(lang) for lang in languages):
         return None
-    return float(sum(r.get("epoch_seconds") or 0.0 for lang in languages
-                     for r in cell["epochs"][lang]))
+    return float(
+        sum(r.get("epoch_seconds") or 0.0 for lang in languages for r in cell["epochs"][lang])
+    )
 
 
 def _mrr_tables(by_sampler: dict[str, list[dict]], languages: list[str]) -> tuple[dict, dict]:
@@ -291,9 +329,14 @@ def _mrr_tables(by_sampler: dict[str, list[dict]], languages: list[str]) -> tupl
     mrr: dict = {lang: {} for lang in languages}
     average = {}
     for sampler, cells in by_sampler.items():
-        points = [{lang: 100 * float(reciprocal_ranks(
-            cell["result"]["languages"][lang]["ranks"]).mean()) for lang in languages}
-            for cell in cells]  # one dict per seed
+        points = [
+            {
+                lang: 100
+                * float(reciprocal_ranks(cell["result"]["languages"][lang]["ranks"]).mean())
+                for lang in languages
+            }
+            for cell in cells
+        ]  # one dict per seed
         seeds = [cell["seed"] for cell in cells]
         for lang in languages:
             values = [p[lang] for p in points]
@@ -304,12 +347,14 @@ def _mrr_tables(by_sampler: dict[str, list[dict]], languages: list[str]) -> tupl
 
 def comparisons(arms: list[str]) -> list[tuple[str, str]]:
     """(arm, baseline) pairs: every arm that is not a baseline against each baseline present."""
-    return [(arm, base) for arm in arms if arm not in BASELINES
-            for base in BASELINES if base in arms]
+    return [
+        (arm, base) for arm in arms if arm not in BASELINES for base in BASELINES if base in arms
+    ]
 
 
-def _intervals(by_sampler: dict[str, list[dict]], languages: list[str],
-               bootstrap: dict) -> tuple[dict, dict]:
+def _intervals(
+    by_sampler: dict[str, list[dict]], languages: list[str], bootstrap: dict
+) -> tuple[dict, dict]:
     """Per language {"arm-base": query-level interval + "seed_level" + "per_seed"}, and the
     same over the average of the languages (seed-level and per-seed only)."""
     present = [s for s, cells in by_sampler.items() if cells]
@@ -326,28 +371,37 @@ def _intervals(by_sampler: dict[str, list[dict]], languages: list[str],
         diffs = []
         for lang in languages:
             a, b = rr[lang][arm], rr[lang][base]
-            query_level = paired_bootstrap(100 * np.mean(list(a.values()), axis=0),
-                                           100 * np.mean(list(b.values()), axis=0), **bootstrap)
+            query_level = paired_bootstrap(
+                100 * np.mean(list(a.values()), axis=0),
+                100 * np.mean(list(b.values()), axis=0),
+                **bootstrap,
+            )
             if seeds:
                 diff = 100 * np.stack([a[k] - b[k] for k in seeds])  # (S, Q)
                 diffs.append(diff)
                 query_level["seed_level"] = seed_query_bootstrap([diff], **bootstrap)
-                query_level["per_seed"] = dict(zip(seeds, diff.mean(axis=1).tolist(),
-                                                   strict=True))
+                query_level["per_seed"] = dict(zip(seeds, diff.mean(axis=1).tolist(), strict=True))
             intervals[lang][key] = query_level
         if seeds:
             average[key] = {
                 "seed_level": seed_query_bootstrap(diffs, **bootstrap),
-                "per_seed": dict(zip(seeds, np.mean([d.mean(axis=1) for d in diffs],
-                                                    axis=0).tolist(), strict=True))}
+                "per_seed": dict(
+                    zip(
+                        seeds,
+                        np.mean([d.mean(axis=1) for d in diffs], axis=0).tolist(),
+                        strict=True,
+                    )
+                ),
+            }
     return intervals, average
 
 
 def _time_and_gap(by_sampler: dict[str, list[dict]], languages: list[str]) -> tuple[dict, dict]:
     """Epoch and sampler seconds per epoch, the overhead over random (total epoch seconds
     over the seeds both have complete logs for) and the diag_* series per epoch."""
-    random_totals = {c["seed"]: _total_epoch_seconds(c, languages)
-                     for c in by_sampler.get("random", [])}
+    random_totals = {
+        c["seed"]: _total_epoch_seconds(c, languages) for c in by_sampler.get("random", [])
+    }
     epoch_time, gap = {}, {}
     for sampler, cells in by_sampler.items():
         if not cells:
@@ -356,45 +410,67 @@ def _time_and_gap(by_sampler: dict[str, list[dict]], languages: list[str]) -> tu
         known = [v for v in seconds["values"] if v is not None]
         totals = {c["seed"]: _total_epoch_seconds(c, languages) for c in cells}
         seeds = [k for k in totals if totals[k] is not None and random_totals.get(k)]
-        overhead = (sum(totals[k] for k in seeds) / sum(random_totals[k] for k in seeds)
-                    if seeds else None)
+        overhead = (
+            sum(totals[k] for k in seeds) / sum(random_totals[k] for k in seeds) if seeds else None
+        )
         epoch_time[sampler] = {
-            "epochs": seconds["epochs"], "seconds": seconds["values"],
+            "epochs": seconds["epochs"],
+            "seconds": seconds["values"],
             "sampler_seconds": _epoch_series(cells, languages, "sampler_seconds", "sum")["values"],
             "per_language": seconds["per_language"],
             "total_seconds": float(sum(known)) if known else None,
-            "overhead_vs_random": overhead}
+            "overhead_vs_random": overhead,
+        }
         series = {k: _epoch_series(cells, languages, k, "mean") for k in GAP_KEYS}
         series.update({k: _epoch_series(cells, languages, k, "sum") for k in COUNT_KEYS})
-        gap[sampler] = {"epochs": series["diag_gap"]["epochs"],
-                        **{k: series[k]["values"] for k in (*GAP_KEYS, *COUNT_KEYS)},
-                        "per_language": series["diag_gap"]["per_language"],
-                        "per_language_masked": series["diag_gap_masked"]["per_language"]}
+        gap[sampler] = {
+            "epochs": series["diag_gap"]["epochs"],
+            **{k: series[k]["values"] for k in (*GAP_KEYS, *COUNT_KEYS)},
+            "per_language": series["diag_gap"]["per_language"],
+            "per_language_masked": series["diag_gap_masked"]["per_language"],
+        }
     return epoch_time, gap
 
 
 def _summarize_group(spec: dict, cells: list[dict], bootstrap: dict) -> dict:
     languages = spec["languages"]
     samplers = [*spec["samplers"], *sorted({c["sampler"] for c in cells} - set(spec["samplers"]))]
-    by_sampler = {s: sorted((c for c in cells if c["sampler"] == s), key=lambda c: c["seed"])
-                  for s in samplers}
+    by_sampler = {
+        s: sorted((c for c in cells if c["sampler"] == s), key=lambda c: c["seed"])
+        for s in samplers
+    }
     mrr, average = _mrr_tables(by_sampler, languages)
     epoch_time, gap = _time_and_gap(by_sampler, languages)
     intervals, average_intervals = _intervals(by_sampler, languages, bootstrap)
-    return {"model": spec.get("model"), "encoder": spec.get("encoder"),
-            "jobs": spec.get("jobs", 1), "threads": spec.get("threads"),
-            "languages": languages, "samplers": samplers, "seeds": spec.get("seeds", []),
-            "mrr": mrr, "average": average,
-            "bootstrap": intervals, "bootstrap_average": average_intervals,
-            "epoch_time": epoch_time, "gap": gap}
+    return {
+        "model": spec.get("model"),
+        "encoder": spec.get("encoder"),
+        "jobs": spec.get("jobs", 1),
+        "threads": spec.get("threads"),
+        "languages": languages,
+        "samplers": samplers,
+        "seeds": spec.get("seeds", []),
+        "mrr": mrr,
+        "average": average,
+        "bootstrap": intervals,
+        "bootstrap_average": average_intervals,
+        "epoch_time": epoch_time,
+        "gap": gap,
+    }
 
 
-def summarize_grid(grid: dict, results_dir: str | Path, n_resamples: int = 10_000,
-                   confidence: float = 0.95, seed: int = 0) -> dict:
+def summarize_grid(
+    grid: dict,
+    results_dir: str | Path,
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict:
     """The content of results.json (see the module docstring for the protocols)."""
     done = [c for c in grid["cells"] if c["status"] == "done"]
-    missing = [{"id": c["id"], "status": c["status"]} for c in grid["cells"]
-               if c["status"] != "done"]
+    missing = [
+        {"id": c["id"], "status": c["status"]} for c in grid["cells"] if c["status"] != "done"
+    ]
     listed = {(c["group"], c["sampler"], c["seed"]) for c in grid["cells"]}
     for name, spec in grid["groups"].items():
         for sampler in spec.get("samplers", []):
@@ -403,24 +479,36 @@ def summarize_grid(grid: dict, results_dir: str | Path, n_resamples: int = 10_00
                     missing.append({"id": f"{name}__{sampler}__seed{s}", "status": "absent"})
     hashes = {c["id"]: c["result"].get("data_hash") for c in done}
     if len(set(hashes.values())) > 1:
-        raise UserError("cells were evaluated on different data (data_hash): " + ", ".join(
-            f"{cid}={h}" for cid, h in hashes.items()))
+        raise UserError(
+            "cells were evaluated on different data (data_hash): "
+            + ", ".join(f"{cid}={h}" for cid, h in hashes.items())
+        )
     bootstrap = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
-    groups = {name: _summarize_group(spec, [c for c in done if c["group"] == name], bootstrap)
-              for name, spec in grid["groups"].items()}
+    groups = {
+        name: _summarize_group(spec, [c for c in done if c["group"] == name], bootstrap)
+        for name, spec in grid["groups"].items()
+    }
     return {
-        "profile": grid.get("profile"), "description": grid.get("description"),
-        "results_dir": str(results_dir), "data": grid.get("data"),
+        "profile": grid.get("profile"),
+        "description": grid.get("description"),
+        "results_dir": str(results_dir),
+        "data": grid.get("data"),
         "data_hash": next(iter(hashes.values()), None),
-        "protocol": grid.get("protocol", "codebase"), "mrr_cutoff": MRR_CUTOFF,
+        "protocol": grid.get("protocol", "codebase"),
+        "mrr_cutoff": MRR_CUTOFF,
         "std": "sample standard deviation over seeds (ddof=1); null with one seed",
-        "bootstrap": {"method": "Efron percentile, paired over queries (RR averaged over "
-                      "seeds), in MRR points; seed_level: two-level bootstrap, seeds (paired "
-                      "by seed) then queries", **bootstrap},
+        "bootstrap": {
+            "method": "Efron percentile, paired over queries (RR averaged over "
+            "seeds), in MRR points; seed_level: two-level bootstrap, seeds (paired "
+            "by seed) then queries",
+            **bootstrap,
+        },
         "wall_seconds": grid.get("wall_seconds"),
         "cells": {"done": [c["id"] for c in done], "missing": missing},
         "missing_metrics": grid.get("missing_metrics", []),
-        "packages": package_versions(), "groups": groups}
+        "packages": package_versions(),
+        "groups": groups,
+    }
 
 
 # --- plots --------------------------------------------------------------------------------
@@ -432,8 +520,11 @@ def _slug(name: str) -> str:
 
 def plot_names(group: str) -> dict[str, str]:
     slug = _slug(group)
-    return {"mrr": f"mrr_{slug}.png", "gap": f"gap_{slug}.png",
-            "epoch_time": f"epoch_time_{slug}.png"}
+    return {
+        "mrr": f"mrr_{slug}.png",
+        "gap": f"gap_{slug}.png",
+        "epoch_time": f"epoch_time_{slug}.png",
+    }
 
 
 def _figure(title: str, xlabel: str, ylabel: str):
@@ -470,23 +561,38 @@ def write_plots(summary: dict, out_dir: str | Path) -> list[Path]:
     written = []
     for group, g in summary["groups"].items():
         names = {k: out_dir / v for k, v in plot_names(group).items()}
-        fig, ax = _figure(f"{group}: MRR@{summary['mrr_cutoff']} over seeds", "",
-                          "MRR (points)")
+        fig, ax = _figure(f"{group}: MRR@{summary['mrr_cutoff']} over seeds", "", "MRR (points)")
         labels = [*g["languages"], "average"]
         width = 0.8 / max(len(g["samplers"]), 1)
         for i, sampler in enumerate(g["samplers"]):
             cells = [g["mrr"][lang][sampler] for lang in g["languages"]] + [g["average"][sampler]]
             heights = [np.nan if c["mean"] is None else c["mean"] for c in cells]
             errors = [c["std"] or 0.0 for c in cells]
-            ax.bar(np.arange(len(labels)) + i * width, heights, width, yerr=errors, capsize=3,
-                   label=sampler)
+            ax.bar(
+                np.arange(len(labels)) + i * width,
+                heights,
+                width,
+                yerr=errors,
+                capsize=3,
+                label=sampler,
+            )
         ax.set_xticks(np.arange(len(labels)) + width * (len(g["samplers"]) - 1) / 2, labels)
         ax.legend()
         fig.savefig(names["mrr"], dpi=100)
-        _line_plot(g["gap"], "diag_gap", f"{group}: L^Global - L^Train per epoch",
-                   "gap (mean over seeds and languages)", names["gap"])
-        _line_plot(g["epoch_time"], "seconds", f"{group}: epoch time",
-                   "seconds (summed over languages)", names["epoch_time"])
+        _line_plot(
+            g["gap"],
+            "diag_gap",
+            f"{group}: L^Global - L^Train per epoch",
+            "gap (mean over seeds and languages)",
+            names["gap"],
+        )
+        _line_plot(
+            g["epoch_time"],
+            "seconds",
+            f"{group}: epoch time",
+            "seconds (summed over languages)",
+            names["epoch_time"],
+        )
         written += names.values()
     return written
 
@@ -505,8 +611,12 @@ def _mean_pm(cell: dict) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
-            *["| " + " | ".join(row) + " |" for row in rows], ""]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+        *["| " + " | ".join(row) + " |" for row in rows],
+        "",
+    ]
 
 
 def _signed(value: float) -> str:
@@ -522,119 +632,201 @@ def _reading(group: dict, confidence: float) -> list[str]:
     facts = []
     average = {s: a["mean"] for s, a in group["average"].items() if a["mean"] is not None}
     if average:
-        facts.append("Averaged over languages: " + ", ".join(
-            f"{s} {v:.2f}" for s, v in average.items())
-            + f"; highest: {max(average, key=average.get)}.")
+        facts.append(
+            "Averaged over languages: "
+            + ", ".join(f"{s} {v:.2f}" for s, v in average.items())
+            + f"; highest: {max(average, key=average.get)}."
+        )
     for arm, base in comparisons(group["samplers"]):
         key = f"{arm}-{base}"
         rows = {lang: b[key] for lang, b in group["bootstrap"].items() if key in b}
         if not rows:
             continue
         for level, name in (("query", "query-level"), ("seed", "seed-inclusive")):
-            chosen = {lang: b if level == "query" else b.get("seed_level")
-                      for lang, b in rows.items()}
+            chosen = {
+                lang: b if level == "query" else b.get("seed_level") for lang, b in rows.items()
+            }
             chosen = {lang: b for lang, b in chosen.items() if b is not None}
             if not chosen or (level == "seed" and next(iter(chosen.values()))["n_seeds"] < 2):
                 continue
             above = [lang for lang, b in chosen.items() if b["low"] > 0]
             below = [lang for lang, b in chosen.items() if b["high"] < 0]
-            facts.append(f"The {confidence:.0%} {name} interval of {arm} − {base} excludes 0 "
-                         f"in {len(above) + len(below)} of {len(chosen)} languages ({arm} "
-                         f"higher: {', '.join(above) or 'none'}; lower: "
-                         f"{', '.join(below) or 'none'}).")
+            facts.append(
+                f"The {confidence:.0%} {name} interval of {arm} − {base} excludes 0 "
+                f"in {len(above) + len(below)} of {len(chosen)} languages ({arm} "
+                f"higher: {', '.join(above) or 'none'}; lower: "
+                f"{', '.join(below) or 'none'})."
+            )
         overall = group.get("bootstrap_average", {}).get(key)
         if overall and overall["seed_level"]["n_seeds"] >= 2:
-            facts.append(f"Averaged over languages, {arm} − {base} is "
-                         f"{_interval(overall['seed_level'])} (seed-inclusive); per seed: "
-                         + ", ".join(_signed(v) for v in overall["per_seed"].values()) + ".")
-    overheads = {s: t["overhead_vs_random"] for s, t in group["epoch_time"].items()
-                 if s != "random" and t["overhead_vs_random"] is not None}
+            facts.append(
+                f"Averaged over languages, {arm} − {base} is "
+                f"{_interval(overall['seed_level'])} (seed-inclusive); per seed: "
+                + ", ".join(_signed(v) for v in overall["per_seed"].values())
+                + "."
+            )
+    overheads = {
+        s: t["overhead_vs_random"]
+        for s, t in group["epoch_time"].items()
+        if s != "random" and t["overhead_vs_random"] is not None
+    }
     if overheads:
-        facts.append("Total epoch time relative to random: " + ", ".join(
-            f"{s} {r:.2f}x" for s, r in overheads.items()) + ".")
+        facts.append(
+            "Total epoch time relative to random: "
+            + ", ".join(f"{s} {r:.2f}x" for s, r in overheads.items())
+            + "."
+        )
     for key, what in (("diag_gap", "gap"), ("diag_gap_masked", "masked gap")):
-        last = {s: g[key][-1] for s, g in group["gap"].items()
-                if g.get(key) and g[key][-1] is not None}
+        last = {
+            s: g[key][-1] for s, g in group["gap"].items() if g.get(key) and g[key][-1] is not None
+        }
         if last:
-            facts.append(f"Last-epoch {what} L^Global − L^Train (smaller means batches closer "
-                         "to the global loss): " + ", ".join(f"{s} {v:.3f}"
-                                                             for s, v in last.items())
-                         + f"; smallest: {min(last, key=last.get)}.")
+            facts.append(
+                f"Last-epoch {what} L^Global − L^Train (smaller means batches closer "
+                "to the global loss): "
+                + ", ".join(f"{s} {v:.3f}" for s, v in last.items())
+                + f"; smallest: {min(last, key=last.get)}."
+            )
     return facts
 
 
-def _group_section(name: str, g: dict, metric: str, confidence: float,
-                   images: bool = True) -> list[str]:
+def _group_section(
+    name: str, g: dict, metric: str, confidence: float, images: bool = True
+) -> list[str]:
     samplers = g["samplers"]
     n_seeds = sorted({c["n_seeds"] for c in g["average"].values()})
-    lines = [f"## Group `{name}` (model {g['model']}, encoder {g['encoder']})", "",
-             f"{metric}, mean ± sample std over seeds (seeds per sampler: "
-             f"{', '.join(map(str, n_seeds))}; no std with one seed).", ""]
+    lines = [
+        f"## Group `{name}` (model {g['model']}, encoder {g['encoder']})",
+        "",
+        f"{metric}, mean ± sample std over seeds (seeds per sampler: "
+        f"{', '.join(map(str, n_seeds))}; no std with one seed).",
+        "",
+    ]
     rows = [[lang, *(_mean_pm(g["mrr"][lang][s]) for s in samplers)] for lang in g["languages"]]
     rows.append(["**average**", *(_mean_pm(g["average"][s]) for s in samplers)])
     lines += _table(["language", *samplers], rows)
 
-    pairs = [(arm, base) for arm, base in comparisons(samplers)
-             if any(f"{arm}-{base}" in b for b in g["bootstrap"].values())]
+    pairs = [
+        (arm, base)
+        for arm, base in comparisons(samplers)
+        if any(f"{arm}-{base}" in b for b in g["bootstrap"].values())
+    ]
     if pairs:
-        lines += [f"Differences in MRR points, [{confidence:.0%} interval]: **queries** — "
-                  "paired bootstrap over test queries, each query's reciprocal rank averaged "
-                  "over seeds (training noise left out); **seeds + queries** — two-level "
-                  "bootstrap, seeds paired by seed number then queries; **per seed** — the "
-                  "difference for each seed.", ""]
+        lines += [
+            f"Differences in MRR points, [{confidence:.0%} interval]: **queries** — "
+            "paired bootstrap over test queries, each query's reciprocal rank averaged "
+            "over seeds (training noise left out); **seeds + queries** — two-level "
+            "bootstrap, seeds paired by seed number then queries; **per seed** — the "
+            "difference for each seed.",
+            "",
+        ]
         rows = []
         for arm, base in pairs:
             key, label = f"{arm}-{base}", f"{arm} − {base}"
             for lang, b in g["bootstrap"].items():
                 entry = b[key]
-                rows.append([label, lang, _interval(entry),
-                             _interval(entry.get("seed_level")),
-                             ", ".join(_signed(v) for v in entry.get("per_seed", {}).values()),
-                             _num(entry["n"], 0)])
+                rows.append(
+                    [
+                        label,
+                        lang,
+                        _interval(entry),
+                        _interval(entry.get("seed_level")),
+                        ", ".join(_signed(v) for v in entry.get("per_seed", {}).values()),
+                        _num(entry["n"], 0),
+                    ]
+                )
             overall = g.get("bootstrap_average", {}).get(key)
             if overall:
-                rows.append([label, "**average**", "",
-                             _interval(overall["seed_level"]),
-                             ", ".join(_signed(v) for v in overall["per_seed"].values()), ""])
-        lines += _table(["comparison", "language", "queries", "seeds + queries", "per seed",
-                         "test queries"], rows)
+                rows.append(
+                    [
+                        label,
+                        "**average**",
+                        "",
+                        _interval(overall["seed_level"]),
+                        ", ".join(_signed(v) for v in overall["per_seed"].values()),
+                        "",
+                    ]
+                )
+        lines += _table(
+            ["comparison", "language", "queries", "seeds + queries", "per seed", "test queries"],
+            rows,
+        )
 
     epochs = sorted({e for t in g["epoch_time"].values() for e in t["epochs"]})
     if epochs:
-        shared = (f" Cells ran {g['jobs']} at a time ({g['threads']} thread(s) each), so "
-                  "these times include contention between cells; `make bench` measures the "
-                  "overhead side by side." if g.get("jobs", 1) > 1 else "")
-        lines += ["Seconds per epoch (of which in the sampler), summed over languages, mean "
-                  "over seeds; epochs numbered as in metrics.jsonl." + shared, ""]
+        shared = (
+            f" Cells ran {g['jobs']} at a time ({g['threads']} thread(s) each), so "
+            "these times include contention between cells; `make bench` measures the "
+            "overhead side by side."
+            if g.get("jobs", 1) > 1
+            else ""
+        )
+        lines += [
+            "Seconds per epoch (of which in the sampler), summed over languages, mean "
+            "over seeds; epochs numbered as in metrics.jsonl." + shared,
+            "",
+        ]
         rows = []
         for s, t in g["epoch_time"].items():
             seconds, in_sampler = _by_epoch(t, "seconds"), _by_epoch(t, "sampler_seconds")
-            rows.append([s, *(f"{_num(seconds.get(e), 1)} ({_num(in_sampler.get(e), 1)})"
-                              for e in epochs),
-                         _num(t["total_seconds"], 1), _num(t["overhead_vs_random"])])
+            rows.append(
+                [
+                    s,
+                    *(f"{_num(seconds.get(e), 1)} ({_num(in_sampler.get(e), 1)})" for e in epochs),
+                    _num(t["total_seconds"], 1),
+                    _num(t["overhead_vs_random"]),
+                ]
+            )
         lines += _table(["sampler", *(f"epoch {e}" for e in epochs), "total", "× random"], rows)
-        lines += ["Gap L^Global − L^Train per epoch, mean over seeds and languages: without "
-                  "the false-negative mask / with it (the loss the model trains on leaves out "
-                  "candidates with the anchor's query or code text):", ""]
-        rows = [[s, *(f"{_num(_by_epoch(t, 'diag_gap').get(e), 3)} / "
-                      f"{_num(_by_epoch(t, 'diag_gap_masked').get(e), 3)}" for e in epochs)]
-                for s, t in g["gap"].items()]
+        lines += [
+            "Gap L^Global − L^Train per epoch, mean over seeds and languages: without "
+            "the false-negative mask / with it (the loss the model trains on leaves out "
+            "candidates with the anchor's query or code text):",
+            "",
+        ]
+        rows = [
+            [
+                s,
+                *(
+                    f"{_num(_by_epoch(t, 'diag_gap').get(e), 3)} / "
+                    f"{_num(_by_epoch(t, 'diag_gap_masked').get(e), 3)}"
+                    for e in epochs
+                ),
+            ]
+            for s, t in g["gap"].items()
+        ]
         lines += _table(["sampler", *(f"epoch {e}" for e in epochs)], rows)
         if any(t.get("diag_anchors_no_negatives") for t in g["gap"].values()):
-            lines += ["Anchors the mask leaves with no negative / with fewer than half of "
-                      "their in-batch negatives, per epoch (summed over languages, mean over "
-                      "seeds):", ""]
-            rows = [[s, *(f"{_num(_by_epoch(t, 'diag_anchors_no_negatives').get(e), 1)} / "
-                          f"{_num(_by_epoch(t, 'diag_anchors_under_half_negatives').get(e), 1)}"
-                          for e in epochs)] for s, t in g["gap"].items()]
+            lines += [
+                "Anchors the mask leaves with no negative / with fewer than half of "
+                "their in-batch negatives, per epoch (summed over languages, mean over "
+                "seeds):",
+                "",
+            ]
+            rows = [
+                [
+                    s,
+                    *(
+                        f"{_num(_by_epoch(t, 'diag_anchors_no_negatives').get(e), 1)} / "
+                        f"{_num(_by_epoch(t, 'diag_anchors_under_half_negatives').get(e), 1)}"
+                        for e in epochs
+                    ),
+                ]
+                for s, t in g["gap"].items()
+            ]
             lines += _table(["sampler", *(f"epoch {e}" for e in epochs)], rows)
 
     names = plot_names(name)
     if images:
-        lines += [f"![MRR](plots/{names['mrr']}) ![gap](plots/{names['gap']}) "
-                  f"![epoch time](plots/{names['epoch_time']})", ""]
-    return lines + ["**How to read this.** "
-                    + " ".join(_reading(g, confidence) or ["No comparisons."]), ""]
+        lines += [
+            f"![MRR](plots/{names['mrr']}) ![gap](plots/{names['gap']}) "
+            f"![epoch time](plots/{names['epoch_time']})",
+            "",
+        ]
+    return lines + [
+        "**How to read this.** " + " ".join(_reading(g, confidence) or ["No comparisons."]),
+        "",
+    ]
 
 
 def format_report(summary: dict, images: bool = True) -> str:
@@ -643,22 +835,34 @@ def format_report(summary: dict, images: bool = True) -> str:
     leaves out the plot links (relative to the results directory), e.g. in a notebook."""
     metric = f"MRR@{summary['mrr_cutoff']} ({summary['protocol']} protocol)"
     wall = summary.get("wall_seconds")
-    lines = [f"# Sampler comparison: profile `{summary['profile']}`", "",
-             *([summary["description"], ""] if summary.get("description") else []),
-             f"- data: `{summary['data']}` (data_hash `{summary['data_hash']}`)",
-             f"- metric: {metric}, in points (x100)",
-             f"- cells: {len(summary['cells']['done'])} done, "
-             f"{len(summary['cells']['missing'])} missing; wall time "
-             f"{_num(wall / 60 if wall is not None else None, 1)} min",
-             "- packages: " + ", ".join(f"{k} {v}" for k, v in summary["packages"].items()), ""]
+    lines = [
+        f"# Sampler comparison: profile `{summary['profile']}`",
+        "",
+        *([summary["description"], ""] if summary.get("description") else []),
+        f"- data: `{summary['data']}` (data_hash `{summary['data_hash']}`)",
+        f"- metric: {metric}, in points (x100)",
+        f"- cells: {len(summary['cells']['done'])} done, "
+        f"{len(summary['cells']['missing'])} missing; wall time "
+        f"{_num(wall / 60 if wall is not None else None, 1)} min",
+        "- packages: " + ", ".join(f"{k} {v}" for k, v in summary["packages"].items()),
+        "",
+    ]
     for name, g in summary["groups"].items():
         lines += _group_section(name, g, metric, summary["bootstrap"]["confidence"], images)
     if summary["cells"]["missing"]:
-        lines += ["## Missing cells", "", *(f"- `{c['id']}`: {c['status']}"
-                                            for c in summary["cells"]["missing"]), ""]
+        lines += [
+            "## Missing cells",
+            "",
+            *(f"- `{c['id']}`: {c['status']}" for c in summary["cells"]["missing"]),
+            "",
+        ]
     if summary["missing_metrics"]:
-        lines += ["## Missing training logs (no time or gap for these)", "",
-                  *(f"- `{p}`" for p in summary["missing_metrics"]), ""]
+        lines += [
+            "## Missing training logs (no time or gap for these)",
+            "",
+            *(f"- `{p}`" for p in summary["missing_metrics"]),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -678,8 +882,9 @@ def write_report(results_dir: str | Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m codesearch.report",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m codesearch.report", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("results_dir", help="results/<profile> written by make reproduce")
     args = parser.parse_args(argv)
     try:

@@ -38,8 +38,16 @@ from codesearch.errors import UserError
 from codesearch.samplers import sampler_class
 
 PROFILE_KEYS = {"name", "description", "data", "protocol", "launcher", "groups"}
-GROUP_KEYS = {"description", "languages", "samplers", "seeds", "jobs", "threads", "config",
-              "evaluate"}
+GROUP_KEYS = {
+    "description",
+    "languages",
+    "samplers",
+    "seeds",
+    "jobs",
+    "threads",
+    "config",
+    "evaluate",
+}
 DATA_KEYS = {"path", "prepare"}
 
 
@@ -85,7 +93,9 @@ def _check_keys(where: str, mapping: object, allowed: set[str]) -> dict:
         raise UserError(f"{where}: expected a mapping")
     unknown = sorted(set(mapping) - allowed)
     if unknown:
-        raise UserError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(allowed))})")
+        raise UserError(
+            f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(allowed))})"
+        )
     return mapping
 
 
@@ -115,7 +125,8 @@ def parse_arm(where: str, entry: object) -> tuple[str, dict]:
         raise UserError(f"{where}: label '{label}' may hold only letters, digits, '-', '_', '.'")
     overrides = arm.get("set") or {}
     if not isinstance(overrides, dict) or not all(
-            isinstance(v, (str, int, float, bool)) for v in overrides.values()):
+        isinstance(v, (str, int, float, bool)) for v in overrides.values()
+    ):
         raise UserError(f"{where}.set: expected a mapping of section.key to a scalar value")
     fixed = [k for k in overrides if k in FIXED_KEYS]
     if fixed:
@@ -137,12 +148,20 @@ def group_config(profile: Profile, group: str, sampler: str, seed: int) -> RunCo
         flat.update({f"{section}.{key}": value for key, value in values.items()})
     for fixed in FIXED_KEYS:
         if fixed in flat:
-            raise UserError(f"{where}: '{fixed}' is set by the grid (data.path, the group's "
-                            f"languages, samplers and seeds), not in config")
+            raise UserError(
+                f"{where}: '{fixed}' is set by the grid (data.path, the group's "
+                f"languages, samplers and seeds), not in config"
+            )
     arm = spec.get("arms", {}).get(sampler, {"sampler": sampler, "set": {}})
     flat.update(arm["set"])
-    flat.update({"data.path": profile.data_path, "data.languages": spec["languages"],
-                 "sampler.name": arm["sampler"], "train.seed": seed})
+    flat.update(
+        {
+            "data.path": profile.data_path,
+            "data.languages": spec["languages"],
+            "sampler.name": arm["sampler"],
+            "train.seed": seed,
+        }
+    )
     config = apply_overrides(RunConfig(), flat, where)
     check_run_config(config, f"{profile.path}: groups.{group}")
     return config
@@ -153,8 +172,9 @@ def load_profile(path: str | Path) -> Profile:
     path = Path(path)
     if not path.is_file():
         known = sorted(p.stem for p in Path("experiments").glob("*.yaml"))
-        raise UserError(f"{path}: no such profile" + (f" (known: {', '.join(known)})" if known
-                                                       else ""))
+        raise UserError(
+            f"{path}: no such profile" + (f" (known: {', '.join(known)})" if known else "")
+        )
     try:
         tree = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -167,14 +187,19 @@ def load_profile(path: str | Path) -> Profile:
     if not isinstance(groups, dict) or not groups:
         raise UserError(f"{path}: groups must name at least one group of cells")
     profile = Profile(
-        name=str(tree.get("name") or path.stem), description=str(tree.get("description", "")),
-        path=path, data_path=str(data["path"]),
-        prepare=_as_command(f"{path}: data.prepare", data["prepare"]) if data.get("prepare")
+        name=str(tree.get("name") or path.stem),
+        description=str(tree.get("description", "")),
+        path=path,
+        data_path=str(data["path"]),
+        prepare=_as_command(f"{path}: data.prepare", data["prepare"])
+        if data.get("prepare")
         else None,
         protocol=str(tree.get("protocol", "codebase")),
-        launcher=_as_command(f"{path}: launcher", tree["launcher"]) if tree.get("launcher")
+        launcher=_as_command(f"{path}: launcher", tree["launcher"])
+        if tree.get("launcher")
         else [sys.executable, "-m", "codesearch"],
-        groups={})
+        groups={},
+    )
     for name, spec in groups.items():
         where = f"{path}: groups.{name}"
         spec = dict(_check_keys(where, spec, GROUP_KEYS))
@@ -186,8 +211,11 @@ def load_profile(path: str | Path) -> Profile:
         seeds = spec.get("seeds", [0])
         if not isinstance(samplers, list) or not samplers:
             raise UserError(f"{where}.samplers: expected a non-empty list")
-        if not isinstance(seeds, list) or not seeds or not all(
-                isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        ):
             raise UserError(f"{where}.seeds: expected a non-empty list of integers")
         spec["arms"] = {}
         for number, entry in enumerate(samplers):
@@ -203,12 +231,16 @@ def load_profile(path: str | Path) -> Profile:
             value = spec.setdefault(key, 1)
             if not isinstance(value, int) or value < 1:
                 raise UserError(f"{where}.{key}: expected a positive integer, got {value!r}")
-        spec["evaluate"] = _as_command(f"{where}.evaluate", spec["evaluate"]) \
-            if spec.get("evaluate") else []
+        spec["evaluate"] = (
+            _as_command(f"{where}.evaluate", spec["evaluate"]) if spec.get("evaluate") else []
+        )
         spec["samplers"], spec["seeds"] = list(spec["arms"]), seeds
         profile.groups[name] = spec
-        configs = [group_config(profile, name, sampler, seed)
-                   for sampler in spec["samplers"] for seed in seeds]
+        configs = [
+            group_config(profile, name, sampler, seed)
+            for sampler in spec["samplers"]
+            for seed in seeds
+        ]
         spec["model"], spec["encoder"] = configs[0].model.model, configs[0].model.encoder
     return profile
 
@@ -220,15 +252,23 @@ def plan_cells(profile: Profile, runs_root: Path, results_dir: Path) -> list[Cel
         for sampler in spec["samplers"]:
             for seed in spec["seeds"]:
                 cell_id = f"{group}__{sampler}__seed{seed}"
-                cells.append(Cell(
-                    group=group, sampler=sampler, seed=seed, languages=spec["languages"],
-                    run_dir=runs_root / group / f"{sampler}-seed{seed}",
-                    eval_path=results_dir / "cells" / f"{cell_id}.json",
-                    log_path=results_dir / "logs" / f"{cell_id}.log",
-                    config_path=config_path, jobs=spec["jobs"], threads=spec["threads"],
-                    evaluate_args=spec["evaluate"],
-                    sampler_name=spec["arms"][sampler]["sampler"],
-                    overrides=spec["arms"][sampler]["set"]))
+                cells.append(
+                    Cell(
+                        group=group,
+                        sampler=sampler,
+                        seed=seed,
+                        languages=spec["languages"],
+                        run_dir=runs_root / group / f"{sampler}-seed{seed}",
+                        eval_path=results_dir / "cells" / f"{cell_id}.json",
+                        log_path=results_dir / "logs" / f"{cell_id}.log",
+                        config_path=config_path,
+                        jobs=spec["jobs"],
+                        threads=spec["threads"],
+                        evaluate_args=spec["evaluate"],
+                        sampler_name=spec["arms"][sampler]["sampler"],
+                        overrides=spec["arms"][sampler]["set"],
+                    )
+                )
     return cells
 
 
@@ -239,8 +279,9 @@ def write_group_configs(profile: Profile, runs_root: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(spec.get("config") or {}, sort_keys=False)
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
-                                             suffix=".tmp") as handle:
+            with tempfile.NamedTemporaryFile(
+                "w", dir=path.parent, delete=False, suffix=".tmp"
+            ) as handle:
                 handle.write(text)
             os.replace(handle.name, path)
 
@@ -255,10 +296,22 @@ def train_finished(cell: Cell) -> bool:
 
 
 def train_command(profile: Profile, cell: Cell) -> list[str]:
-    command = [*profile.launcher, "train", "--config", str(cell.config_path),
-               "--data", profile.data_path, "--languages", ",".join(cell.languages),
-               "--sampler", cell.sampler_name or cell.sampler, "--seed", str(cell.seed),
-               "--out", str(cell.run_dir)]
+    command = [
+        *profile.launcher,
+        "train",
+        "--config",
+        str(cell.config_path),
+        "--data",
+        profile.data_path,
+        "--languages",
+        ",".join(cell.languages),
+        "--sampler",
+        cell.sampler_name or cell.sampler,
+        "--seed",
+        str(cell.seed),
+        "--out",
+        str(cell.run_dir),
+    ]
     for key, value in cell.overrides.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         command += ["--set", f"{key}={text}"]
@@ -269,10 +322,24 @@ def train_command(profile: Profile, cell: Cell) -> list[str]:
 
 def evaluate_command(profile: Profile, cell: Cell) -> list[str]:
     # Evaluation is one process: the launcher's `accelerate launch` flags do not apply.
-    return [sys.executable, "-m", "codesearch", "evaluate", "--model", str(cell.run_dir),
-            "--data", profile.data_path, "--languages", ",".join(cell.languages),
-            "--protocol", profile.protocol, "--out", str(cell.eval_path), "--quiet",
-            *cell.evaluate_args]
+    return [
+        sys.executable,
+        "-m",
+        "codesearch",
+        "evaluate",
+        "--model",
+        str(cell.run_dir),
+        "--data",
+        profile.data_path,
+        "--languages",
+        ",".join(cell.languages),
+        "--protocol",
+        profile.protocol,
+        "--out",
+        str(cell.eval_path),
+        "--quiet",
+        *cell.evaluate_args,
+    ]
 
 
 class CellFailed(Exception):
@@ -312,8 +379,9 @@ class Children:
             process.wait()
 
 
-def _run_logged(command: list[str], log_path: Path, env: dict[str, str],
-                children: Children) -> float:
+def _run_logged(
+    command: list[str], log_path: Path, env: dict[str, str], children: Children
+) -> float:
     start = time.perf_counter()
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n$ {shlex.join(command)}\n")
@@ -328,14 +396,21 @@ def run_cell(profile: Profile, cell: Cell, children: Children) -> dict:
     """Train (or resume, or skip a finished run) and evaluate one cell; returns its timings."""
     cell.log_path.parent.mkdir(parents=True, exist_ok=True)
     cell.eval_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads),
-               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(cell.threads),
+        MKL_NUM_THREADS=str(cell.threads),
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
     timings = {"train_seconds": 0.0, "eval_seconds": 0.0}
     if not train_finished(cell):
-        timings["train_seconds"] = _run_logged(train_command(profile, cell), cell.log_path, env,
-                                               children)
-    timings["eval_seconds"] = _run_logged(evaluate_command(profile, cell), cell.log_path, env,
-                                          children)
+        timings["train_seconds"] = _run_logged(
+            train_command(profile, cell), cell.log_path, env, children
+        )
+    timings["eval_seconds"] = _run_logged(
+        evaluate_command(profile, cell), cell.log_path, env, children
+    )
     return timings
 
 
@@ -348,21 +423,46 @@ def _log_tail(path: Path, lines: int = 5) -> str:
     return "\n".join("    " + line for line in kept)
 
 
-def grid_record(profile: Profile, cells: list[Cell], state: dict[str, dict],
-                wall_seconds: float) -> dict:
+def grid_record(
+    profile: Profile, cells: list[Cell], state: dict[str, dict], wall_seconds: float
+) -> dict:
     return {
-        "profile": profile.name, "description": profile.description,
-        "profile_file": str(profile.path), "data": profile.data_path,
+        "profile": profile.name,
+        "description": profile.description,
+        "profile_file": str(profile.path),
+        "data": profile.data_path,
         "protocol": profile.protocol,
-        "groups": {name: {key: spec[key] for key in
-                          ("languages", "samplers", "arms", "seeds", "model", "encoder", "jobs",
-                           "threads")}
-                   | {"config": spec.get("config") or {}}
-                   for name, spec in profile.groups.items()},
-        "cells": [{"id": cell.id, "group": cell.group, "sampler": cell.sampler,
-                   "seed": cell.seed, "languages": cell.languages,
-                   "run_dir": str(cell.run_dir), "eval": str(cell.eval_path),
-                   "log": str(cell.log_path), **state[cell.id]} for cell in cells],
+        "groups": {
+            name: {
+                key: spec[key]
+                for key in (
+                    "languages",
+                    "samplers",
+                    "arms",
+                    "seeds",
+                    "model",
+                    "encoder",
+                    "jobs",
+                    "threads",
+                )
+            }
+            | {"config": spec.get("config") or {}}
+            for name, spec in profile.groups.items()
+        },
+        "cells": [
+            {
+                "id": cell.id,
+                "group": cell.group,
+                "sampler": cell.sampler,
+                "seed": cell.seed,
+                "languages": cell.languages,
+                "run_dir": str(cell.run_dir),
+                "eval": str(cell.eval_path),
+                "log": str(cell.log_path),
+                **state[cell.id],
+            }
+            for cell in cells
+        ],
         "wall_seconds": wall_seconds,
     }
 
@@ -373,18 +473,29 @@ def prepare_data(profile: Profile) -> None:
         load_manifest(profile.data_path)
         return
     if profile.prepare is None:
-        raise UserError(f"{profile.data_path}: no prepared data (manifest.json) and the profile "
-                        f"{profile.path} has no data.prepare command")
+        raise UserError(
+            f"{profile.data_path}: no prepared data (manifest.json) and the profile "
+            f"{profile.path} has no data.prepare command"
+        )
     print(f"preparing {profile.data_path}: {shlex.join(profile.prepare)}", flush=True)
-    code = subprocess.call([sys.executable if part == "python" else part
-                            for part in profile.prepare])
+    code = subprocess.call(
+        [sys.executable if part == "python" else part for part in profile.prepare]
+    )
     if code != 0 or not (Path(profile.data_path) / "manifest.json").is_file():
-        raise UserError(f"{profile.data_path}: the prepare command failed (exit {code}): "
-                        f"{shlex.join(profile.prepare)}")
+        raise UserError(
+            f"{profile.data_path}: the prepare command failed (exit {code}): "
+            f"{shlex.join(profile.prepare)}"
+        )
 
 
-def run_group(profile: Profile, cells: list[Cell], state: dict[str, dict], children: Children,
-              bar: tqdm, save_grid: Callable[[], dict]) -> list[Cell]:
+def run_group(
+    profile: Profile,
+    cells: list[Cell],
+    state: dict[str, dict],
+    children: Children,
+    bar: tqdm,
+    save_grid: Callable[[], dict],
+) -> list[Cell]:
     """Run one group's cells, ``jobs`` at a time; updates ``state``, returns the failed cells."""
     failed = []
     with ThreadPoolExecutor(max_workers=cells[0].jobs) as pool:
@@ -396,13 +507,17 @@ def run_group(profile: Profile, cells: list[Cell], state: dict[str, dict], child
                     cell = pending.pop(future)
                     try:
                         state[cell.id] = {"status": "done", **future.result()}
-                        bar.write(f"done {cell.id}: train {state[cell.id]['train_seconds']:.0f} "
-                                  f"s, evaluate {state[cell.id]['eval_seconds']:.0f} s")
+                        bar.write(
+                            f"done {cell.id}: train {state[cell.id]['train_seconds']:.0f} "
+                            f"s, evaluate {state[cell.id]['eval_seconds']:.0f} s"
+                        )
                     except CellFailed as exc:
                         state[cell.id] = {"status": "failed", "error": str(exc)}
                         failed.append(cell)
-                        bar.write(f"FAILED {cell.id} ({exc}); log {cell.log_path}:\n"
-                                  f"{_log_tail(cell.log_path)}")
+                        bar.write(
+                            f"FAILED {cell.id} ({exc}); log {cell.log_path}:\n"
+                            f"{_log_tail(cell.log_path)}"
+                        )
                     bar.update(1)
                     save_grid()
         except BaseException:
@@ -413,9 +528,13 @@ def run_group(profile: Profile, cells: list[Cell], state: dict[str, dict], child
     return failed
 
 
-def run_profile(profile_path: str | Path, runs_root: str | Path | None = None,
-                results_dir: str | Path | None = None, report: bool = True,
-                progress: bool = True) -> dict:
+def run_profile(
+    profile_path: str | Path,
+    runs_root: str | Path | None = None,
+    results_dir: str | Path | None = None,
+    report: bool = True,
+    progress: bool = True,
+) -> dict:
     """Run every unfinished cell of a profile, then write the report; returns grid.json."""
     profile = load_profile(profile_path)
     runs_root = Path(runs_root or Path("runs") / profile.name)
@@ -423,14 +542,16 @@ def run_profile(profile_path: str | Path, runs_root: str | Path | None = None,
     prepare_data(profile)
     write_group_configs(profile, runs_root)
     cells = plan_cells(profile, runs_root, results_dir)
-    state = {cell.id: {"status": "done" if cell.eval_path.is_file() else "pending"}
-             for cell in cells}
+    state = {
+        cell.id: {"status": "done" if cell.eval_path.is_file() else "pending"} for cell in cells
+    }
     previous = results_dir / "grid.json"
     if previous.is_file():
         for row in json.loads(previous.read_text(encoding="utf-8")).get("cells", []):
             if row.get("id") in state and state[row["id"]]["status"] == "done":
-                state[row["id"]].update({k: row[k] for k in ("train_seconds", "eval_seconds")
-                                         if k in row})
+                state[row["id"]].update(
+                    {k: row[k] for k in ("train_seconds", "eval_seconds") if k in row}
+                )
     todo = [c for c in cells if state[c.id]["status"] != "done"]
     start = time.perf_counter()
 
@@ -442,11 +563,20 @@ def run_profile(profile_path: str | Path, runs_root: str | Path | None = None,
     results_dir.mkdir(parents=True, exist_ok=True)
     save_grid()
     done_before = len(cells) - len(todo)
-    print(f"{profile.name}: {len(cells)} cells, {done_before} already done, {len(todo)} to run "
-          f"(logs in {results_dir / 'logs'})", flush=True)
+    print(
+        f"{profile.name}: {len(cells)} cells, {done_before} already done, {len(todo)} to run "
+        f"(logs in {results_dir / 'logs'})",
+        flush=True,
+    )
     children = Children()
-    bar = tqdm(total=len(cells), initial=done_before, desc=f"reproduce {profile.name}",
-               unit="cell", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(cells),
+        initial=done_before,
+        desc=f"reproduce {profile.name}",
+        unit="cell",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     failed = []
     try:
         for group in profile.groups:  # one after the other, each with its own parallelism
@@ -462,8 +592,10 @@ def run_profile(profile_path: str | Path, runs_root: str | Path | None = None,
         write_report(results_dir)
         print(f"report: {results_dir / 'report.md'}", flush=True)
     if failed:
-        raise UserError(f"{len(failed)} cell(s) failed: {', '.join(c.id for c in failed)}; "
-                        f"see {results_dir / 'logs'}; rerun to retry them")
+        raise UserError(
+            f"{len(failed)} cell(s) failed: {', '.join(c.id for c in failed)}; "
+            f"see {results_dir / 'logs'}; rerun to retry them"
+        )
     return grid
 
 
@@ -473,14 +605,17 @@ def _interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="reproduce", description="Run a profile's grid of training cells and its report.")
+        prog="reproduce", description="Run a profile's grid of training cells and its report."
+    )
     parser.add_argument("profile", help="experiments/<name>.yaml, or just the name")
     parser.add_argument("--runs", default=None, help="default runs/<profile>")
     parser.add_argument("--results", default=None, help="default results/<profile>")
-    parser.add_argument("--check", action="store_true",
-                        help="validate the profile and list its cells, run nothing")
-    parser.add_argument("--report-only", action="store_true",
-                        help="rewrite the report from the finished cells")
+    parser.add_argument(
+        "--check", action="store_true", help="validate the profile and list its cells, run nothing"
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the finished cells"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop: like Ctrl-C
     path = Path(args.profile)
@@ -489,8 +624,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.check:
             profile = load_profile(path)
-            cells = plan_cells(profile, Path(args.runs or f"runs/{profile.name}"),
-                               Path(args.results or f"results/{profile.name}"))
+            cells = plan_cells(
+                profile,
+                Path(args.runs or f"runs/{profile.name}"),
+                Path(args.results or f"results/{profile.name}"),
+            )
             for cell in cells:
                 print(f"{cell.id}: {', '.join(cell.languages)}")
             print(f"{profile.name}: {len(cells)} cells, valid")

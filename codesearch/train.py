@@ -77,8 +77,15 @@ class TrainingData:
 
 def _text_keys(texts: list[str]) -> np.ndarray:
     # hash() of str is salted per process; a stable hash keeps processes in agreement
-    return np.array([int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little",
-                                    signed=True) for t in texts], dtype=np.int64)
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(t.encode(), digest_size=8).digest(), "little", signed=True
+            )
+            for t in texts
+        ],
+        dtype=np.int64,
+    )
 
 
 def subsample(records: list[PairRecord], limit: int | None, seed: int) -> list[PairRecord]:
@@ -92,46 +99,63 @@ def subsample(records: list[PairRecord], limit: int | None, seed: int) -> list[P
 def load_training_data(config: RunConfig, languages: list[str], tokenizer) -> TrainingData:
     records: list[PairRecord] = []
     for language in languages:
-        records += subsample(load_records(config.data.path, language, "train"),
-                             config.data.max_train_pairs, config.train.seed)
+        records += subsample(
+            load_records(config.data.path, language, "train"),
+            config.data.max_train_pairs,
+            config.train.seed,
+        )
     if not records:
-        raise UserError(f"{config.data.path}: no training pairs for {', '.join(languages)} "
-                        "(empty train.jsonl)")
+        raise UserError(
+            f"{config.data.path}: no training pairs for {', '.join(languages)} (empty train.jsonl)"
+        )
     model_cfg = config.model
     return TrainingData(
         records=records,
-        query_ids=tokenize_lengths(tokenizer, [r.query for r in records],
-                                   model_cfg.max_query_length),
+        query_ids=tokenize_lengths(
+            tokenizer, [r.query for r in records], model_cfg.max_query_length
+        ),
         code_ids=tokenize_lengths(tokenizer, [r.code for r in records], model_cfg.max_code_length),
         query_key=_text_keys([r.query for r in records]),
         code_key=_text_keys([r.code for r in records]),
     )
 
 
-def write_run_info(out_dir: Path, config: RunConfig, accelerator: Accelerator,
-                   resumed_with: dict | None = None) -> None:
+def write_run_info(
+    out_dir: Path, config: RunConfig, accelerator: Accelerator, resumed_with: dict | None = None
+) -> None:
     """config.yaml and run_info.json; a resumption keeps the original run_info and appends
     its command, time and the config keys it changed (``resumed_with``) to ``resumes``."""
     manifest = load_manifest(config.data.path)
     write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     if resumed_with is not None and (out_dir / "run_info.json").is_file():
         info = json.loads((out_dir / "run_info.json").read_text(encoding="utf-8"))
-        info.setdefault("resumes", []).append({
-            "command": sys.argv, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "num_processes": accelerator.num_processes, "changed": resumed_with})
+        info.setdefault("resumes", []).append(
+            {
+                "command": sys.argv,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "num_processes": accelerator.num_processes,
+                "changed": resumed_with,
+            }
+        )
         write_json_atomic(out_dir / "run_info.json", info)
         return
-    write_json_atomic(out_dir / "run_info.json", {
-        "command": sys.argv,
-        "seed": config.train.seed,
-        "num_processes": accelerator.num_processes,
-        "device": str(accelerator.device),
-        "mixed_precision": accelerator.mixed_precision,
-        "packages": package_versions(),
-        "data": {"path": config.data.path, "data_hash": manifest.get("data_hash"),
-                 "counts": manifest.get("counts")},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    write_json_atomic(
+        out_dir / "run_info.json",
+        {
+            "command": sys.argv,
+            "seed": config.train.seed,
+            "num_processes": accelerator.num_processes,
+            "device": str(accelerator.device),
+            "mixed_precision": accelerator.mixed_precision,
+            "packages": package_versions(),
+            "data": {
+                "path": config.data.path,
+                "data_hash": manifest.get("data_hash"),
+                "counts": manifest.get("counts"),
+            },
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
 
 
 class MetricsLog:
@@ -146,13 +170,22 @@ class MetricsLog:
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(json_safe(row), allow_nan=False) + "\n")
         if self.accelerator is not None:
-            numbers = {f"{row['task']}/{k}": v for k, v in row.items()
-                       if isinstance(v, (int, float)) and k not in ("step", "epoch")}
+            numbers = {
+                f"{row['task']}/{k}": v
+                for k, v in row.items()
+                if isinstance(v, (int, float)) and k not in ("step", "epoch")
+            }
             self.accelerator.log(numbers, step=row["step"])
 
 
-def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainerState,
-                    sampler, scheduler, cache: EmbeddingCache | None = None) -> None:
+def save_checkpoint(
+    accelerator: Accelerator,
+    ckpt_dir: Path,
+    state: TrainerState,
+    sampler,
+    scheduler,
+    cache: EmbeddingCache | None = None,
+) -> None:
     """Atomic checkpoint: everything goes to ``<dir>.tmp``, then one rename replaces ``dir``."""
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
     if accelerator.is_main_process:
@@ -163,9 +196,14 @@ def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainerStat
         cache.save(tmp, accelerator.process_index)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        write_json_atomic(tmp / "trainer_state.json", {
-            "trainer": dataclasses.asdict(state), "sampler": sampler.state_dict(),
-            "scheduler": scheduler.state_dict()})
+        write_json_atomic(
+            tmp / "trainer_state.json",
+            {
+                "trainer": dataclasses.asdict(state),
+                "sampler": sampler.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+        )
         old = ckpt_dir.with_name(ckpt_dir.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if ckpt_dir.exists():
@@ -175,8 +213,13 @@ def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainerStat
     accelerator.wait_for_everyone()
 
 
-def load_checkpoint(accelerator: Accelerator, ckpt_dir: Path, sampler, scheduler,
-                    cache: EmbeddingCache | None = None) -> TrainerState:
+def load_checkpoint(
+    accelerator: Accelerator,
+    ckpt_dir: Path,
+    sampler,
+    scheduler,
+    cache: EmbeddingCache | None = None,
+) -> TrainerState:
     """Restore a checkpoint; a truncated or corrupt one is a UserError naming it (checkpoints
     are written atomically, so this means the files were damaged afterwards)."""
     from safetensors import SafetensorError
@@ -189,11 +232,20 @@ def load_checkpoint(accelerator: Accelerator, ckpt_dir: Path, sampler, scheduler
             cache.load(ckpt_dir, accelerator.process_index)
         sampler.load_state_dict(saved["sampler"])
         scheduler.load_state_dict(saved["scheduler"])
-    except (OSError, ValueError, KeyError, TypeError, EOFError, RuntimeError,
-            SafetensorError) as exc:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        EOFError,
+        RuntimeError,
+        SafetensorError,
+    ) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{ckpt_dir}: unreadable checkpoint ({detail}); restore it, or remove "
-                        f"{ckpt_dir.parent} to train that task again") from None
+        raise UserError(
+            f"{ckpt_dir}: unreadable checkpoint ({detail}); restore it, or remove "
+            f"{ckpt_dir.parent} to train that task again"
+        ) from None
     return state
 
 
@@ -208,57 +260,87 @@ def save_best(accelerator: Accelerator, model, best_dir: Path) -> None:
     accelerator.wait_for_everyone()
 
 
-def load_validation(config: RunConfig, languages: list[str],
-                    tokenizer) -> dict[str, tuple[list[list[int]], list[list[int]]]]:
+def load_validation(
+    config: RunConfig, languages: list[str], tokenizer
+) -> dict[str, tuple[list[list[int]], list[list[int]]]]:
     """Tokenised (query ids, code ids) of each language's valid pairs, read once per task."""
     out = {}
     for language in languages:
         records = load_records(config.data.path, language, "valid")
         if config.data.max_valid_queries:
-            records = records[:config.data.max_valid_queries]
+            records = records[: config.data.max_valid_queries]
         if records:
             out[language] = (
-                tokenize_lengths(tokenizer, [r.query for r in records],
-                                 config.model.max_query_length),
-                tokenize_lengths(tokenizer, [r.code for r in records],
-                                 config.model.max_code_length))
+                tokenize_lengths(
+                    tokenizer, [r.query for r in records], config.model.max_query_length
+                ),
+                tokenize_lengths(
+                    tokenizer, [r.code for r in records], config.model.max_code_length
+                ),
+            )
     return out
 
 
-def validation_mrr(accelerator: Accelerator, model, valid, pad_id: int,
-                   batch_size: int) -> dict[str, float]:
+def validation_mrr(
+    accelerator: Accelerator, model, valid, pad_id: int, batch_size: int
+) -> dict[str, float]:
     """MRR@1000 of valid queries against all valid codes, per language (codebase protocol)."""
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
     out = {}
     with torch.no_grad(), accelerator.autocast():
         for language, (query_ids, code_ids) in valid.items():
-            q = encode_ids_distributed(unwrapped.encode_queries, query_ids, pad_id, accelerator,
-                                       batch_size)
-            c = encode_ids_distributed(unwrapped.encode_codes, code_ids, pad_id, accelerator,
-                                       batch_size)
+            q = encode_ids_distributed(
+                unwrapped.encode_queries, query_ids, pad_id, accelerator, batch_size
+            )
+            c = encode_ids_distributed(
+                unwrapped.encode_codes, code_ids, pad_id, accelerator, batch_size
+            )
             out[language] = metrics.mrr(metrics.gold_ranks(q, c, np.arange(len(query_ids))))
     unwrapped.train()
     return out
 
 
-def embed_training_set(accelerator: Accelerator, model, data: TrainingData, pad: int,
-                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def embed_training_set(
+    accelerator: Accelerator, model, data: TrainingData, pad: int, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """No-grad embeddings of every training pair, shared out across processes."""
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
     with torch.no_grad(), accelerator.autocast():
-        q = encode_ids_distributed(unwrapped.encode_queries, data.query_ids, pad, accelerator,
-                                   batch_size, accelerator.is_main_process, "embed queries")
-        c = encode_ids_distributed(unwrapped.encode_codes, data.code_ids, pad, accelerator,
-                                   batch_size, accelerator.is_main_process, "embed codes")
+        q = encode_ids_distributed(
+            unwrapped.encode_queries,
+            data.query_ids,
+            pad,
+            accelerator,
+            batch_size,
+            accelerator.is_main_process,
+            "embed queries",
+        )
+        c = encode_ids_distributed(
+            unwrapped.encode_codes,
+            data.code_ids,
+            pad,
+            accelerator,
+            batch_size,
+            accelerator.is_main_process,
+            "embed codes",
+        )
     unwrapped.train()
     return q, c
 
 
-def train_step(accelerator: Accelerator, model, optimizer, scheduler, data: TrainingData,
-               batch: Batch, config: RunConfig, pad_id: int,
-               cache: EmbeddingCache | None = None) -> float:
+def train_step(
+    accelerator: Accelerator,
+    model,
+    optimizer,
+    scheduler,
+    data: TrainingData,
+    batch: Batch,
+    config: RunConfig,
+    pad_id: int,
+    cache: EmbeddingCache | None = None,
+) -> float:
     """One optimiser step on this process's slice of a global batch; returns the global loss.
 
     With a ``cache``, the anchors' query and code embeddings of this forward pass are kept.
@@ -275,20 +357,27 @@ def train_step(accelerator: Accelerator, model, optimizer, scheduler, data: Trai
     # Every process knows the whole global batch, so it builds the global false-negative mask
     # (codes in rank order, then extras in rank order) and hands the loss its own rows.
     mask = false_negative_mask(
-        torch.from_numpy(data.query_key[anchors]), torch.from_numpy(data.code_key[anchors]),
-        torch.from_numpy(data.code_key[extra]), torch.from_numpy(data.query_key[extra]))
+        torch.from_numpy(data.query_key[anchors]),
+        torch.from_numpy(data.code_key[anchors]),
+        torch.from_numpy(data.code_key[extra]),
+        torch.from_numpy(data.query_key[extra]),
+    )
 
     def my_rows(offset: int, sizes: list[int], extra_sizes: list[int]) -> torch.Tensor:
-        return mask[offset:offset + sizes[rank]].to(device)  # (b, k + e)
+        return mask[offset : offset + sizes[rank]].to(device)  # (b, k + e)
 
     with accelerator.autocast():
         q, c_all = model(q_ids, q_mask, c_ids, c_mask)  # (b, d), (b + e, d)
         loss, global_loss = global_info_nce(
-            q, c_all[:len(mine)], scale=config.model.scale,
-            extra_local=c_all[len(mine):] if len(extra) else None,
-            symmetric=config.train.symmetric_loss, false_negative_mask_fn=my_rows)
+            q,
+            c_all[: len(mine)],
+            scale=config.model.scale,
+            extra_local=c_all[len(mine) :] if len(extra) else None,
+            symmetric=config.train.symmetric_loss,
+            false_negative_mask_fn=my_rows,
+        )
     if cache is not None:
-        cache.record(mine, q, c_all[:len(mine)])
+        cache.record(mine, q, c_all[: len(mine)])
     accelerator.backward(loss)
     if config.train.grad_clip and config.train.grad_clip > 0:
         accelerator.clip_grad_norm_(model.parameters(), config.train.grad_clip)
@@ -298,8 +387,9 @@ def train_step(accelerator: Accelerator, model, optimizer, scheduler, data: Trai
     return float(global_loss)
 
 
-def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
-               languages: list[str], resume: bool) -> dict:
+def train_task(
+    accelerator: Accelerator, config: RunConfig, task_dir: Path, languages: list[str], resume: bool
+) -> dict:
     """Train one model (one language, or all languages jointly) into ``task_dir``."""
     main = accelerator.is_main_process
     set_seed(config.train.seed)
@@ -310,23 +400,33 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
     valid_data = load_validation(config, languages, tokenizer)
     n, batch_size = len(data.records), config.train.batch_size
     if batch_size > n:
-        raise UserError(f"--batch-size {batch_size} is larger than the training data "
-                        f"({n} pairs of {', '.join(languages)})")
+        raise UserError(
+            f"--batch-size {batch_size} is larger than the training data "
+            f"({n} pairs of {', '.join(languages)})"
+        )
     if batch_size < accelerator.num_processes:
-        raise UserError(f"--batch-size {batch_size} is smaller than the number of processes "
-                        f"({accelerator.num_processes})")
+        raise UserError(
+            f"--batch-size {batch_size} is smaller than the number of processes "
+            f"({accelerator.num_processes})"
+        )
     sampler = sampler_class(config.sampler.name)(
-        n, batch_size, seed=config.train.seed, min_last=accelerator.num_processes,
-        **config.sampler.options_for(config.sampler.name))
+        n,
+        batch_size,
+        seed=config.train.seed,
+        min_last=accelerator.num_processes,
+        **config.sampler.options_for(config.sampler.name),
+    )
     steps_per_epoch = len(chunk(np.arange(n), batch_size, accelerator.num_processes))
     total_steps = config.train.epochs * steps_per_epoch
     if config.train.max_steps is not None:
         total_steps = min(total_steps, config.train.max_steps)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
-                                  weight_decay=config.train.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
+    )
     scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(config.train.warmup_ratio * total_steps), max(total_steps, 1))
+        optimizer, int(config.train.warmup_ratio * total_steps), max(total_steps, 1)
+    )
     # The scheduler is not prepared: Accelerate would step it once per process per step, as it
     # assumes per-process batches; ours are global. Its state goes into trainer_state.json.
     accelerator.free_memory()  # forget the previous task's model and optimiser
@@ -344,53 +444,74 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
         # more epochs on resume (config.RESUMABLE_KEYS) reopen a finished task
         state.finished = state.epoch >= config.train.epochs or state.global_step >= total_steps
         if main:
-            print(f"resumed {task_dir.name} at epoch {state.epoch}, step {state.global_step}",
-                  file=sys.stderr)
+            print(
+                f"resumed {task_dir.name} at epoch {state.epoch}, step {state.global_step}",
+                file=sys.stderr,
+            )
     if state.finished:
         return dataclasses.asdict(state)
-    log = MetricsLog(task_dir / "metrics.jsonl", main, accelerator if config.train.tensorboard
-                     else None)
+    log = MetricsLog(
+        task_dir / "metrics.jsonl", main, accelerator if config.train.tensorboard else None
+    )
 
     stop = {"signal": False}
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(signal=True))
     try:
         model.train()
-        bar = tqdm(total=total_steps, initial=state.global_step, disable=not main,
-                   desc=f"train {task_dir.name}", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=total_steps,
+            initial=state.global_step,
+            disable=not main,
+            desc=f"train {task_dir.name}",
+            unit="step",
+            dynamic_ncols=True,
+        )
         while state.epoch < config.train.epochs and state.global_step < total_steps:
             epoch_start = time.perf_counter()
             sampler.set_epoch(state.epoch)
             embeddings = EpochEmbeddings(
-                lambda: embed_training_set(accelerator, model, data, pad_id,
-                                           config.train.eval_batch_size),
-                cache.complete if cache is not None else None, cached_mode)
+                lambda: embed_training_set(
+                    accelerator, model, data, pad_id, config.train.eval_batch_size
+                ),
+                cache.complete if cache is not None else None,
+                cached_mode,
+            )
             sampler_start = time.perf_counter()
             sampler.prepare(embeddings.for_sampler)  # called only when this epoch needs them
             sampler_seconds = time.perf_counter() - sampler_start
             digest = batches_digest(sampler.batches())
             check_processes_agree(accelerator, digest, f"{task_dir.name} epoch {state.epoch}")
-            diagnostics = epoch_diagnostics(diagnostics_mode, sampler, embeddings, config, main,
-                                            data)
+            diagnostics = epoch_diagnostics(
+                diagnostics_mode, sampler, embeddings, config, main, data
+            )
             pass_seconds = time.perf_counter() - sampler_start - sampler_seconds
             losses = []
             for step, batch in enumerate(sampler):
                 if step < state.step_in_epoch:
                     continue  # replaying a resumed epoch: these batches were trained
                 step_start = time.perf_counter()
-                loss = train_step(accelerator, model, optimizer, scheduler, data, batch, config,
-                                  pad_id, cache)
+                loss = train_step(
+                    accelerator, model, optimizer, scheduler, data, batch, config, pad_id, cache
+                )
                 losses.append(loss)
                 state.step_in_epoch, state.global_step = step + 1, state.global_step + 1
                 bar.update()
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if state.global_step % config.train.log_every == 0:
-                    log.write(task=task_dir.name, epoch=state.epoch, step=state.global_step,
-                              loss=loss, lr=scheduler.get_last_lr()[0],
-                              pairs_per_s=len(batch.anchors) / (time.perf_counter() - step_start))
+                    log.write(
+                        task=task_dir.name,
+                        epoch=state.epoch,
+                        step=state.global_step,
+                        loss=loss,
+                        lr=scheduler.get_last_lr()[0],
+                        pairs_per_s=len(batch.anchors) / (time.perf_counter() - step_start),
+                    )
                 if stop["signal"]:
                     save_checkpoint(accelerator, ckpt_dir, state, sampler, scheduler, cache)
-                    raise Interrupted(f"{task_dir}: SIGTERM; checkpoint saved at step "
-                                      f"{state.global_step}; continue with --resume")
+                    raise Interrupted(
+                        f"{task_dir}: SIGTERM; checkpoint saved at step "
+                        f"{state.global_step}; continue with --resume"
+                    )
                 if config.train.save_every and state.global_step % config.train.save_every == 0:
                     save_checkpoint(accelerator, ckpt_dir, state, sampler, scheduler, cache)
                 if state.global_step >= total_steps:
@@ -399,24 +520,36 @@ def train_task(accelerator: Accelerator, config: RunConfig, task_dir: Path,
                 cache.finish_epoch(accelerator)
             # wall time of the epoch's training work: sampler included, diagnostics excluded
             epoch_seconds = time.perf_counter() - epoch_start - pass_seconds
-            valid = validation_mrr(accelerator, model, valid_data, pad_id,
-                                   config.train.eval_batch_size)
+            valid = validation_mrr(
+                accelerator, model, valid_data, pad_id, config.train.eval_batch_size
+            )
             valid_mrr = float(np.mean(list(valid.values()))) if valid else float("nan")
             if valid_mrr > state.best_mrr or not best_dir.exists():
                 state.best_mrr, state.best_epoch = valid_mrr, state.epoch
                 save_best(accelerator, model, best_dir)
-            log.write(task=task_dir.name, event="epoch", epoch=state.epoch,
-                      step=state.global_step, epoch_seconds=epoch_seconds,
-                      sampler_seconds=sampler_seconds,
-                      sampler_timings=getattr(sampler, "last_timings", None),
-                      diagnostics_seconds=pass_seconds, batches_digest=digest, **diagnostics,
-                      train_loss=float(np.mean(losses)) if losses else None,
-                      valid_mrr=valid_mrr, valid_mrr_per_language=valid,
-                      pairs_per_s=len(losses) * batch_size / max(epoch_seconds, 1e-9))
+            log.write(
+                task=task_dir.name,
+                event="epoch",
+                epoch=state.epoch,
+                step=state.global_step,
+                epoch_seconds=epoch_seconds,
+                sampler_seconds=sampler_seconds,
+                sampler_timings=getattr(sampler, "last_timings", None),
+                diagnostics_seconds=pass_seconds,
+                batches_digest=digest,
+                **diagnostics,
+                train_loss=float(np.mean(losses)) if losses else None,
+                valid_mrr=valid_mrr,
+                valid_mrr_per_language=valid,
+                pairs_per_s=len(losses) * batch_size / max(epoch_seconds, 1e-9),
+            )
             if main:
-                tqdm.write(f"{task_dir.name} epoch {state.epoch}: loss "
-                           f"{np.mean(losses) if losses else float('nan'):.4f}, valid MRR "
-                           f"{valid_mrr:.4f}, {epoch_seconds:.1f} s", file=sys.stderr)
+                tqdm.write(
+                    f"{task_dir.name} epoch {state.epoch}: loss "
+                    f"{np.mean(losses) if losses else float('nan'):.4f}, valid MRR "
+                    f"{valid_mrr:.4f}, {epoch_seconds:.1f} s",
+                    file=sys.stderr,
+                )
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
             state.finished = state.epoch >= config.train.epochs or state.global_step >= total_steps
             save_checkpoint(accelerator, ckpt_dir, state, sampler, scheduler, cache)
@@ -442,13 +575,16 @@ def check_processes_agree(accelerator: Accelerator, digest: str, what: str) -> N
     the contrastive batch is only global if they agree, so compare their digests."""
     if accelerator.num_processes == 1:
         return
-    value = torch.tensor([int.from_bytes(bytes.fromhex(digest), "little", signed=True)],
-                         device=accelerator.device)
+    value = torch.tensor(
+        [int.from_bytes(bytes.fromhex(digest), "little", signed=True)], device=accelerator.device
+    )
     digests = [int(v) for v in accelerator.gather(value).tolist()]
     if len(set(digests)) > 1:
-        raise UserError(f"{what}: the {len(digests)} processes computed different batches "
-                        f"(digests {', '.join(_hex(d) for d in digests)}); "
-                        "their embeddings or library versions differ")
+        raise UserError(
+            f"{what}: the {len(digests)} processes computed different batches "
+            f"(digests {', '.join(_hex(d) for d in digests)}); "
+            "their embeddings or library versions differ"
+        )
 
 
 def _hex(value: int) -> str:
@@ -486,8 +622,14 @@ class EpochEmbeddings:
         return self.used
 
 
-def epoch_diagnostics(mode: str, sampler, embeddings: EpochEmbeddings, config: RunConfig,
-                      main: bool, data: TrainingData) -> dict:
+def epoch_diagnostics(
+    mode: str,
+    sampler,
+    embeddings: EpochEmbeddings,
+    config: RunConfig,
+    main: bool,
+    data: TrainingData,
+) -> dict:
     """L^Global, L^Train of this epoch's assignment, their gap and in-batch hardness, without
     and with the loss's false-negative mask, and the anchors the mask leaves without negatives.
 
@@ -504,9 +646,12 @@ def epoch_diagnostics(mode: str, sampler, embeddings: EpochEmbeddings, config: R
     from codesearch.diagnostics import assignment_diagnostics
 
     queries, codes = chosen
-    return {f"diag_{k}": v for k, v in assignment_diagnostics(
-        queries, codes, sampler.batches(), config.model.scale, data.query_key,
-        data.code_key).items()}
+    return {
+        f"diag_{k}": v
+        for k, v in assignment_diagnostics(
+            queries, codes, sampler.batches(), config.model.scale, data.query_key, data.code_key
+        ).items()
+    }
 
 
 def resolve_mixed_precision(value: str) -> str:
@@ -522,12 +667,16 @@ def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
     languages = parse_languages(config.data.languages)
     for language in languages:
         if language not in manifest["counts"]:
-            raise UserError(f"{config.data.path}: has no language '{language}' "
-                            f"(it has: {', '.join(manifest['counts'])})")
+            raise UserError(
+                f"{config.data.path}: has no language '{language}' "
+                f"(it has: {', '.join(manifest['counts'])})"
+            )
     if out_dir.is_dir() and any(p.name != ".lock" for p in out_dir.iterdir()) and not resume:
         if (out_dir / "config.yaml").is_file():
-            raise UserError(f"{out_dir}: already holds a run; pass --resume to continue it or "
-                            f"choose another --out")
+            raise UserError(
+                f"{out_dir}: already holds a run; pass --resume to continue it or "
+                f"choose another --out"
+            )
     # The run records the manifest's data_hash: check that the files are what it describes.
     verify_prepared(config.data.path, languages)
     resumed_with = None
@@ -538,7 +687,9 @@ def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision=resolve_mixed_precision(config.train.mixed_precision),
-        log_with="tensorboard" if config.train.tensorboard else None, project_dir=str(out_dir))
+        log_with="tensorboard" if config.train.tensorboard else None,
+        project_dir=str(out_dir),
+    )
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_run_info(out_dir, config, accelerator, resumed_with)
@@ -554,8 +705,10 @@ def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
         accelerator.wait_for_everyone()
         summary[task] = train_task(accelerator, config, task_dir, task_languages, resume)
     if accelerator.is_main_process:
-        write_json_atomic(out_dir / "run.json", {
-            "models": {task: f"{task}/best" for task in tasks}, "summary": summary})
+        write_json_atomic(
+            out_dir / "run.json",
+            {"models": {task: f"{task}/best" for task in tasks}, "summary": summary},
+        )
     accelerator.end_training()
     return summary
 
@@ -584,9 +737,11 @@ def check_resume(out_dir: Path, config: RunConfig, manifest: dict) -> dict:
         except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
             raise UserError(f"{info_path}: unreadable run record ({exc!r})") from None
         if recorded != manifest.get("data_hash"):
-            raise UserError(f"{out_dir}: --resume with data {config.data.path} (data_hash "
-                            f"{manifest.get('data_hash')}), but the run trained on data_hash "
-                            f"{recorded}")
+            raise UserError(
+                f"{out_dir}: --resume with data {config.data.path} (data_hash "
+                f"{manifest.get('data_hash')}), but the run trained on data_hash "
+                f"{recorded}"
+            )
     return changes
 
 
@@ -596,5 +751,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
         if isinstance(value, dict):
             out.update(_flat(value, f"{prefix}{key}."))
         else:
-            out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+            out[f"{prefix}{key}"] = (
+                value if isinstance(value, (int, float, str, bool)) else str(value)
+            )
     return out

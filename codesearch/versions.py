@@ -5,8 +5,18 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-PACKAGES = ("torch", "transformers", "accelerate", "datasets", "numpy", "scipy", "faiss-cpu",
-            "safetensors", "tree-sitter", "codesearch")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "accelerate",
+    "datasets",
+    "numpy",
+    "scipy",
+    "faiss-cpu",
+    "safetensors",
+    "tree-sitter",
+    "codesearch",
+)
 
 
 def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:

@@ -45,8 +45,9 @@ from codesearch.errors import UserError
 ZENODO_RECORD = "7857872"
 ZENODO_FILES = f"https://zenodo.org/records/{ZENODO_RECORD}/files"
 ZENODO_API = f"https://zenodo.org/api/records/{ZENODO_RECORD}"
-CLEANING_URL = ("https://github.com/microsoft/CodeBERT/raw/master/GraphCodeBERT/codesearch/"
-                "dataset.zip")
+CLEANING_URL = (
+    "https://github.com/microsoft/CodeBERT/raw/master/GraphCodeBERT/codesearch/dataset.zip"
+)
 LIST_SPLITS = ("train", "valid", "test", "codebase")
 
 
@@ -58,11 +59,16 @@ def zenodo_checksums(api_url: str = ZENODO_API) -> dict[str, str]:
         files = record.get("files", [])
         if isinstance(files, dict):  # the newer API nests the list under "entries"
             files = list(files.get("entries", {}).values())
-        return {f["key"]: f["checksum"].split(":", 1)[1] for f in files
-                if f.get("checksum", "").startswith("md5:")}
+        return {
+            f["key"]: f["checksum"].split(":", 1)[1]
+            for f in files
+            if f.get("checksum", "").startswith("md5:")
+        }
     except (OSError, ValueError, KeyError, AttributeError) as exc:
-        print(f"warning: cannot read checksums from {api_url} ({exc}); downloads are not "
-              f"verified", file=sys.stderr)
+        print(
+            f"warning: cannot read checksums from {api_url} ({exc}); downloads are not verified",
+            file=sys.stderr,
+        )
         return {}
 
 
@@ -81,8 +87,9 @@ def download(url: str, dest: Path, md5: str | None = None) -> Path:
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as handle:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
-                      file=sys.stderr) as bar:
+            with tqdm(
+                total=total, unit="B", unit_scale=True, desc=dest.name, file=sys.stderr
+            ) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     handle.write(block)
                     digest.update(block)
@@ -98,8 +105,10 @@ def download(url: str, dest: Path, md5: str | None = None) -> Path:
 def verify(path: Path, expected: str | None, actual: str, url: str) -> None:
     if expected is not None and actual != expected:
         path.unlink(missing_ok=True)
-        raise UserError(f"{url}: md5 {actual} does not match the published {expected} "
-                        f"(download deleted; run again)")
+        raise UserError(
+            f"{url}: md5 {actual} does not match the published {expected} "
+            f"(download deleted; run again)"
+        )
 
 
 def extract(archive: Path, dest: Path) -> Path:
@@ -132,8 +141,7 @@ def find_url_lists(root: Path, languages: list[str]) -> dict[str, Path]:
     found = {p.parent.name: p.parent for p in root.rglob("codebase.txt")}
     missing = [lang for lang in languages if lang not in found]
     if missing:
-        raise UserError(f"{root}: no url lists (<language>/codebase.txt) for "
-                        f"{', '.join(missing)}")
+        raise UserError(f"{root}: no url lists (<language>/codebase.txt) for {', '.join(missing)}")
     return {lang: found[lang] for lang in languages}
 
 
@@ -155,8 +163,13 @@ def build_codexglue_layout(raw: Path, lists: dict[str, Path], out: Path) -> dict
         target.mkdir(parents=True, exist_ok=True)
         report[language] = {}
         for split in LIST_SPLITS:
-            urls = [u.strip() for u in (list_dir / f"{split}.txt").read_text(
-                encoding="utf-8", errors="replace").splitlines() if u.strip()]
+            urls = [
+                u.strip()
+                for u in (list_dir / f"{split}.txt")
+                .read_text(encoding="utf-8", errors="replace")
+                .splitlines()
+                if u.strip()
+            ]
             pool = pools[split]
             with open(target / f"{split}.jsonl", "w", encoding="utf-8") as handle:
                 kept = 0
@@ -171,14 +184,21 @@ def build_codexglue_layout(raw: Path, lists: dict[str, Path], out: Path) -> dict
     return report
 
 
-def fetch_zenodo(out: Path, work: Path, languages: list[str], fmt: str, verify_md5: bool,
-                 cleaning_url: str = CLEANING_URL) -> dict:
+def fetch_zenodo(
+    out: Path,
+    work: Path,
+    languages: list[str],
+    fmt: str,
+    verify_md5: bool,
+    cleaning_url: str = CLEANING_URL,
+) -> dict:
     checksums = zenodo_checksums() if verify_md5 else {}
     raw = work / "raw"
     for language in languages:
         name = f"{language}.zip"
-        archive = download(f"{ZENODO_FILES}/{name}?download=1", work / "downloads" / name,
-                           checksums.get(name))
+        archive = download(
+            f"{ZENODO_FILES}/{name}?download=1", work / "downloads" / name, checksums.get(name)
+        )
         if not (raw / language).is_dir():
             # unpack beside, then move the language directory in: no half-extracted tree
             partial = work / f"{language}.partial"
@@ -197,27 +217,44 @@ def fetch_zenodo(out: Path, work: Path, languages: list[str], fmt: str, verify_m
     shutil.rmtree(cleaned, ignore_errors=True)
     report = build_codexglue_layout(raw, find_url_lists(lists_dir, languages), cleaned)
     for language, splits in report.items():
-        print(f"{language}: " + ", ".join(f"{s} {v['found']:,}/{v['listed']:,}"
-                                           for s, v in splits.items()) + " urls found",
-              file=sys.stderr)
+        print(
+            f"{language}: "
+            + ", ".join(f"{s} {v['found']:,}/{v['listed']:,}" for s, v in splits.items())
+            + " urls found",
+            file=sys.stderr,
+        )
     return prepare_codexglue(cleaned, out, languages=languages)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", required=True, help="prepared data directory to write")
-    parser.add_argument("--via", choices=("zenodo", "hub"), default="zenodo",
-                        help="where to download from (default zenodo)")
-    parser.add_argument("--format", choices=("codexglue", "csn"), default="codexglue",
-                        help="zenodo: rebuild the cleaned CodeXGLUE splits (default) or read "
-                             "the release with our filters")
-    parser.add_argument("--languages", nargs="+", default=None,
-                        help="e.g. python ruby (default: all six)")
-    parser.add_argument("--work", default=".cache/codesearchnet",
-                        help="downloads and extracted files (default .cache/codesearchnet)")
-    parser.add_argument("--cleaning-url", default=CLEANING_URL,
-                        help="archive with <language>/<split>.txt url lists")
+    parser.add_argument(
+        "--via",
+        choices=("zenodo", "hub"),
+        default="zenodo",
+        help="where to download from (default zenodo)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("codexglue", "csn"),
+        default="codexglue",
+        help="zenodo: rebuild the cleaned CodeXGLUE splits (default) or read "
+        "the release with our filters",
+    )
+    parser.add_argument(
+        "--languages", nargs="+", default=None, help="e.g. python ruby (default: all six)"
+    )
+    parser.add_argument(
+        "--work",
+        default=".cache/codesearchnet",
+        help="downloads and extracted files (default .cache/codesearchnet)",
+    )
+    parser.add_argument(
+        "--cleaning-url", default=CLEANING_URL, help="archive with <language>/<split>.txt url lists"
+    )
     parser.add_argument("--no-verify", action="store_true", help="skip the md5 check")
     return parser
 
@@ -229,10 +266,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.via == "hub":
             from codesearch.cli import main as codesearch_main
 
-            return codesearch_main(["prepare", "hub", "--out", args.out,
-                                    "--languages", *languages])
-        manifest = fetch_zenodo(Path(args.out), Path(args.work), languages, args.format,
-                                verify_md5=not args.no_verify, cleaning_url=args.cleaning_url)
+            return codesearch_main(["prepare", "hub", "--out", args.out, "--languages", *languages])
+        manifest = fetch_zenodo(
+            Path(args.out),
+            Path(args.work),
+            languages,
+            args.format,
+            verify_md5=not args.no_verify,
+            cleaning_url=args.cleaning_url,
+        )
     except UserError as error:
         print(f"fetch_codesearchnet: error: {error}", file=sys.stderr)
         return 2

@@ -14,13 +14,26 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from codesearch.data.schema import PairRecord, make_id  # noqa: E402
 
 
-def make_record(i: int, language: str = "python", split: str = "train", repo: str | None = None,
-                query: str | None = None, code: str | None = None) -> PairRecord:
+def make_record(
+    i: int,
+    language: str = "python",
+    split: str = "train",
+    repo: str | None = None,
+    query: str | None = None,
+    code: str | None = None,
+) -> PairRecord:
     repo = repo or f"pkg{i % 7}"
     return PairRecord(
-        id=make_id(language, repo, str(i)), language=language, repo=repo, path=f"m{i}.py",
-        func_name=f"f{i}", query=query or f"Return the value number {i} of the table.",
-        code=code or f"def f{i}(x):\n    y = x + {i}\n    return y * {i}\n", url="", split=split)
+        id=make_id(language, repo, str(i)),
+        language=language,
+        repo=repo,
+        path=f"m{i}.py",
+        func_name=f"f{i}",
+        query=query or f"Return the value number {i} of the table.",
+        code=code or f"def f{i}(x):\n    y = x + {i}\n    return y * {i}\n",
+        url="",
+        split=split,
+    )
 
 
 @pytest.fixture

@@ -24,8 +24,12 @@ def bench():
 
 def test_tiny_run_writes_every_key(tiny_data, tmp_path):
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--data", str(tiny_data),
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--data", str(tiny_data), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["config"]["tiny"] and result["config"]["batch_size"] == 4

@@ -42,11 +42,29 @@ def samplers_report(tiny_data, tmp_path_factory):
     """One tiny run: synthetic N = 1500, 3000 (exact knn capped at 2000) and 48 real pairs."""
     tmp = tmp_path_factory.mktemp("bench_samplers")
     out = tmp / "samplers.json"
-    done = subprocess.run([sys.executable, str(BENCH / "bench_samplers.py"), "--tiny",
-                           "--max-n", "tbs_knn_exact=2000", "--real", "48", "--threads", "1",
-                           "--data", str(tiny_data), "--cache-dir", str(tmp / "cache"),
-                           "--out", str(out)], env=ENV, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "bench_samplers.py"),
+            "--tiny",
+            "--max-n",
+            "tbs_knn_exact=2000",
+            "--real",
+            "48",
+            "--threads",
+            "1",
+            "--data",
+            str(tiny_data),
+            "--cache-dir",
+            str(tmp / "cache"),
+            "--out",
+            str(out),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text()), tmp / "cache"
 
@@ -54,9 +72,23 @@ def samplers_report(tiny_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def epoch_report(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench_epoch") / "epoch_overhead.json"
-    done = subprocess.run([sys.executable, str(BENCH / "bench_epoch.py"), "--tiny", "--data",
-                           str(tiny_data), "--threads", "1", "--out", str(out)], env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "bench_epoch.py"),
+            "--tiny",
+            "--data",
+            str(tiny_data),
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -70,7 +102,8 @@ def test_samplers_tiny_report(samplers_report, samplers):
     runs = report["runs"]
     synthetic = [r for r in runs if r["dataset"] == "synthetic"]
     assert {(r["method"], r["n"]) for r in synthetic} == {
-        (m, n) for m in samplers.METHODS for n in (1500, 3000)}
+        (m, n) for m in samplers.METHODS for n in (1500, 3000)
+    }
     skipped = [r for r in synthetic if "skipped" in r]
     assert [(r["method"], r["n"]) for r in skipped] == [("tbs_knn_exact", 3000)]
     for run in runs:
@@ -128,15 +161,18 @@ def test_sampled_losses_match_the_library(samplers):
     glob = samplers.row_global_losses(q, c, rows, block=64, cols=50)
     assert glob.mean() == pytest.approx(global_loss(q, c, 20.0), rel=1e-6)
     order = rng.permutation(200)
-    batches = [Batch(order[i:i + 16], order[(i + 50) % 200:(i + 50) % 200 + 3])
-               for i in range(0, 200, 16)]
+    batches = [
+        Batch(order[i : i + 16], order[(i + 50) % 200 : (i + 50) % 200 + 3])
+        for i in range(0, 200, 16)
+    ]
     train = samplers.row_train_losses(q, c, batches, rows)
     assert train.mean() == pytest.approx(batch_loss_with_extras(q, c, batches, 20.0), rel=1e-6)
     sampled = samplers.gap_measures(q, c, {"x": batches}, exact_max=100, sample_rows=200, seed=0)
     exact = samplers.gap_measures(q, c, {"x": batches}, exact_max=1000, sample_rows=0, seed=0)
     assert sampled["gap_mode"].startswith("sampled") and exact["gap_mode"] == "exact"
-    assert sampled["per_method"]["x"]["gap"] == pytest.approx(exact["per_method"]["x"]["gap"],
-                                                              abs=1e-5)  # float32 scores
+    assert sampled["per_method"]["x"]["gap"] == pytest.approx(
+        exact["per_method"]["x"]["gap"], abs=1e-5
+    )  # float32 scores
 
 
 def test_missing_data_fails_before_measuring(samplers, tmp_path):
@@ -162,8 +198,7 @@ def test_samplers_bad_arguments(samplers):
 def test_epoch_tiny_report(epoch_report):
     block = epoch_report["configs"]["nbow"]
     assert block["n_train"] == 96 and block["settings"]["train.batch_size"] == 8
-    assert {r["sampler"] for r in block["runs"]} == {"random", "tbs_fresh", "tbs_cached",
-                                                    "hardneg"}
+    assert {r["sampler"] for r in block["runs"]} == {"random", "tbs_fresh", "tbs_cached", "hardneg"}
     for run in block["runs"]:
         assert run["epochs"] == 2 and run["epoch_seconds"] > run["sampler_seconds"] >= 0
         assert run["epoch_cpu_seconds"] > 0
@@ -179,10 +214,22 @@ def test_epoch_tiny_report(epoch_report):
 
 def test_epoch_summary_ratios():
     epoch = _module("bench_epoch")
-    runs = [{"sampler": s, "repetition": r, "epoch_seconds": e, "sampler_seconds": p,
-             "step_seconds": e - p, "epoch_cpu_seconds": 2 * e}
-            for s, r, e, p in (("random", 0, 10.0, 0.0), ("random", 1, 12.0, 0.0),
-                               ("tbs_cached", 0, 10.5, 0.5), ("tbs_cached", 1, 13.2, 0.6))]
+    runs = [
+        {
+            "sampler": s,
+            "repetition": r,
+            "epoch_seconds": e,
+            "sampler_seconds": p,
+            "step_seconds": e - p,
+            "epoch_cpu_seconds": 2 * e,
+        }
+        for s, r, e, p in (
+            ("random", 0, 10.0, 0.0),
+            ("random", 1, 12.0, 0.0),
+            ("tbs_cached", 0, 10.5, 0.5),
+            ("tbs_cached", 1, 13.2, 0.6),
+        )
+    ]
     summary = epoch.summarize(runs)
     assert summary["tbs_cached"]["ratio"] == pytest.approx(11.85 / 11.0)
     assert summary["tbs_cached"]["paired_ratios"] == pytest.approx([1.05, 1.1])
@@ -205,10 +252,17 @@ def test_summary_lists_targets(samplers_report, epoch_report, tmp_path):
     run.update(dataset="synthetic", method="tbs_quantile", n=3000, skipped="cap")
     (tmp_path / "samplers.json").write_text(json.dumps(report))
     (tmp_path / "epoch_overhead.json").write_text(json.dumps(epoch_report))
-    (tmp_path / "ranking.json").write_text(json.dumps({
-        "config": {"queries": 15000, "candidates": 45000, "dim": 384},
-        "ours": {"seconds": 4.0, "peak_extra_mb": 700}, "agreement": {"n_mismatch": 0},
-        "sentence_transformers": {"seconds": 10.0, "peak_extra_mb": 3800}, "speedup": 2.5}))
+    (tmp_path / "ranking.json").write_text(
+        json.dumps(
+            {
+                "config": {"queries": 15000, "candidates": 45000, "dim": 384},
+                "ours": {"seconds": 4.0, "peak_extra_mb": 700},
+                "agreement": {"n_mismatch": 0},
+                "sentence_transformers": {"seconds": 10.0, "peak_extra_mb": 3800},
+                "speedup": 2.5,
+            }
+        )
+    )
     (tmp_path / "old.json").write_text(json.dumps({"runs": []}))
     (tmp_path / "broken.json").write_text("{")
     assert summary.main(["--dir", str(tmp_path)]) == 0
@@ -222,6 +276,5 @@ def test_summary_lists_targets(samplers_report, epoch_report, tmp_path):
     assert f"*~{summary._seconds(fit['coefficient'] * 3000 ** fit['exponent'])}*" in text
     assert "| skipped |" in text  # exact knn at 3000: capped, and no fit from one size
     assert "- old.json" in text and "- broken.json (not valid JSON)" in text
-    for heading in ("## Sampler cost against N", "### real", "## Epoch overhead",
-                    "## Ranking"):
+    for heading in ("## Sampler cost against N", "### real", "## Epoch overhead", "## Ranking"):
         assert heading in text

@@ -11,8 +11,9 @@ from codesearch.data.prepared import load_manifest, load_records
 
 
 def records_for(record_factory, n: int, packages: int, language: str = "python"):
-    return [record_factory(i, language=language, split="", repo=f"pkg{i % packages}")
-            for i in range(n)]
+    return [
+        record_factory(i, language=language, split="", repo=f"pkg{i % packages}") for i in range(n)
+    ]
 
 
 def test_duplicate_code_is_removed_across_the_corpus(record_factory):
@@ -51,8 +52,10 @@ def test_assign_splits_balances_and_is_deterministic():
     assignment = assign_splits(units, (0.8, 0.1, 0.1))
     assert assignment == assign_splits(dict(reversed(list(units.items()))), (0.8, 0.1, 0.1))
     total = sum(units.values())
-    share = {s: sum(n for u, n in units.items() if assignment[u] == s) / total
-             for s in ("train", "valid", "test")}
+    share = {
+        s: sum(n for u, n in units.items() if assignment[u] == s) / total
+        for s in ("train", "valid", "test")
+    }
     assert share["train"] == pytest.approx(0.8, abs=0.03)
     assert share["test"] == pytest.approx(0.1, abs=0.03)
     with pytest.raises(ValueError, match="summing to 1"):
@@ -98,8 +101,10 @@ def test_write_corpus_writes_every_split(tmp_path, record_factory):
     assert set(manifest["counts"]["python"]) == {"train", "valid", "test"}
     assert sum(manifest["counts"]["python"].values()) == 30
     assert load_manifest(tmp_path / "d")["split"]["python"]["unit"] == "repo"
-    assert len(load_records(tmp_path / "d", "python", "train")) == manifest["counts"]["python"][
-        "train"]
+    assert (
+        len(load_records(tmp_path / "d", "python", "train"))
+        == manifest["counts"]["python"]["train"]
+    )
 
 
 def make_python_tree(root, n_dirs: int = 12):
@@ -107,27 +112,32 @@ def make_python_tree(root, n_dirs: int = 12):
     for d in range(n_dirs):
         pkg = root / f"sub{d}"
         pkg.mkdir(parents=True)
-        (pkg / "mod.py").write_text("\n".join(
-            f'def compute_{d}_{k}(values, factor):\n'
-            f'    """Scale every value of the list by the factor {d} {k}.\n\n    More text.\n    """\n'
-            f'    result = [v * factor + {k} for v in values]\n'
-            f'    total = sum(result) - {d}\n    return result, total\n'
-            for k in range(5)))
+        (pkg / "mod.py").write_text(
+            "\n".join(
+                f"def compute_{d}_{k}(values, factor):\n"
+                f'    """Scale every value of the list by the factor {d} {k}.\n\n    More text.\n    """\n'
+                f"    result = [v * factor + {k} for v in values]\n"
+                f"    total = sum(result) - {d}\n    return result, total\n"
+                for k in range(5)
+            )
+        )
     (root / "sub0" / "latin1.py").write_bytes(b"# caf\xe9\ndef f():\n    pass\n")
     (root / "sub0" / "broken.py").write_text("def broken(:\n    '''Doc here for it.'''\n")
     tests = root / "tests"
     tests.mkdir()
     (tests / "test_mod.py").write_text(
         'def test_scaling_works(values):\n    """Check that scaling works for values."""\n'
-        "    result = [v * 2 for v in values]\n    assert result == values\n    return None\n")
+        "    result = [v * 2 for v in values]\n    assert result == values\n    return None\n"
+    )
 
 
 def test_extract_tree_counts_skipped_files_and_drops(tmp_path):
     from codesearch.data.corpus import extract_tree
 
     make_python_tree(tmp_path)
-    records, dropped = extract_tree(tmp_path, "python", "demo", unit_depth=1, workers=1,
-                                    progress=False)
+    records, dropped = extract_tree(
+        tmp_path, "python", "demo", unit_depth=1, workers=1, progress=False
+    )
     assert len(records) == 60
     assert dropped["file_not_utf8"] == 1 and dropped["file_parse_error"] == 1
     assert dropped["test_function"] == 1 and dropped["files_read"] == 15
@@ -144,21 +154,75 @@ def test_prepare_sources_cli(tmp_path, capsys):
 
     make_python_tree(tmp_path / "src")
     out = tmp_path / "out"
-    assert main(["prepare", "sources", "--src", str(tmp_path / "src"), "--language", "py",
-                 "--out", str(out), "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "sources",
+                "--src",
+                str(tmp_path / "src"),
+                "--language",
+                "py",
+                "--out",
+                str(out),
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     manifest = load_manifest(out)
     assert sum(manifest["counts"]["python"].values()) == 60
     assert manifest["split"]["python"]["unit"] == "repo"  # 12 sub-packages
     assert manifest["dropped"]["python"]["file_parse_error"] == 1
     assert manifest["builder"] == "sources"
-    assert main(["prepare", "sources", "--src", str(tmp_path / "src"), "--language", "cobol",
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "prepare",
+                "sources",
+                "--src",
+                str(tmp_path / "src"),
+                "--language",
+                "cobol",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "unknown language 'cobol'" in capsys.readouterr().err
-    assert main(["prepare", "sources", "--src", str(tmp_path / "nope"), "--language", "go",
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "prepare",
+                "sources",
+                "--src",
+                str(tmp_path / "nope"),
+                "--language",
+                "go",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "no such source directory" in capsys.readouterr().err
-    assert main(["prepare", "sources", "--src", str(tmp_path / "src"), "--language", "go",
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "prepare",
+                "sources",
+                "--src",
+                str(tmp_path / "src"),
+                "--language",
+                "go",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "no go functions with a doc comment" in capsys.readouterr().err
 
 
@@ -176,8 +240,9 @@ def test_extract_tree_skips_fifos_devices_big_files_and_undecodable_names(tmp_pa
     bad_name = os.fsencode(str(tmp_path)) + b"/caf\xe9.py"
     with open(bad_name, "wb") as handle:
         handle.write(b'def f(x):\n    """Return the value of x plus one."""\n    return x + 1\n')
-    records, dropped = extract_tree(tmp_path, "python", "demo", unit_depth=1, workers=1,
-                                    progress=False)
+    records, dropped = extract_tree(
+        tmp_path, "python", "demo", unit_depth=1, workers=1, progress=False
+    )
     assert len(records) == 60  # what the regular tree gives
     assert dropped["file_not_regular"] == 2 and dropped["file_too_large"] == 1
     assert dropped["file_name_not_utf8"] == 1

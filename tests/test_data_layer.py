@@ -63,22 +63,35 @@ def test_language_names():
 
 def test_read_jsonl_lenient_skips_and_counts_bad_lines(tmp_path, record_factory, capsys):
     path = tmp_path / "train.jsonl"
-    write_lines(path, [good_line(record_factory(0)), b"{not json", b"\xff\xfe bad bytes",
-                       json.dumps({"id": "x"}).encode(), b"", good_line(record_factory(1))])
+    write_lines(
+        path,
+        [
+            good_line(record_factory(0)),
+            b"{not json",
+            b"\xff\xfe bad bytes",
+            json.dumps({"id": "x"}).encode(),
+            b"",
+            good_line(record_factory(1)),
+        ],
+    )
     dropped: Counter = Counter()
     records = list(read_jsonl(path, record_from_dict, dropped=dropped))
     assert [r.func_name for r in records] == ["f0", "f1"]
-    assert dropped == Counter({"malformed JSON": 1, "bytes are not valid UTF-8": 1,
-                               "field:language": 1})
+    assert dropped == Counter(
+        {"malformed JSON": 1, "bytes are not valid UTF-8": 1, "field:language": 1}
+    )
     err = capsys.readouterr().err
     assert f"{path}:2: malformed JSON" in err and f"{path}:3: bytes are not valid UTF-8" in err
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    (b"{not json", r":2: malformed JSON"),
-    (b"\xff\xfe", r":2: bytes are not valid UTF-8"),
-    (b'{"id": 1}', r":2: field 'id': expected a string, got int"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"{not json", r":2: malformed JSON"),
+        (b"\xff\xfe", r":2: bytes are not valid UTF-8"),
+        (b'{"id": 1}', r":2: field 'id': expected a string, got int"),
+    ],
+)
 def test_read_jsonl_strict_stops_at_first_bad_line(tmp_path, record_factory, line, message):
     path = tmp_path / "train.jsonl"
     write_lines(path, [good_line(record_factory(0)), line, good_line(record_factory(1))])
@@ -116,7 +129,9 @@ def test_prepared_round_trip_and_manifest(tmp_path, record_factory):
     assert manifest == load_manifest(out)
     assert manifest["counts"] == {"python": {"train": 5, "valid": 0, "test": 2}}
     assert manifest["files"]["python/test.jsonl"] == {
-        "sha256": file_digest(out / "python" / "test.jsonl"), "records": 2}
+        "sha256": file_digest(out / "python" / "test.jsonl"),
+        "records": 2,
+    }
     assert manifest["builder"] == "test" and manifest["config"] == {"a": 1}
     table = format_stats(out)
     assert "| python | 5 | 0 | 2 |" in table and "| **total** | 5 | 0 | 2 |" in table
@@ -134,11 +149,15 @@ def test_interrupted_build_leaves_previous_directory_intact(tmp_path, record_fac
 
 
 def test_writer_rejects_record_in_wrong_file(tmp_path, record_factory):
-    with pytest.raises(ValueError, match="written to python/test"), \
-            PreparedWriter(tmp_path / "d") as writer:
+    with (
+        pytest.raises(ValueError, match="written to python/test"),
+        PreparedWriter(tmp_path / "d") as writer,
+    ):
         writer.write_split("python", "test", [record_factory(0)])
-    with pytest.raises(UserError, match="no records to write"), \
-            PreparedWriter(tmp_path / "d") as writer:
+    with (
+        pytest.raises(UserError, match="no records to write"),
+        PreparedWriter(tmp_path / "d") as writer,
+    ):
         writer.finish()
 
 
@@ -169,8 +188,9 @@ def test_cli_stats_and_one_line_errors(tmp_path, record_factory, capsys):
     assert err.count("\n") == 1 and "no such data directory" in err and "Traceback" not in err
 
 
-def test_an_overlong_record_is_skipped_unread_or_stops_strict(tmp_path, record_factory,
-                                                              monkeypatch):
+def test_an_overlong_record_is_skipped_unread_or_stops_strict(
+    tmp_path, record_factory, monkeypatch
+):
     from codesearch.data import jsonl
 
     monkeypatch.setattr(jsonl, "MAX_RECORD_BYTES", 1000)

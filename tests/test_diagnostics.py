@@ -35,23 +35,29 @@ def direct(queries, codes, batches, scale):
     l_global = np.mean([nll(i, np.arange(len(q))) for i in range(len(q))])
     train, sims = [], []
     for batch in batches:
-        candidates = list(batch.anchors) + list(batch.extra_codes if batch.extra_codes
-                                                is not None else [])
+        candidates = list(batch.anchors) + list(
+            batch.extra_codes if batch.extra_codes is not None else []
+        )
         for i in batch.anchors:
             train.append(nll(i, candidates))
             sims += [q[i] @ c[j] for j in candidates if j != i]
-    return {"l_global": l_global, "l_train": np.mean(train),
-            "gap": l_global - np.mean(train), "hardness": np.mean(sims)}
+    return {
+        "l_global": l_global,
+        "l_train": np.mean(train),
+        "gap": l_global - np.mean(train),
+        "hardness": np.mean(sims),
+    }
 
 
 @pytest.mark.parametrize("with_extras", [False, True])
 def test_assignment_diagnostics_match_a_direct_computation(with_extras):
     queries, codes = random_embeddings()
     order = np.random.default_rng(1).permutation(30)
-    batches = [Batch(order[i:i + 7]) for i in range(0, 30, 7)]  # sizes 7,7,7,7,2
+    batches = [Batch(order[i : i + 7]) for i in range(0, 30, 7)]  # sizes 7,7,7,7,2
     if with_extras:
-        for b, extra in zip(batches, ([order[10], order[20]], [order[0]], [], [order[29]], [1]),
-                            strict=True):
+        for b, extra in zip(
+            batches, ([order[10], order[20]], [order[0]], [], [order[29]], [1]), strict=True
+        ):
             b.extra_codes = np.array([e for e in extra if e not in b.anchors], dtype=np.int64)
     got = assignment_diagnostics(queries, codes, batches, scale=20.0)
     want = direct(queries, codes, batches, 20.0)
@@ -75,8 +81,9 @@ def test_masked_gap_equals_a_hand_computation():
         return -s[i, i] + np.log(sum(np.exp(s[i, j]) for j in candidates))
 
     # L^Global with the mask: 0 and 1 lose each other, 2 and 3 keep all four codes
-    l_global = np.mean([nll(0, [0, 2, 3]), nll(1, [1, 2, 3]), nll(2, [0, 1, 2, 3]),
-                        nll(3, [0, 1, 2, 3])])
+    l_global = np.mean(
+        [nll(0, [0, 2, 3]), nll(1, [1, 2, 3]), nll(2, [0, 1, 2, 3]), nll(3, [0, 1, 2, 3])]
+    )
     # batches {0, 1} and {2, 3}: anchors 0 and 1 have no unmasked negative, so loss 0
     l_train = np.mean([0.0, 0.0, nll(2, [2, 3]), nll(3, [2, 3])])
     got = assignment_diagnostics(queries, codes, [[0, 1], [2, 3]], 1.0, query_keys, code_keys)
@@ -87,8 +94,9 @@ def test_masked_gap_equals_a_hand_computation():
     # unmasked, the duplicate counts as the hardest negative: a smaller gap than masked
     assert got["gap"] < got["gap_masked"]
     # with distinct texts the masked numbers are the plain ones
-    plain = assignment_diagnostics(queries, codes, [[0, 1], [2, 3]], 1.0, np.arange(4),
-                                   np.arange(4))
+    plain = assignment_diagnostics(
+        queries, codes, [[0, 1], [2, 3]], 1.0, np.arange(4), np.arange(4)
+    )
     assert plain["gap_masked"] == pytest.approx(plain["gap"], rel=1e-6)
     assert plain["anchors_no_negatives"] == plain["anchors_under_half_negatives"] == 0
 
@@ -97,7 +105,8 @@ def test_without_extras_it_is_loss_batch_loss():
     queries, codes = random_embeddings()
     batches = [np.arange(i, i + 10) for i in range(0, 30, 10)]
     assert batch_loss_with_extras(queries, codes, batches, 5.0) == batch_loss(
-        queries, codes, batches, 5.0)
+        queries, codes, batches, 5.0
+    )
     assert batch_loss_with_extras(
         queries, codes, [Batch(b, np.empty(0, dtype=np.int64)) for b in batches], 5.0
     ) == pytest.approx(batch_loss(queries, codes, batches, 5.0))
@@ -108,8 +117,9 @@ def test_bad_loss_input_raises():
     with pytest.raises(ValueError, match="scale > 0"):
         batch_loss_with_extras(queries, codes, [Batch(np.arange(3), np.array([4]))], 0.0)
     with pytest.raises(ValueError, match="no anchors"):
-        batch_loss_with_extras(queries, codes, [Batch(np.array([], dtype=np.int64),
-                                                      np.array([4]))], 20.0)
+        batch_loss_with_extras(
+            queries, codes, [Batch(np.array([], dtype=np.int64), np.array([4]))], 20.0
+        )
 
 
 # --- command line -------------------------------------------------------------------------
@@ -118,8 +128,27 @@ def test_bad_loss_input_raises():
 @pytest.fixture(scope="module")
 def embeddings(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("emb") / "train.npz"
-    assert main(["embed", "--model", "minilm", "--data", str(tiny_data), "--language", "python",
-                 "--split", "train", "--out", str(out), "--max-pairs", "80", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                "minilm",
+                "--data",
+                str(tiny_data),
+                "--language",
+                "python",
+                "--split",
+                "train",
+                "--out",
+                str(out),
+                "--max-pairs",
+                "80",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -138,15 +167,37 @@ def test_embed_writes_rows_in_split_order_with_keys(embeddings, tiny_data):
         assert json.loads(str(npz["meta"]))["split"] == "train"
 
 
-@pytest.mark.parametrize("sampler, flags", [
-    ("random", []), ("hardneg", ["--hardneg-l", "2", "--hardneg-range", "1:4"]),
-    ("tbs", []), ("tbs", ["--tbs-graph", "knn", "--tbs-knn", "4", "--tbs-knn-backend", "exact"]),
-])
+@pytest.mark.parametrize(
+    "sampler, flags",
+    [
+        ("random", []),
+        ("hardneg", ["--hardneg-l", "2", "--hardneg-range", "1:4"]),
+        ("tbs", []),
+        ("tbs", ["--tbs-graph", "knn", "--tbs-knn", "4", "--tbs-knn-backend", "exact"]),
+    ],
+)
 def test_batches_end_to_end(embeddings, tmp_path, capsys, sampler, flags):
     out = tmp_path / "batches.json"
     capsys.readouterr()
-    assert main(["batches", "--embeddings", str(embeddings), "--sampler", sampler,
-                 "--batch-size", "16", "--seed", "1", "--out", str(out), *flags]) == 0
+    assert (
+        main(
+            [
+                "batches",
+                "--embeddings",
+                str(embeddings),
+                "--sampler",
+                sampler,
+                "--batch-size",
+                "16",
+                "--seed",
+                "1",
+                "--out",
+                str(out),
+                *flags,
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert (result["sampler"], result["n"], result["batch_size"]) == (sampler, 80, 16)
     saved = json.loads(out.read_text())
@@ -154,8 +205,10 @@ def test_batches_end_to_end(embeddings, tmp_path, capsys, sampler, flags):
     with np.load(embeddings) as npz:
         q, c = npz["queries"], npz["codes"]
     extras = saved.get("extras", [None] * len(saved["batches"]))
-    batches = [Batch(np.array(b), None if e is None else np.array(e, dtype=np.int64))
-               for b, e in zip(saved["batches"], extras, strict=True)]
+    batches = [
+        Batch(np.array(b), None if e is None else np.array(e, dtype=np.int64))
+        for b, e in zip(saved["batches"], extras, strict=True)
+    ]
     want = assignment_diagnostics(q, c, batches, 20.0)
     for key in ("l_global", "l_train", "gap", "hardness"):
         assert result[key] == pytest.approx(want[key], rel=1e-6)
@@ -173,8 +226,22 @@ def test_batches_end_to_end(embeddings, tmp_path, capsys, sampler, flags):
 
 def _run_json(embeddings, capsys, sampler):
     capsys.readouterr()
-    assert main(["batches", "--embeddings", str(embeddings), "--sampler", sampler,
-                 "--batch-size", "16", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "batches",
+                "--embeddings",
+                str(embeddings),
+                "--sampler",
+                sampler,
+                "--batch-size",
+                "16",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     return capsys.readouterr().out
 
 
@@ -189,22 +256,50 @@ def _bad_inputs(tmp_path):
     return {
         "missing": (["--embeddings", str(tmp_path / "nope.npz")], "no such embeddings file"),
         "not_npz": (["--embeddings", str(_text(tmp_path / "x.npz"))], "not a readable .npz"),
-        "no_codes": (["--embeddings", str(_write_npz(tmp_path / "a.npz", queries=ok))],
-                     "has no codes array"),
-        "shape": (["--embeddings", str(_write_npz(tmp_path / "b.npz", queries=ok,
-                                                  codes=ok[:5]))], "must both be (N, d)"),
-        "keys": (["--embeddings", str(_write_npz(tmp_path / "c.npz", queries=ok, codes=ok,
-                                                 code_keys=np.arange(5)))],
-                 "code_keys has shape"),
-        "too_big": (["--embeddings", str(_write_npz(tmp_path / "d.npz", queries=ok, codes=ok)),
-                     "--batch-size", "7"], "between 1 and the number of pairs"),
+        "no_codes": (
+            ["--embeddings", str(_write_npz(tmp_path / "a.npz", queries=ok))],
+            "has no codes array",
+        ),
+        "shape": (
+            ["--embeddings", str(_write_npz(tmp_path / "b.npz", queries=ok, codes=ok[:5]))],
+            "must both be (N, d)",
+        ),
+        "keys": (
+            [
+                "--embeddings",
+                str(_write_npz(tmp_path / "c.npz", queries=ok, codes=ok, code_keys=np.arange(5))),
+            ],
+            "code_keys has shape",
+        ),
+        "too_big": (
+            [
+                "--embeddings",
+                str(_write_npz(tmp_path / "d.npz", queries=ok, codes=ok)),
+                "--batch-size",
+                "7",
+            ],
+            "between 1 and the number of pairs",
+        ),
         "scale": (["--embeddings", str(tmp_path / "d.npz"), "--scale", "0"], "--scale"),
-        "sampler": (["--embeddings", str(tmp_path / "d.npz"), "--sampler", "nope"],
-                    "unknown sampler"),
-        "range": (["--embeddings", str(tmp_path / "d.npz"), "--sampler", "hardneg",
-                   "--hardneg-range", "5:1"], "hardneg range must be"),
-        "tbs": (["--embeddings", str(tmp_path / "d.npz"), "--sampler", "tbs",
-                 "--tbs-graph", "ring"], "tbs graph must be"),
+        "sampler": (
+            ["--embeddings", str(tmp_path / "d.npz"), "--sampler", "nope"],
+            "unknown sampler",
+        ),
+        "range": (
+            [
+                "--embeddings",
+                str(tmp_path / "d.npz"),
+                "--sampler",
+                "hardneg",
+                "--hardneg-range",
+                "5:1",
+            ],
+            "hardneg range must be",
+        ),
+        "tbs": (
+            ["--embeddings", str(tmp_path / "d.npz"), "--sampler", "tbs", "--tbs-graph", "ring"],
+            "tbs graph must be",
+        ),
     }
 
 
@@ -213,8 +308,21 @@ def _text(path):
     return path
 
 
-@pytest.mark.parametrize("case", ["missing", "not_npz", "no_codes", "shape", "keys", "too_big",
-                                  "scale", "sampler", "range", "tbs"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "not_npz",
+        "no_codes",
+        "shape",
+        "keys",
+        "too_big",
+        "scale",
+        "sampler",
+        "range",
+        "tbs",
+    ],
+)
 def test_bad_batches_input_is_one_line_exit_2(tmp_path, capsys, case):
     args, message = _bad_inputs(tmp_path)[case]
     if "--batch-size" not in args:
@@ -225,14 +333,23 @@ def test_bad_batches_input_is_one_line_exit_2(tmp_path, capsys, case):
     assert len(err.splitlines()) == 1 and message in err, err
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--max-pairs", "0"], "--max-pairs"), (["--batch-size", "0"], "--batch-size"),
-    (["--language", "cobol"], "unknown language"), (["--split", "nope"], "no split"),
-    (["--out", "{tmp}"], "is a directory; the embeddings file needs a file path"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-pairs", "0"], "--max-pairs"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--language", "cobol"], "unknown language"),
+        (["--split", "nope"], "no split"),
+        (["--out", "{tmp}"], "is a directory; the embeddings file needs a file path"),
+    ],
+)
 def test_bad_embed_input_is_one_line_exit_2(tiny_data, tmp_path, capsys, flags, message):
-    args = {"--model": "minilm", "--data": str(tiny_data), "--language": "python",
-            "--out": str(tmp_path / "e.npz")}
+    args = {
+        "--model": "minilm",
+        "--data": str(tiny_data),
+        "--language": "python",
+        "--out": str(tmp_path / "e.npz"),
+    }
     for flag, value in zip(flags[::2], flags[1::2], strict=True):
         args[flag] = value.replace("{tmp}", str(tmp_path))
     capsys.readouterr()
@@ -250,8 +367,22 @@ def test_embed_of_an_empty_split_is_one_line_exit_2(tmp_path, capsys, record_fac
         writer.write_split("python", "valid", [record_factory(1, split="valid")])
         writer.finish()
     capsys.readouterr()
-    assert main(["embed", "--model", "minilm", "--data", str(tmp_path / "data"), "--language",
-                 "python", "--out", str(tmp_path / "e.npz")]) == 2
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                "minilm",
+                "--data",
+                str(tmp_path / "data"),
+                "--language",
+                "python",
+                "--out",
+                str(tmp_path / "e.npz"),
+            ]
+        )
+        == 2
+    )
     assert "no records to embed" in capsys.readouterr().err
 
 
@@ -260,8 +391,10 @@ def test_evaluate_checks_its_out_path_before_encoding(tiny_data, tmp_path, capsy
 
     monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: pytest.fail("encoded"))
     (tmp_path / "file").write_text("x")
-    for out, message in ((tmp_path, "is a directory"),
-                         (tmp_path / "file" / "r.json", "is not a directory")):
+    for out, message in (
+        (tmp_path, "is a directory"),
+        (tmp_path / "file" / "r.json", "is not a directory"),
+    ):
         capsys.readouterr()
         assert main(["evaluate", "--data", str(tiny_data), "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()

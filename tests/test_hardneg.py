@@ -38,6 +38,7 @@ def make_sampler(keys=True, embed_calls=None, **options):
         if embed_calls is not None:
             embed_calls.append(sampler.epoch)
         return q, c
+
     return sampler, embed
 
 
@@ -65,8 +66,7 @@ def epoch_batches(sampler, embed, epoch):
 
 def test_registry_and_config_construct_it():
     assert sampler_class("hardneg") is HardNegativeSampler
-    options = SamplerConfig(name="hardneg", hardneg_l=2, hardneg_range="2:5").options_for(
-        "hardneg")
+    options = SamplerConfig(name="hardneg", hardneg_l=2, hardneg_range="2:5").options_for("hardneg")
     sampler = sampler_class("hardneg")(N, 8, seed=0, **options)
     assert (sampler.l, sampler.lo, sampler.depth, sampler.every) == (2, 2, 5, 1)
 
@@ -127,16 +127,18 @@ def test_every_pair_is_an_anchor_once_and_anchors_are_the_random_batches():
         assert sorted(anchors.tolist()) == list(range(N))
         assert len(sampler) == len(batches) == len(list(sampler))
         random.set_epoch(epoch)
-        assert all(np.array_equal(a.anchors, b.anchors)
-                   for a, b in zip(batches, random, strict=True))
+        assert all(
+            np.array_equal(a.anchors, b.anchors) for a, b in zip(batches, random, strict=True)
+        )
 
 
 def test_same_seed_and_epoch_give_the_same_batches():
     a, embed_a = make_sampler(l=2, range="2:8")
     b, embed_b = make_sampler(l=2, range="2:8")
     for epoch in (0, 1):
-        for x, y in zip(epoch_batches(a, embed_a, epoch), epoch_batches(b, embed_b, epoch),
-                        strict=True):
+        for x, y in zip(
+            epoch_batches(a, embed_a, epoch), epoch_batches(b, embed_b, epoch), strict=True
+        ):
             assert np.array_equal(x.anchors, y.anchors)
             assert np.array_equal(x.extra_codes, y.extra_codes)
     first = [x.extra_codes.tolist() for x in epoch_batches(a, embed_a, 0)]
@@ -226,11 +228,18 @@ def test_state_with_a_shallower_table_is_mined_again():
     assert calls == [0]
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"range": "0:3"}, "1 <= lo <= hi"), ({"range": "4:2"}, "1 <= lo <= hi"),
-    ({"range": "a:b"}, "lo:hi"), ({"range": "5"}, "lo:hi"), ({"l": 0}, "hardneg l "),
-    ({"every": 0}, "hardneg every"), ({"backend": "gpu"}, "hardneg backend"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"range": "0:3"}, "1 <= lo <= hi"),
+        ({"range": "4:2"}, "1 <= lo <= hi"),
+        ({"range": "a:b"}, "lo:hi"),
+        ({"range": "5"}, "lo:hi"),
+        ({"l": 0}, "hardneg l "),
+        ({"every": 0}, "hardneg every"),
+        ({"backend": "gpu"}, "hardneg backend"),
+    ],
+)
 def test_bad_options_raise(options, message):
     with pytest.raises(UserError, match=message):
         HardNegativeSampler(N, 8, **options)

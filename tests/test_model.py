@@ -228,7 +228,8 @@ def _hostile_folder(tokenizer, folder):
     (folder / "evil.py").write_text(
         f"open({str(marker)!r}, 'w').write('ran')\n"
         "from transformers import BertTokenizerFast\n"
-        "class EvilTokenizer(BertTokenizerFast):\n    pass\n")
+        "class EvilTokenizer(BertTokenizerFast):\n    pass\n"
+    )
     return marker
 
 
@@ -245,9 +246,23 @@ def test_a_model_folder_cannot_turn_on_remote_code(tokenizer, tmp_path):
 def test_cli_evaluate_never_runs_code_from_a_model_folder(tokenizer, tiny_data, tmp_path):
     marker = _hostile_folder(tokenizer, tmp_path / "model")
     result = subprocess.run(
-        [sys.executable, "-m", "codesearch", "evaluate", "--model", str(tmp_path / "model"),
-         "--data", str(tiny_data), "--languages", "python", "--quiet"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "codesearch",
+            "evaluate",
+            "--model",
+            str(tmp_path / "model"),
+            "--data",
+            str(tiny_data),
+            "--languages",
+            "python",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert not marker.exists()
 

@@ -30,9 +30,15 @@ def python3_kernel(tmp_path, monkeypatch) -> str:
     JUPYTER_PATH whatever other python3 kernels the machine has."""
     spec = tmp_path / "jupyter" / "kernels" / "python3"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "codesearch tests", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "codesearch tests",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     assert KernelSpecManager().get_kernel_spec("python3").argv[0] == sys.executable
     return "python3"
@@ -55,13 +61,16 @@ def test_notebook_is_stored_without_outputs():
 
 
 @pytest.mark.slow
-def test_notebook_executes_on_a_tiny_results_dir(tiny_results, python3_kernel,
-                                                 monkeypatch):
+def test_notebook_executes_on_a_tiny_results_dir(tiny_results, python3_kernel, monkeypatch):
     monkeypatch.setenv("CODESEARCH_RESULTS", str(tiny_results))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(nb, timeout=180, kernel_name=python3_kernel,
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=180,
+        kernel_name=python3_kernel,
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
     try:
         client.execute()
     except CellExecutionError as error:
@@ -72,8 +81,9 @@ def test_notebook_executes_on_a_tiny_results_dir(tiny_results, python3_kernel,
     assert any("text/markdown" in d for d in data), "no report markdown"
     assert any("image/png" in d for d in data), "no plot"
     tables = [d["text/html"] for d in data if "<table" in d.get("text/html", "")]
-    assert any("tbs (mean off-diagonal" in t and "random (mean off-diagonal" in t
-               for t in tables), "no side-by-side batch table"
+    assert any(
+        "tbs (mean off-diagonal" in t and "random (mean off-diagonal" in t for t in tables
+    ), "no side-by-side batch table"
     assert any("l_global" in t for t in tables), "no sampler summary"
     printed = "".join(o.get("text", "") for o in outs if o.output_type == "stream")
     assert "model of cell nbow__random__seed0:" in printed and "python/best" in printed
@@ -83,8 +93,9 @@ def test_notebook_executes_on_a_tiny_results_dir(tiny_results, python3_kernel,
 # --- batch_view on hand-made embeddings --------------------------------------------------------
 
 
-def clustered(n_clusters: int = 8, size: int = 8, dim: int = 32, noise: float = 0.05,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def clustered(
+    n_clusters: int = 8, size: int = 8, dim: int = 32, noise: float = 0.05, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Queries and codes in tight clusters of ``size`` pairs, shuffled: (q, c, cluster of i)."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(n_clusters, dim))
@@ -97,8 +108,9 @@ def clustered(n_clusters: int = 8, size: int = 8, dim: int = 32, noise: float = 
 
 def test_tbs_example_batch_is_harder_than_the_random_one():
     q, c, label = clustered()
-    batches = batch_view.epoch_batches(q, c, 8, seed=1, graph="knn", knn=7, knn_backend="exact",
-                                       same_text_edges="keep")
+    batches = batch_view.epoch_batches(
+        q, c, 8, seed=1, graph="knn", knn=7, knn_backend="exact", same_text_edges="keep"
+    )
     assert sorted(np.concatenate(batches["tbs"]).tolist()) == list(range(64))
     assert sorted(np.concatenate(batches["random"]).tolist()) == list(range(64))
     examples = batch_view.example_batches(q, c, batches)
@@ -147,9 +159,12 @@ def test_batch_table_rows_and_hardest_negative(record_factory):
 
 def test_batch_table_leaves_out_the_negatives_the_loss_masks(record_factory):
     # pairs 0 and 1 share their query, pairs 1 and 2 their code: the loss drops those negatives
-    records = [record_factory(0, query="same query here"), record_factory(1, query="same query here",
-               code="def same(): pass"), record_factory(2, code="def same(): pass"),
-               record_factory(3)]
+    records = [
+        record_factory(0, query="same query here"),
+        record_factory(1, query="same query here", code="def same(): pass"),
+        record_factory(2, code="def same(): pass"),
+        record_factory(3),
+    ]
     mask = batch_view.loss_mask(records, np.arange(4))
     expected = np.zeros((4, 4), dtype=bool)
     expected[0, 1] = expected[1, 0] = expected[1, 2] = expected[2, 1] = True
@@ -187,8 +202,7 @@ def test_choose_run_and_embed(tiny_results, tiny_data, tmp_path, monkeypatch):
     assert run.cell == "nbow__random__seed0" and run.language == "python"
     assert run.batch_size == BATCH_SIZE and run.tbs_options["quantile"] == 0.999
     assert run.data == tiny_data and run.run_dir.is_dir()
-    tbs = batch_view.choose_run(tiny_results, group="nbow", sampler="tbs",
-                                language="py")
+    tbs = batch_view.choose_run(tiny_results, group="nbow", sampler="tbs", language="py")
     assert tbs.cell == "nbow__tbs__seed0" and tbs.run_dir.name == "tbs-seed0"
     assert tbs.model == tbs.run_dir / "python" / "best"
     assert f"cell nbow__tbs__seed0: {tbs.model}" in tbs.describe()
@@ -199,8 +213,9 @@ def test_choose_run_and_embed(tiny_results, tiny_data, tmp_path, monkeypatch):
     queries, codes = batch_view.embed_pairs(model, tokenizer, records)
     assert queries.shape == codes.shape == (40, model.dim) and queries.dtype == np.float32
     assert np.allclose(np.linalg.norm(codes, axis=1), 1.0, atol=1e-5)
-    batches = batch_view.epoch_batches(queries, codes, run.batch_size, 0, records,
-                                       **run.tbs_options)
+    batches = batch_view.epoch_batches(
+        queries, codes, run.batch_size, 0, records, **run.tbs_options
+    )
     examples = batch_view.example_batches(queries, codes, batches)
     table = batch_view.batch_table(records, queries, codes, examples["tbs"])
     assert len(table) == BATCH_SIZE

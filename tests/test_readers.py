@@ -40,8 +40,11 @@ def run_error(capsys, argv: list[str]) -> str:
 
 def all_records(out: Path) -> dict[tuple[str, str], list]:
     counts = load_manifest(out)["counts"]
-    return {(lang, split): load_records(out, lang, split)
-            for lang, splits in counts.items() for split in splits}
+    return {
+        (lang, split): load_records(out, lang, split)
+        for lang, splits in counts.items()
+        for split in splits
+    }
 
 
 def read_gz_lines(path: Path) -> list[dict]:
@@ -67,6 +70,7 @@ def python_train(src: Path) -> Path:
 
 
 # ---------------------------------------------------------------- csn (original release)
+
 
 def test_csn_reads_release_layout(tmp_path, capsys):
     out = tmp_path / "out"
@@ -101,8 +105,7 @@ def test_csn_reads_release_layout(tmp_path, capsys):
 
 
 def test_csn_no_filter_keeps_every_nonempty_query(tmp_path):
-    manifest = prepare_csn(CSN_RAW, tmp_path / "out", languages=["python"],
-                           filter_queries=False)
+    manifest = prepare_csn(CSN_RAW, tmp_path / "out", languages=["python"], filter_queries=False)
     names = {r.func_name for r in load_records(tmp_path / "out", "python", "train")}
     assert "_todo" in names
     assert manifest["dropped"] == {}
@@ -125,8 +128,10 @@ def test_csn_flat_directory_errors(tmp_path, capsys):
     flat = tmp_path / "flat"
     flat.mkdir()
     shutil.copy(python_train(CSN_RAW), flat)
-    msg = run_error(capsys, ["prepare", "csn", "--src", str(flat), "--out", str(tmp_path / "o"),
-                             "--languages", "go"])
+    msg = run_error(
+        capsys,
+        ["prepare", "csn", "--src", str(flat), "--out", str(tmp_path / "o"), "--languages", "go"],
+    )
     assert "no files for go (it has: python)" in msg
     write_gz(flat / "python_train.jsonl.gz", b"{}\n")
     msg = run_error(capsys, ["prepare", "csn", "--src", str(flat), "--out", str(tmp_path / "o")])
@@ -150,11 +155,13 @@ def test_csn_missing_empty_and_unknown_sources(tmp_path, capsys):
     (tmp_path / "langs" / "rust").mkdir(parents=True)
     msg = run_error(capsys, ["prepare", "csn", "--src", str(tmp_path / "langs"), "--out", out])
     assert "rust" in msg and "not a language directory" in msg
-    msg = run_error(capsys, ["prepare", "csn", "--src", str(CSN_RAW), "--out", out,
-                             "--languages", "cobol"])
+    msg = run_error(
+        capsys, ["prepare", "csn", "--src", str(CSN_RAW), "--out", out, "--languages", "cobol"]
+    )
     assert "unknown language 'cobol'" in msg
-    msg = run_error(capsys, ["prepare", "csn", "--src", str(CSN_RAW), "--out", out,
-                             "--languages", "ruby"])
+    msg = run_error(
+        capsys, ["prepare", "csn", "--src", str(CSN_RAW), "--out", out, "--languages", "ruby"]
+    )
     assert "no data for ruby" in msg
     (tmp_path / "nofiles" / "python").mkdir(parents=True)
     msg = run_error(capsys, ["prepare", "csn", "--src", str(tmp_path / "nofiles"), "--out", out])
@@ -233,17 +240,44 @@ def test_strip_docstring_keeps_code_it_cannot_cut():
 
 # ---------------------------------------------------------------- hub schema
 
+
 def hub_rows() -> list[dict]:
-    return [json.loads(line) for line in (CSN_HUB / "code_search_net.jsonl").read_text(
-        encoding="utf-8").splitlines()]
+    return [
+        json.loads(line)
+        for line in (CSN_HUB / "code_search_net.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
 
 
 def test_hub_data_files_jsonl_and_parquet_agree(tmp_path, capsys):
     out_j, out_p = tmp_path / "j", tmp_path / "p"
-    assert main(["prepare", "hub", "--out", str(out_j), "--data-files",
-                 str(CSN_HUB / "code_search_net.jsonl")]) == 0
-    assert main(["prepare", "hub", "--out", str(out_p), "--cache-dir", str(tmp_path / "hf"),
-                 "--data-files", str(CSN_HUB / "code_search_net.parquet")]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "hub",
+                "--out",
+                str(out_j),
+                "--data-files",
+                str(CSN_HUB / "code_search_net.jsonl"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "prepare",
+                "hub",
+                "--out",
+                str(out_p),
+                "--cache-dir",
+                str(tmp_path / "hf"),
+                "--data-files",
+                str(CSN_HUB / "code_search_net.parquet"),
+            ]
+        )
+        == 0
+    )
     mj, mp = load_manifest(out_j), load_manifest(out_p)
     assert mj["builder"] == "hub"
     assert mj["counts"] == mp["counts"]
@@ -277,13 +311,20 @@ def test_hub_bad_rows(tmp_path, capsys):
     missing = dict(rows[2])
     del missing["func_code_url"]
     data = tmp_path / "rows.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in [bad_split, bad_language, missing,
-                                                          *hub_rows()]), encoding="utf-8")
+    data.write_text(
+        "".join(json.dumps(r) + "\n" for r in [bad_split, bad_language, missing, *hub_rows()]),
+        encoding="utf-8",
+    )
     manifest = hub.prepare_hub(tmp_path / "out", data_files=[str(data)])
-    assert manifest["dropped"]["unknown"] == {"field:split_name": 1, "field:language": 1,
-                                              "field:func_code_url": 1}
-    msg = run_error(capsys, ["prepare", "hub", "--out", str(tmp_path / "o"), "--strict",
-                             "--data-files", str(data)])
+    assert manifest["dropped"]["unknown"] == {
+        "field:split_name": 1,
+        "field:language": 1,
+        "field:func_code_url": 1,
+    }
+    msg = run_error(
+        capsys,
+        ["prepare", "hub", "--out", str(tmp_path / "o"), "--strict", "--data-files", str(data)],
+    )
     assert f"{data}:1: field 'split_name': expected train, valid, validation or test" in msg
 
 
@@ -298,27 +339,63 @@ def test_hub_parquet_rows_are_checked_too(tmp_path, capsys):
     cache = str(tmp_path / "hf")
     manifest = hub.prepare_hub(tmp_path / "out", data_files=[str(data)], cache_dir=cache)
     assert manifest["dropped"]["unknown"] == {"field:func_documentation_string": 1}
-    msg = run_error(capsys, ["prepare", "hub", "--out", str(tmp_path / "o"), "--strict",
-                             "--cache-dir", cache, "--data-files", str(data)])
+    msg = run_error(
+        capsys,
+        [
+            "prepare",
+            "hub",
+            "--out",
+            str(tmp_path / "o"),
+            "--strict",
+            "--cache-dir",
+            cache,
+            "--data-files",
+            str(data),
+        ],
+    )
     assert f"{data}:2: field 'func_documentation_string': expected a string, got NoneType" in msg
 
 
 def test_hub_bad_data_files(tmp_path, capsys):
     out = str(tmp_path / "out")
-    msg = run_error(capsys, ["prepare", "hub", "--out", out, "--data-files",
-                             str(tmp_path / "missing.parquet")])
+    msg = run_error(
+        capsys, ["prepare", "hub", "--out", out, "--data-files", str(tmp_path / "missing.parquet")]
+    )
     assert "no such data file" in msg
     odd = tmp_path / "rows.csv"
     odd.write_text("a,b\n")
-    assert "expected a .parquet" in run_error(capsys, ["prepare", "hub", "--out", out,
-                                                      "--data-files", str(odd)])
+    assert "expected a .parquet" in run_error(
+        capsys, ["prepare", "hub", "--out", out, "--data-files", str(odd)]
+    )
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 this is not really parquet")
-    msg = run_error(capsys, ["prepare", "hub", "--out", out, "--cache-dir",
-                             str(tmp_path / "hf"), "--data-files", str(broken)])
+    msg = run_error(
+        capsys,
+        [
+            "prepare",
+            "hub",
+            "--out",
+            out,
+            "--cache-dir",
+            str(tmp_path / "hf"),
+            "--data-files",
+            str(broken),
+        ],
+    )
     assert "broken.parquet: cannot read as parquet" in msg
-    msg = run_error(capsys, ["prepare", "hub", "--out", out, "--languages", "cobol",
-                             "--data-files", str(CSN_HUB / "code_search_net.jsonl")])
+    msg = run_error(
+        capsys,
+        [
+            "prepare",
+            "hub",
+            "--out",
+            out,
+            "--languages",
+            "cobol",
+            "--data-files",
+            str(CSN_HUB / "code_search_net.jsonl"),
+        ],
+    )
     assert "unknown language 'cobol'" in msg
 
 
@@ -334,8 +411,9 @@ class FakeHub:
         if self.fail is not None:
             raise self.fail
         if self.script_error and path != "parquet":
-            raise RuntimeError("Dataset scripts are no longer supported, but found "
-                               "code_search_net.py")
+            raise RuntimeError(
+                "Dataset scripts are no longer supported, but found code_search_net.py"
+            )
         language = name or kwargs["data_files"]["train"].split("/")[-3]
         splits = {"train": "train", "valid": "validation", "test": "test"}
         out: dict[str, list] = {}
@@ -350,10 +428,13 @@ def test_hub_download_path(tmp_path, monkeypatch):
 
     fake = FakeHub()
     monkeypatch.setattr(datasets, "load_dataset", fake)
-    manifest = hub.prepare_hub(tmp_path / "out", languages=["python", "javascript"],
-                               revision="main")
-    assert [c[:2] for c in fake.calls] == [("code_search_net", "python"),
-                                           ("code_search_net", "javascript")]
+    manifest = hub.prepare_hub(
+        tmp_path / "out", languages=["python", "javascript"], revision="main"
+    )
+    assert [c[:2] for c in fake.calls] == [
+        ("code_search_net", "python"),
+        ("code_search_net", "javascript"),
+    ]
     assert fake.calls[0][2]["revision"] == "main"
     assert manifest["counts"]["javascript"] == {"train": 2, "valid": 1, "test": 1}
     source = manifest["sources"][0]
@@ -371,7 +452,8 @@ def test_hub_falls_back_to_parquet_export(tmp_path, monkeypatch):
     assert path == "parquet"
     assert kwargs["data_files"]["validation"] == (
         "hf://datasets/code-search-net/code_search_net@refs%2Fconvert%2Fparquet/go/"
-        "validation/*.parquet")
+        "validation/*.parquet"
+    )
     assert manifest["sources"][0]["read_with"] == "parquet export"
     assert manifest["counts"]["go"] == {"train": 3, "valid": 1, "test": 1}
 
@@ -379,18 +461,21 @@ def test_hub_falls_back_to_parquet_export(tmp_path, monkeypatch):
 def test_hub_unreachable_is_one_line(tmp_path, monkeypatch, capsys):
     import datasets
 
-    monkeypatch.setattr(datasets, "load_dataset",
-                        FakeHub(fail=ConnectionError("Couldn't reach the Hub\nmore")))
-    msg = run_error(capsys, ["prepare", "hub", "--out", str(tmp_path / "o"),
-                             "--languages", "ruby"])
+    monkeypatch.setattr(
+        datasets, "load_dataset", FakeHub(fail=ConnectionError("Couldn't reach the Hub\nmore"))
+    )
+    msg = run_error(capsys, ["prepare", "hub", "--out", str(tmp_path / "o"), "--languages", "ruby"])
     assert "cannot load 'code_search_net' (ruby)" in msg and "--data-files" in msg
-    monkeypatch.setattr(datasets, "load_dataset",
-                        FakeHub(fail=RuntimeError("some other runtime failure")))
+    monkeypatch.setattr(
+        datasets, "load_dataset", FakeHub(fail=RuntimeError("some other runtime failure"))
+    )
     assert "some other runtime failure" in run_error(
-        capsys, ["prepare", "hub", "--out", str(tmp_path / "o"), "--languages", "go"])
+        capsys, ["prepare", "hub", "--out", str(tmp_path / "o"), "--languages", "go"]
+    )
 
 
 # ---------------------------------------------------------------- cleaned CodeXGLUE
+
 
 def test_codexglue_reads_cleaned_layout(tmp_path, capsys):
     out = tmp_path / "out"
@@ -444,39 +529,59 @@ def test_codexglue_bad_input(tmp_path, capsys):
     del no_code["original_string"], no_code["code"]
     test.write_text("".join(json.dumps(r) + "\n" for r in [orphan, no_code, rows[1]]))
     manifest = prepare_codexglue(src, tmp_path / "out")
-    assert manifest["dropped"]["python"] == {"code_not_in_codebase": 1,
-                                             "field:original_string": 1}
+    assert manifest["dropped"]["python"] == {"code_not_in_codebase": 1, "field:original_string": 1}
     assert manifest["counts"]["python"]["test"] == 1
-    msg = run_error(capsys, ["prepare", "codexglue", "--src", str(src), "--out",
-                             str(tmp_path / "o"), "--strict"])
+    msg = run_error(
+        capsys,
+        ["prepare", "codexglue", "--src", str(src), "--out", str(tmp_path / "o"), "--strict"],
+    )
     assert f"{test}:2: field 'original_string': missing (and no 'code' either)" in msg
 
     test.write_text(json.dumps({**rows[1], "docstring_tokens": "not a list"}) + "\n")
-    msg = run_error(capsys, ["prepare", "codexglue", "--src", str(src), "--out",
-                             str(tmp_path / "o"), "--strict"])
+    msg = run_error(
+        capsys,
+        ["prepare", "codexglue", "--src", str(src), "--out", str(tmp_path / "o"), "--strict"],
+    )
     assert "field 'docstring_tokens': expected a list of strings, got str" in msg
     test.write_text(json.dumps({**rows[1], "url": " "}) + "\n")
     assert "field 'url': empty" in run_error(
-        capsys, ["prepare", "codexglue", "--src", str(src), "--out", str(tmp_path / "o"),
-                 "--strict"])
+        capsys,
+        ["prepare", "codexglue", "--src", str(src), "--out", str(tmp_path / "o"), "--strict"],
+    )
 
     (src / "ruby").mkdir()
-    msg = run_error(capsys, ["prepare", "codexglue", "--src", str(src), "--out",
-                             str(tmp_path / "o")])
+    msg = run_error(
+        capsys, ["prepare", "codexglue", "--src", str(src), "--out", str(tmp_path / "o")]
+    )
     assert "ruby: no train/valid/test/codebase.jsonl" in msg
-    msg = run_error(capsys, ["prepare", "codexglue", "--src", str(src), "--out",
-                             str(tmp_path / "o"), "--languages", "java"])
+    msg = run_error(
+        capsys,
+        [
+            "prepare",
+            "codexglue",
+            "--src",
+            str(src),
+            "--out",
+            str(tmp_path / "o"),
+            "--languages",
+            "java",
+        ],
+    )
     assert "no data for java" in msg
-    msg = run_error(capsys, ["prepare", "codexglue", "--src", str(tmp_path / "none"),
-                             "--out", str(tmp_path / "o")])
+    msg = run_error(
+        capsys,
+        ["prepare", "codexglue", "--src", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
+    )
     assert "no such source directory" in msg
 
 
 # ---------------------------------------------------------------- data_prep/fetch_codesearchnet.py
 
+
 def load_fetch_script():
     spec = importlib.util.spec_from_file_location(
-        "fetch_codesearchnet", ROOT / "data_prep" / "fetch_codesearchnet.py")
+        "fetch_codesearchnet", ROOT / "data_prep" / "fetch_codesearchnet.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -486,11 +591,20 @@ def test_fetch_arguments():
     fetch = load_fetch_script()
     args = fetch.build_parser().parse_args(["--out", "d"])
     assert (args.via, args.format, args.languages, args.no_verify) == (
-        "zenodo", "codexglue", None, False)
-    args = fetch.build_parser().parse_args(["--out", "d", "--via", "hub", "--languages", "go",
-                                            "ruby", "--work", "w", "--no-verify"])
+        "zenodo",
+        "codexglue",
+        None,
+        False,
+    )
+    args = fetch.build_parser().parse_args(
+        ["--out", "d", "--via", "hub", "--languages", "go", "ruby", "--work", "w", "--no-verify"]
+    )
     assert (args.via, args.languages, args.work, args.no_verify) == (
-        "hub", ["go", "ruby"], "w", True)
+        "hub",
+        ["go", "ruby"],
+        "w",
+        True,
+    )
     with pytest.raises(SystemExit):
         fetch.build_parser().parse_args(["--out", "d", "--via", "s3"])
     with pytest.raises(SystemExit):
@@ -508,8 +622,10 @@ def make_archives(tmp_path: Path) -> dict[str, Path]:
     lists = tmp_path / "served" / "dataset.tar.gz"
     with tarfile.open(lists, "w:gz") as tf:
         for split in ("train", "valid", "test", "codebase"):
-            urls = [json.loads(line)["url"] for line in
-                    (CODEXGLUE / "python" / f"{split}.jsonl").read_text().splitlines()]
+            urls = [
+                json.loads(line)["url"]
+                for line in (CODEXGLUE / "python" / f"{split}.jsonl").read_text().splitlines()
+            ]
             urls.append("https://github.com/gone/away/blob/0/x.py#L1-L2")  # not in the release
             data = "\n".join(urls).encode() + b"\n"
             info = tarfile.TarInfo(f"dataset/python/{split}.txt")
@@ -536,8 +652,10 @@ def test_fetch_zenodo_rebuilds_cleaned_splits(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fetch, "download", fake_download(served, log))
     monkeypatch.setattr(fetch, "zenodo_checksums", lambda: {"python.zip": "abc"})
     out = tmp_path / "out"
-    assert fetch.main(["--out", str(out), "--languages", "python", "--work",
-                       str(tmp_path / "work")]) == 0
+    assert (
+        fetch.main(["--out", str(out), "--languages", "python", "--work", str(tmp_path / "work")])
+        == 0
+    )
     assert log[0] == (f"{fetch.ZENODO_FILES}/python.zip?download=1", "abc")
     assert log[1][0] == fetch.CLEANING_URL
     reference = prepare_codexglue(CODEXGLUE, tmp_path / "ref", languages=["python"])
@@ -546,8 +664,22 @@ def test_fetch_zenodo_rebuilds_cleaned_splits(tmp_path, monkeypatch, capsys):
     assert manifest["files"] == reference["files"]
     assert "urls found" in capsys.readouterr().err
     # the release format instead, from the archive already in --work
-    assert fetch.main(["--out", str(tmp_path / "raw"), "--languages", "python", "--work",
-                       str(tmp_path / "work"), "--format", "csn", "--no-verify"]) == 0
+    assert (
+        fetch.main(
+            [
+                "--out",
+                str(tmp_path / "raw"),
+                "--languages",
+                "python",
+                "--work",
+                str(tmp_path / "work"),
+                "--format",
+                "csn",
+                "--no-verify",
+            ]
+        )
+        == 0
+    )
     assert load_manifest(tmp_path / "raw")["builder"] == "csn"
 
 
@@ -580,8 +712,12 @@ def test_fetch_download_checks_md5_and_archives(tmp_path, monkeypatch, capsys):
         zf.writestr("go/readme.txt", b"x")
     monkeypatch.setattr(fetch, "download", lambda url, dest, md5=None: wrong)
     monkeypatch.setattr(fetch, "zenodo_checksums", lambda: {})
-    assert fetch.main(["--out", str(tmp_path / "o"), "--languages", "python", "--work",
-                       str(tmp_path / "w2")]) == 2
+    assert (
+        fetch.main(
+            ["--out", str(tmp_path / "o"), "--languages", "python", "--work", str(tmp_path / "w2")]
+        )
+        == 2
+    )
     assert "no 'python/' directory in it" in capsys.readouterr().err
 
 
@@ -590,11 +726,20 @@ def test_fetch_checksums_unreadable_means_unverified(tmp_path, capsys):
     assert fetch.zenodo_checksums((tmp_path / "no-such-record.json").as_uri()) == {}
     assert "downloads are not verified" in capsys.readouterr().err
     record = tmp_path / "record.json"
-    record.write_text(json.dumps({"files": [{"key": "python.zip", "checksum": "md5:0a1b"},
-                                            {"key": "x.pkl", "checksum": "sha256:ff"}]}))
+    record.write_text(
+        json.dumps(
+            {
+                "files": [
+                    {"key": "python.zip", "checksum": "md5:0a1b"},
+                    {"key": "x.pkl", "checksum": "sha256:ff"},
+                ]
+            }
+        )
+    )
     assert fetch.zenodo_checksums(record.as_uri()) == {"python.zip": "0a1b"}
-    record.write_text(json.dumps({"files": {"entries": {"go.zip": {"key": "go.zip",
-                                                                   "checksum": "md5:77"}}}}))
+    record.write_text(
+        json.dumps({"files": {"entries": {"go.zip": {"key": "go.zip", "checksum": "md5:77"}}}})
+    )
     assert fetch.zenodo_checksums(record.as_uri()) == {"go.zip": "77"}
 
 
@@ -613,17 +758,25 @@ def test_fetch_via_hub_runs_the_hub_reader(tmp_path, monkeypatch):
     fetch = load_fetch_script()
     monkeypatch.setattr(datasets, "load_dataset", FakeHub())
     assert fetch.main(["--out", str(tmp_path / "o"), "--via", "hub", "--languages", "go"]) == 0
-    assert load_manifest(tmp_path / "o")["counts"] == {"go": {"train": 3, "valid": 1,
-                                                              "test": 1}}
+    assert load_manifest(tmp_path / "o")["counts"] == {"go": {"train": 3, "valid": 1, "test": 1}}
 
 
 def test_a_giant_function_is_dropped_before_any_text_processing(monkeypatch):
     from codesearch.data.readers import csn
 
-    monkeypatch.setattr(csn.filters, "first_paragraph",
-                        lambda *a: pytest.fail("a giant record must not be processed"))
+    monkeypatch.setattr(
+        csn.filters,
+        "first_paragraph",
+        lambda *a: pytest.fail("a giant record must not be processed"),
+    )
     maker = csn.PairMaker()
-    fields = {"repo": "r", "path": "p.py", "func_name": "f", "url": "",
-              "docstring": "Return the sum of the values.", "code": "x" * (csn.MAX_TEXT_CHARS + 1)}
+    fields = {
+        "repo": "r",
+        "path": "p.py",
+        "func_name": "f",
+        "url": "",
+        "docstring": "Return the sum of the values.",
+        "code": "x" * (csn.MAX_TEXT_CHARS + 1),
+    }
     assert maker.make("python", "train", **fields) is None
     assert maker.dropped["python"]["record_too_large"] == 1

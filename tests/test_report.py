@@ -18,9 +18,12 @@ QUERY_IDS = ["q0", "q1", "q2", "q3"]
 # Ruby ranks per (sampler, seed); rank 2000 is past the MRR@1000 cutoff and scores 0.
 # Every Go query has rank 1 in every cell (MRR 100).
 RUBY_RANKS = {
-    ("random", 0): [1, 2, 4, 2000], ("random", 1): [1, 1, 4, 4],    # MRR 43.75, 62.5
-    ("hardneg", 0): [1, 2, 2, 4], ("hardneg", 1): [2, 2, 2, 2],     # MRR 56.25, 50
-    ("tbs", 0): [1, 1, 2, 2], ("tbs", 1): [1, 1, 1, 2],             # MRR 75, 87.5
+    ("random", 0): [1, 2, 4, 2000],
+    ("random", 1): [1, 1, 4, 4],  # MRR 43.75, 62.5
+    ("hardneg", 0): [1, 2, 2, 4],
+    ("hardneg", 1): [2, 2, 2, 2],  # MRR 56.25, 50
+    ("tbs", 0): [1, 1, 2, 2],
+    ("tbs", 1): [1, 1, 1, 2],  # MRR 75, 87.5
 }
 EPOCH_SECONDS = {"random": 10.0, "hardneg": 20.0, "tbs": 15.0}  # + seed
 SAMPLER_SECONDS = {"random": 0.0, "hardneg": 5.0, "tbs": 2.0}
@@ -29,15 +32,28 @@ GAP = {"random": 1.0, "hardneg": 0.5, "tbs": 0.2}  # + 0.1 * epoch
 
 def epoch_row(language: str, sampler: str, seed: int, epoch: int, **changes) -> dict:
     gap = GAP[sampler] + 0.1 * epoch
-    return {"task": language, "event": "epoch", "epoch": epoch, "step": 10 * (epoch + 1),
-            "epoch_seconds": EPOCH_SECONDS[sampler] + seed,
-            "sampler_seconds": SAMPLER_SECONDS[sampler], "diagnostics_seconds": 0.3,
-            "diag_l_global": 3.0, "diag_l_train": 3.0 - gap, "diag_gap": gap,
-            "diag_l_global_masked": 3.2, "diag_l_train_masked": 3.0 - gap,
-            "diag_gap_masked": gap + 0.2, "diag_anchors_no_negatives": seed,
-            "diag_anchors_under_half_negatives": 2 * seed + epoch,
-            "diag_hardness": 0.1, "train_loss": 1.0, "valid_mrr": 0.5, "pairs_per_s": 100.0,
-            **changes}
+    return {
+        "task": language,
+        "event": "epoch",
+        "epoch": epoch,
+        "step": 10 * (epoch + 1),
+        "epoch_seconds": EPOCH_SECONDS[sampler] + seed,
+        "sampler_seconds": SAMPLER_SECONDS[sampler],
+        "diagnostics_seconds": 0.3,
+        "diag_l_global": 3.0,
+        "diag_l_train": 3.0 - gap,
+        "diag_gap": gap,
+        "diag_l_global_masked": 3.2,
+        "diag_l_train_masked": 3.0 - gap,
+        "diag_gap_masked": gap + 0.2,
+        "diag_anchors_no_negatives": seed,
+        "diag_anchors_under_half_negatives": 2 * seed + epoch,
+        "diag_hardness": 0.1,
+        "train_loss": 1.0,
+        "valid_mrr": 0.5,
+        "pairs_per_s": 100.0,
+        **changes,
+    }
 
 
 def make_results(root: Path, seeds=(0, 1), epochs: int = 2) -> Path:
@@ -55,25 +71,58 @@ def make_results(root: Path, seeds=(0, 1), epochs: int = 2) -> Path:
                 ranks = RUBY_RANKS[sampler, seed] if language == "ruby" else [1, 1, 1, 1]
                 if seed == 1:  # another query order: the report must align by id
                     ids, ranks = ids[::-1], ranks[::-1]
-                languages[language] = {"mrr": 0.0, "n_queries": 4, "query_ids": ids,
-                                       "ranks": ranks}
+                languages[language] = {"mrr": 0.0, "n_queries": 4, "query_ids": ids, "ranks": ranks}
                 rows = [epoch_row(language, sampler, seed, e) for e in range(epochs)]
                 metrics = root / run_dir / language / "metrics.jsonl"
                 metrics.parent.mkdir(parents=True)
-                metrics.write_text("".join(json.dumps(r) + "\n" for r in [
-                    {"task": language, "epoch": 0, "step": 1, "loss": 2.0}, *rows]))
-            (results / "cells" / f"{cell_id}.json").write_text(json.dumps(
-                {"protocol": "codebase", "data": "data/local", "data_hash": "abc",
-                 "languages": languages}))
-            cells.append({"id": cell_id, "group": "main", "sampler": sampler, "seed": seed,
-                          "languages": LANGUAGES, "run_dir": run_dir,
-                          "eval": f"results/local/cells/{cell_id}.json", "status": "done",
-                          "train_seconds": 1.0, "eval_seconds": 1.0})
-    grid = {"profile": "local", "description": "fake grid", "data": "data/local",
-            "protocol": "codebase",
-            "groups": {"main": {"model": "nbow", "encoder": "nbow", "languages": LANGUAGES,
-                                "samplers": SAMPLERS, "seeds": list(seeds), "config": {}}},
-            "cells": cells, "wall_seconds": 120.0}
+                metrics.write_text(
+                    "".join(
+                        json.dumps(r) + "\n"
+                        for r in [{"task": language, "epoch": 0, "step": 1, "loss": 2.0}, *rows]
+                    )
+                )
+            (results / "cells" / f"{cell_id}.json").write_text(
+                json.dumps(
+                    {
+                        "protocol": "codebase",
+                        "data": "data/local",
+                        "data_hash": "abc",
+                        "languages": languages,
+                    }
+                )
+            )
+            cells.append(
+                {
+                    "id": cell_id,
+                    "group": "main",
+                    "sampler": sampler,
+                    "seed": seed,
+                    "languages": LANGUAGES,
+                    "run_dir": run_dir,
+                    "eval": f"results/local/cells/{cell_id}.json",
+                    "status": "done",
+                    "train_seconds": 1.0,
+                    "eval_seconds": 1.0,
+                }
+            )
+    grid = {
+        "profile": "local",
+        "description": "fake grid",
+        "data": "data/local",
+        "protocol": "codebase",
+        "groups": {
+            "main": {
+                "model": "nbow",
+                "encoder": "nbow",
+                "languages": LANGUAGES,
+                "samplers": SAMPLERS,
+                "seeds": list(seeds),
+                "config": {},
+            }
+        },
+        "cells": cells,
+        "wall_seconds": 120.0,
+    }
     (results / "grid.json").write_text(json.dumps(grid))
     return results
 
@@ -93,8 +142,7 @@ def results(tmp_path) -> Path:
 
 
 def test_reciprocal_ranks_cut_at_1000():
-    np.testing.assert_allclose(report.reciprocal_ranks([1, 4, 1000, 1001]),
-                               [1, 0.25, 0.001, 0])
+    np.testing.assert_allclose(report.reciprocal_ranks([1, 4, 1000, 1001]), [1, 0.25, 0.001, 0])
     with pytest.raises(ValueError, match="1-based"):
         report.reciprocal_ranks([0, 1])
 
@@ -187,8 +235,13 @@ def test_summary_numbers_by_hand(results):
     assert ruby["hardneg"]["mean"] == pytest.approx(53.125)
     assert ruby["hardneg"]["std"] == pytest.approx(6.25 / math.sqrt(2))
     assert ruby["tbs"]["mean"] == pytest.approx(81.25)
-    assert group["mrr"]["go"]["tbs"] == {"mean": 100.0, "std": 0.0, "n_seeds": 2,
-                                         "per_seed": [100.0, 100.0], "seeds": [0, 1]}
+    assert group["mrr"]["go"]["tbs"] == {
+        "mean": 100.0,
+        "std": 0.0,
+        "n_seeds": 2,
+        "per_seed": [100.0, 100.0],
+        "seeds": [0, 1],
+    }
     # the language average per seed, then mean and std over seeds: (43.75+100)/2, (62.5+100)/2
     assert group["average"]["random"]["mean"] == pytest.approx(76.5625)
     assert group["average"]["random"]["std"] == pytest.approx(9.375 / math.sqrt(2))
@@ -196,8 +249,9 @@ def test_summary_numbers_by_hand(results):
     # seeds averaged per query after aligning ids: random [1, .75, .25, .125] and
     # tbs [1, 1, .75, .5] (x100)
     interval = group["bootstrap"]["ruby"]["tbs-random"]
-    expected = report.paired_bootstrap(np.array([100, 100, 75, 50.0]),
-                                       np.array([100, 75, 25, 12.5]))
+    expected = report.paired_bootstrap(
+        np.array([100, 100, 75, 50.0]), np.array([100, 75, 25, 12.5])
+    )
     assert {k: interval[k] for k in expected} == expected
     assert interval["diff"] == pytest.approx(28.125)
     # per seed: tbs 75 - random 43.75 (seed 0), 87.5 - 62.5 (seed 1)
@@ -206,8 +260,12 @@ def test_summary_numbers_by_hand(results):
     assert seed_level["n_seeds"] == 2 and seed_level["diff"] == pytest.approx(28.125)
     assert seed_level["low"] <= 28.125 <= seed_level["high"]
     go = group["bootstrap"]["go"]["tbs-hardneg"]
-    assert {k: go[k] for k in ("diff", "low", "high", "n")} == {"diff": 0.0, "low": 0.0,
-                                                                "high": 0.0, "n": 4}
+    assert {k: go[k] for k in ("diff", "low", "high", "n")} == {
+        "diff": 0.0,
+        "low": 0.0,
+        "high": 0.0,
+        "n": 4,
+    }
     assert go["seed_level"] == {"diff": 0.0, "low": 0.0, "high": 0.0, "n_seeds": 2}
     # the average over languages: go adds 0 for both seeds, so half of ruby's per-seed numbers
     average = group["bootstrap_average"]["tbs-random"]
@@ -226,8 +284,10 @@ def test_summary_numbers_by_hand(results):
     assert group["gap"]["hardneg"]["per_language"]["go"] == pytest.approx([0.5, 0.6])
 
     assert summary["data_hash"] == "abc" and summary["profile"] == "local"
-    assert summary["cells"] == {"done": [f"main__{s}__seed{k}" for s in SAMPLERS
-                                         for k in (0, 1)], "missing": []}
+    assert summary["cells"] == {
+        "done": [f"main__{s}__seed{k}" for s in SAMPLERS for k in (0, 1)],
+        "missing": [],
+    }
     assert set(summary["packages"]) >= {"torch", "transformers", "numpy", "codesearch"}
 
 
@@ -249,8 +309,10 @@ def test_write_report_files_and_every_cell(results):
     # anchors without negatives: summed over the two languages, mean over seeds 0 and 1
     assert "| random | 1.0 / 2.0 | 1.0 / 4.0 |" in text
     assert "| tbs − random | **average** |" in text
-    assert ("query-level interval of tbs − random excludes 0 in 1 of 2 languages (tbs higher: "
-            "ruby; lower: none)") in text
+    assert (
+        "query-level interval of tbs − random excludes 0 in 1 of 2 languages (tbs higher: "
+        "ruby; lower: none)"
+    ) in text
     assert "Averaged over languages, tbs − random is +14.06 [" in text
     for name in ("mrr_main.png", "gap_main.png", "epoch_time_main.png"):
         png = results / "plots" / name
@@ -263,21 +325,34 @@ def test_one_seed_one_epoch(tmp_path):
     results = make_results(tmp_path, seeds=(0,), epochs=1)
     summary = report.write_report(results)
     ruby = summary["groups"]["main"]["mrr"]["ruby"]
-    assert ruby["random"] == {"mean": 43.75, "std": None, "n_seeds": 1, "per_seed": [43.75],
-                              "seeds": [0]}
+    assert ruby["random"] == {
+        "mean": 43.75,
+        "std": None,
+        "n_seeds": 1,
+        "per_seed": [43.75],
+        "seeds": [0],
+    }
     text = (results / "report.md").read_text()
     assert "| ruby | 43.75 | 56.25 | 75.00 |" in text and "| **average** | 71.88 |" in text
     assert "| random | 1.000 / 1.200 |" in text
-    assert all((results / "plots" / n).stat().st_size > 1000
-               for n in report.plot_names("main").values())
+    assert all(
+        (results / "plots" / n).stat().st_size > 1000 for n in report.plot_names("main").values()
+    )
 
 
 def test_duplicated_epoch_rows_keep_the_last(results, tmp_path):
     metrics = tmp_path / "runs/local/main/tbs-seed0/ruby/metrics.jsonl"
     old = metrics.read_text()
     before_resume = json.dumps(epoch_row("ruby", "tbs", 0, 1, epoch_seconds=999.0))
-    metrics.write_text(before_resume + "\n" + old + before_resume[:40] + "\n[1]\n"
-                       + json.dumps({"task": "ruby", "event": "epoch"}) + "\n")  # bad lines
+    metrics.write_text(
+        before_resume
+        + "\n"
+        + old
+        + before_resume[:40]
+        + "\n[1]\n"
+        + json.dumps({"task": "ruby", "event": "epoch"})
+        + "\n"
+    )  # bad lines
     rows = report.read_epoch_rows(metrics)
     assert [r["epoch"] for r in rows] == [0, 1]
     assert rows[1]["epoch_seconds"] == 15.0
@@ -289,23 +364,32 @@ def test_cells_not_done_are_reported_missing(results):
     def fail_one(grid):
         grid["cells"][0]["status"] = "failed"
         grid["cells"].pop()  # tbs seed 1 was never listed
+
     edit_json(results / "grid.json", fail_one)
     (results / "cells" / "main__random__seed0.json").unlink()
     summary = report.write_report(results)
-    assert summary["cells"]["missing"] == [{"id": "main__random__seed0", "status": "failed"},
-                                           {"id": "main__tbs__seed1", "status": "absent"}]
+    assert summary["cells"]["missing"] == [
+        {"id": "main__random__seed0", "status": "failed"},
+        {"id": "main__tbs__seed1", "status": "absent"},
+    ]
     assert summary["groups"]["main"]["mrr"]["ruby"]["random"]["n_seeds"] == 1
     text = (results / "report.md").read_text()
     assert "- `main__random__seed0`: failed" in text and "- `main__tbs__seed1`: absent" in text
 
 
 def test_sampler_without_cells_shows_missing(results):
-    edit_json(results / "grid.json", lambda g: g["cells"].__setitem__(
-        slice(None), [c for c in g["cells"] if c["sampler"] != "hardneg"]))
+    edit_json(
+        results / "grid.json",
+        lambda g: g["cells"].__setitem__(
+            slice(None), [c for c in g["cells"] if c["sampler"] != "hardneg"]
+        ),
+    )
     summary = report.write_report(results)
     assert summary["groups"]["main"]["mrr"]["ruby"]["hardneg"]["n_seeds"] == 0
     assert "tbs-hardneg" not in summary["groups"]["main"]["bootstrap"]["ruby"]
-    assert "| ruby | 53.12 ± 13.26 | missing | 81.25 ± 8.84 |" in (results / "report.md").read_text()
+    assert (
+        "| ruby | 53.12 ± 13.26 | missing | 81.25 ± 8.84 |" in (results / "report.md").read_text()
+    )
 
 
 def test_missing_run_directory_is_listed_not_fatal(results, tmp_path):
@@ -339,23 +423,29 @@ def test_missing_or_malformed_grid(tmp_path, results):
         report.load_grid(results)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda g: g.pop("cells"), "needs a 'groups' object and a 'cells' list"),
-    (lambda g: g["groups"]["main"].pop("samplers"), "group 'main' needs"),
-    (lambda g: g["cells"][2].pop("sampler"), "cell 2 has no 'sampler'"),
-    (lambda g: g["cells"][0].update(group="other"), "unknown group 'other'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda g: g.pop("cells"), "needs a 'groups' object and a 'cells' list"),
+        (lambda g: g["groups"]["main"].pop("samplers"), "group 'main' needs"),
+        (lambda g: g["cells"][2].pop("sampler"), "cell 2 has no 'sampler'"),
+        (lambda g: g["cells"][0].update(group="other"), "unknown group 'other'"),
+    ],
+)
 def test_malformed_grid_fields(results, change, message):
     edit_json(results / "grid.json", change)
     with pytest.raises(UserError, match=message):
         report.load_grid(results)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda r: r["languages"].pop("go"), "no results for language 'go'"),
-    (lambda r: r["languages"]["ruby"]["ranks"].pop(), "equally long, non-empty"),
-    (lambda r: r["languages"]["ruby"].update(query_ids=["a", "a", "b", "c"]), "duplicate"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r["languages"].pop("go"), "no results for language 'go'"),
+        (lambda r: r["languages"]["ruby"]["ranks"].pop(), "equally long, non-empty"),
+        (lambda r: r["languages"]["ruby"].update(query_ids=["a", "a", "b", "c"]), "duplicate"),
+    ],
+)
 def test_malformed_cell_file_names_it(results, change, message):
     edit_json(results / "cells" / "main__hardneg__seed0.json", change)
     with pytest.raises(UserError, match=rf"main__hardneg__seed0\.json: .*{message}"):
@@ -363,8 +453,10 @@ def test_malformed_cell_file_names_it(results, change, message):
 
 
 def test_mismatched_query_ids(results):
-    edit_json(results / "cells" / "main__tbs__seed0.json",
-              lambda r: r["languages"]["go"]["query_ids"].__setitem__(0, "other"))
+    edit_json(
+        results / "cells" / "main__tbs__seed0.json",
+        lambda r: r["languages"]["go"]["query_ids"].__setitem__(0, "other"),
+    )
     with pytest.raises(UserError, match="go: cells .* different query sets"):
         report.summarize_grid(report.load_grid(results), results)
 

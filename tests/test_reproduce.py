@@ -65,14 +65,16 @@ def test_finished_cells_are_skipped(tiny_results, tiny_data, tmp_path, monkeypat
     assert all(c["train_seconds"] > 0 for c in grid["cells"])  # kept from the first run
 
 
-def test_a_trained_cell_without_evaluation_is_only_evaluated(tiny_results, tiny_data, tmp_path,
-                                                             monkeypatch):
+def test_a_trained_cell_without_evaluation_is_only_evaluated(
+    tiny_results, tiny_data, tmp_path, monkeypatch
+):
     runs, results = copy_results(tiny_results, tmp_path)
     (results / "cells" / "nbow__tbs__seed0.json").unlink()
     profile = write_tiny_profile(tmp_path / "tiny.yaml", tiny_data)
     commands = []
-    monkeypatch.setattr(reproduce, "_run_logged",
-                        lambda command, *args: commands.append(command) or 1.5)
+    monkeypatch.setattr(
+        reproduce, "_run_logged", lambda command, *args: commands.append(command) or 1.5
+    )
     grid = reproduce.run_profile(profile, runs, results, progress=False, report=False)
     assert len(commands) == 1 and commands[0][2:4] == ["codesearch", "evaluate"]
     cell = next(c for c in grid["cells"] if c["sampler"] == "tbs")
@@ -103,8 +105,11 @@ def test_a_failing_cell_is_reported_and_the_others_run(tiny_data, tmp_path):
     profile = tmp_path / "fails.yaml"
     text = Path(write_tiny_profile(profile, tiny_data)).read_text()
     # a batch larger than the training data: `codesearch train` exits 2 with a one-line error
-    profile.write_text(text.replace("samplers: [random, hardneg, tbs]", "samplers: [random]")
-                       .replace("batch_size: 16", "batch_size: 4096"))
+    profile.write_text(
+        text.replace("samplers: [random, hardneg, tbs]", "samplers: [random]").replace(
+            "batch_size: 16", "batch_size: 4096"
+        )
+    )
     with pytest.raises(UserError, match=r"1 cell\(s\) failed: nbow__random__seed0"):
         reproduce.run_profile(profile, tmp_path / "runs", tmp_path / "results", progress=False)
     grid = json.loads((tmp_path / "results" / "grid.json").read_text())
@@ -131,31 +136,50 @@ def test_ablation_profile_has_the_arms_the_issue_asks_for():
     assert nbow["languages"] == list(LANGUAGES) and nbow["seeds"] == [1, 2, 3]
     assert nbow["config"]["train"]["epochs"] == 2 and nbow["config"]["train"]["batch_size"] == 128
     assert nbow["config"]["data"] == local["config"]["data"]
-    arms = {label: reproduce.group_config(profile, "nbow", label, 1).sampler
-            for label in nbow["samplers"]}
+    arms = {
+        label: reproduce.group_config(profile, "nbow", label, 1).sampler
+        for label in nbow["samplers"]
+    }
     assert arms["random"].name == "random"
-    assert [(a.tbs_start_epoch, a.tbs_same_text_edges, a.tbs_graph) for label, a in
-            arms.items() if label != "random"] == [(0, "keep", "quantile"),
-                                                    (1, "keep", "quantile"),
-                                                    (1, "drop", "quantile"), (1, "drop", "knn")]
+    assert [
+        (a.tbs_start_epoch, a.tbs_same_text_edges, a.tbs_graph)
+        for label, a in arms.items()
+        if label != "random"
+    ] == [
+        (0, "keep", "quantile"),
+        (1, "keep", "quantile"),
+        (1, "drop", "quantile"),
+        (1, "drop", "knn"),
+    ]
     assert len(minilm["languages"]) >= 2 and len(minilm["seeds"]) >= 3
-    arms = {label: reproduce.group_config(profile, "minilm", label, 1).sampler
-            for label in minilm["samplers"]}
-    assert sorted((a.name, a.tbs_start_epoch, a.tbs_same_text_edges) for a in arms.values()) \
-        == [("random", 0, "drop"), ("tbs", 0, "drop"), ("tbs", 0, "keep")]
+    arms = {
+        label: reproduce.group_config(profile, "minilm", label, 1).sampler
+        for label in minilm["samplers"]
+    }
+    assert sorted((a.name, a.tbs_start_epoch, a.tbs_same_text_edges) for a in arms.values()) == [
+        ("random", 0, "drop"),
+        ("tbs", 0, "drop"),
+        ("tbs", 0, "keep"),
+    ]
 
 
 def test_an_arm_runs_its_sampler_with_its_own_keys(tiny_data, tmp_path):
     profile = tmp_path / "arms.yaml"
     tree = yaml.safe_load(Path(write_tiny_profile(profile, tiny_data)).read_text())
     tree["groups"]["nbow"]["samplers"] = [
-        "random", {"label": "tbs-warm", "sampler": "tbs",
-                   "set": {"sampler.tbs_start_epoch": 1, "sampler.tbs_quantile": 0.95}}]
+        "random",
+        {
+            "label": "tbs-warm",
+            "sampler": "tbs",
+            "set": {"sampler.tbs_start_epoch": 1, "sampler.tbs_quantile": 0.95},
+        },
+    ]
     tree["groups"]["nbow"]["config"]["train"]["epochs"] = 2
     profile.write_text(yaml.safe_dump(tree))
     reproduce.run_profile(profile, tmp_path / "runs", tmp_path / "results", progress=False)
-    saved = yaml.safe_load((tmp_path / "runs" / "nbow" / "tbs-warm-seed0" / "config.yaml")
-                           .read_text())
+    saved = yaml.safe_load(
+        (tmp_path / "runs" / "nbow" / "tbs-warm-seed0" / "config.yaml").read_text()
+    )
     assert saved["sampler"]["name"] == "tbs" and saved["sampler"]["tbs_start_epoch"] == 1
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     assert "tbs-warm-random" in results["groups"]["nbow"]["bootstrap"]["python"]
@@ -185,37 +209,68 @@ def test_paper_profile_is_the_unixcoder_recipe():
     assert profile.groups["unixcoder"]["languages"] == list(LANGUAGES)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda p: p.update(extra=1), "unknown key 'extra'"),
-    (lambda p: p["groups"]["nbow"]["config"]["train"].update(epochz=2),
-     "unknown key 'train.epochz'"),
-    (lambda p: p["groups"]["nbow"]["config"]["train"].update(epochs="two"),
-     "'train.epochs': expected int"),
-    (lambda p: p["groups"]["nbow"]["config"]["sampler"].update(name="tbs"),
-     "'sampler.name' is set by the grid"),
-    (lambda p: p["groups"]["nbow"].update(samplers=["random", "bogus"]),
-     "unknown sampler 'bogus'"),
-    (lambda p: p["groups"]["nbow"].update(seeds=["1"]), "expected a non-empty list of integers"),
-    (lambda p: p["groups"]["nbow"].update(samplers=[{"label": "x"}]),
-     r"samplers\[0\]: an arm needs a 'label' and a 'sampler'"),
-    (lambda p: p["groups"]["nbow"].update(samplers=[{"label": "a b", "sampler": "tbs"}]),
-     "label 'a b' may hold only"),
-    (lambda p: p["groups"]["nbow"].update(samplers=[
-        {"label": "x", "sampler": "tbs", "set": {"train.seed": 3}}]),
-     "'train.seed' is set by the grid, not by an arm"),
-    (lambda p: p["groups"]["nbow"].update(samplers=[
-        {"label": "x", "sampler": "tbs", "set": {"sampler.tbs_start_epoch": 5}}]),
-     "leaves no TBS epoch"),
-    (lambda p: p["groups"]["nbow"].update(samplers=[
-        {"label": "x", "sampler": "tbs", "set": {"sampler.tbs_colour": 5}}]),
-     "unknown key 'sampler.tbs_colour'"),
-    (lambda p: p["groups"]["nbow"].update(samplers=["tbs", {"label": "tbs", "sampler": "tbs"}]),
-     "'tbs' appears twice"),
-    (lambda p: p["groups"]["nbow"].update(languages=["cobol"]), "groups.nbow.languages"),
-    (lambda p: p["groups"]["nbow"].update(jobs=0), "groups.nbow.jobs"),
-    (lambda p: p.update(groups={}), "groups must name at least one group"),
-    (lambda p: p["data"].pop("path"), "data.path is required"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p.update(extra=1), "unknown key 'extra'"),
+        (
+            lambda p: p["groups"]["nbow"]["config"]["train"].update(epochz=2),
+            "unknown key 'train.epochz'",
+        ),
+        (
+            lambda p: p["groups"]["nbow"]["config"]["train"].update(epochs="two"),
+            "'train.epochs': expected int",
+        ),
+        (
+            lambda p: p["groups"]["nbow"]["config"]["sampler"].update(name="tbs"),
+            "'sampler.name' is set by the grid",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(samplers=["random", "bogus"]),
+            "unknown sampler 'bogus'",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(seeds=["1"]),
+            "expected a non-empty list of integers",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(samplers=[{"label": "x"}]),
+            r"samplers\[0\]: an arm needs a 'label' and a 'sampler'",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(samplers=[{"label": "a b", "sampler": "tbs"}]),
+            "label 'a b' may hold only",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(
+                samplers=[{"label": "x", "sampler": "tbs", "set": {"train.seed": 3}}]
+            ),
+            "'train.seed' is set by the grid, not by an arm",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(
+                samplers=[{"label": "x", "sampler": "tbs", "set": {"sampler.tbs_start_epoch": 5}}]
+            ),
+            "leaves no TBS epoch",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(
+                samplers=[{"label": "x", "sampler": "tbs", "set": {"sampler.tbs_colour": 5}}]
+            ),
+            "unknown key 'sampler.tbs_colour'",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(
+                samplers=["tbs", {"label": "tbs", "sampler": "tbs"}]
+            ),
+            "'tbs' appears twice",
+        ),
+        (lambda p: p["groups"]["nbow"].update(languages=["cobol"]), "groups.nbow.languages"),
+        (lambda p: p["groups"]["nbow"].update(jobs=0), "groups.nbow.jobs"),
+        (lambda p: p.update(groups={}), "groups must name at least one group"),
+        (lambda p: p["data"].pop("path"), "data.path is required"),
+    ],
+)
 def test_bad_profiles_are_one_line_errors(tmp_path, edit, message):
     tree = yaml.safe_load((EXPERIMENTS / "smoke.yaml").read_text())
     tree["groups"]["nbow"]["config"].setdefault("sampler", {})
@@ -245,8 +300,11 @@ def test_missing_data_is_prepared_by_the_profile_command(tiny_data, tmp_path):
     data = tmp_path / "data"
     profile = tmp_path / "p.yaml"
     tree = yaml.safe_load(write_tiny_profile(profile, data) and profile.read_text())
-    tree["data"]["prepare"] = ["python", "-c", f"import shutil; shutil.copytree({str(tiny_data)!r}, "
-                               f"{str(data)!r})"]
+    tree["data"]["prepare"] = [
+        "python",
+        "-c",
+        f"import shutil; shutil.copytree({str(tiny_data)!r}, {str(data)!r})",
+    ]
     profile.write_text(yaml.safe_dump(tree))
     reproduce.prepare_data(reproduce.load_profile(profile))
     assert (data / "manifest.json").is_file()
@@ -274,16 +332,32 @@ def test_a_stopped_driver_stops_the_running_cells(tiny_data, tmp_path, stop):
     pids = tmp_path / "pids"
     pids.mkdir()
     # a stand-in launcher: records its pid, then waits to be stopped
-    launcher = [sys.executable, "-c", "import os, sys, time; open(os.path.join(sys.argv[1], "
-                "str(os.getpid())), 'w').close(); time.sleep(120)", str(pids)]
+    launcher = [
+        sys.executable,
+        "-c",
+        "import os, sys, time; open(os.path.join(sys.argv[1], "
+        "str(os.getpid())), 'w').close(); time.sleep(120)",
+        str(pids),
+    ]
     profile = tmp_path / "slow.yaml"
     tree = yaml.safe_load(Path(write_tiny_profile(profile, tiny_data)).read_text())
     tree["launcher"] = launcher
     profile.write_text(yaml.safe_dump(tree))
     driver = subprocess.Popen(
-        [sys.executable, "-m", "codesearch.reproduce", str(profile), "--runs",
-         str(tmp_path / "runs"), "--results", str(tmp_path / "results")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "codesearch.reproduce",
+            str(profile),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:  # jobs: 2
         time.sleep(0.1)

@@ -32,8 +32,14 @@ from codesearch.samplers.tbs import (
 SCALE = 20.0
 
 
-def clustered(n_clusters: int = 40, size: int = 25, dim: int = 32, seed: int = 0,
-              spread: float = 0.6, noise: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def clustered(
+    n_clusters: int = 40,
+    size: int = 25,
+    dim: int = 32,
+    seed: int = 0,
+    spread: float = 0.6,
+    noise: float = 0.3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit-norm (queries, codes, cluster labels): pairs around cluster centres, rows shuffled
     so that the data's own order carries no cluster structure."""
     rng = np.random.default_rng(seed)
@@ -145,7 +151,10 @@ def test_sampled_threshold_gives_the_exact_graph(data):
     sampled_tau, sampled = quantile_threshold(q, c, 0.99, exact_limit=0, samples=4_000_000)
     assert exact and not sampled
     assert abs(sampled_tau - exact_tau) < 0.01
-    exact_graph, sampled_graph = threshold_graph(q, c, exact_tau), threshold_graph(q, c, sampled_tau)
+    exact_graph, sampled_graph = (
+        threshold_graph(q, c, exact_tau),
+        threshold_graph(q, c, sampled_tau),
+    )
     both = exact_graph.multiply(sampled_graph).nnz
     assert both / (exact_graph.nnz + sampled_graph.nnz - both) > 0.9  # Jaccard of edge sets
     _, info = tbs_permutation(q, c, quantile=0.99, exact_limit=0, threshold_samples=4_000_000)
@@ -173,8 +182,10 @@ def test_knn_graph_has_m_codes_per_query_and_no_self_loop(data):
     assert graph.diagonal().sum() == 0
     s = q @ c.T
     np.fill_diagonal(s, -np.inf)
-    assert np.array_equal(np.sort(graph.indices.reshape(-1, 6), axis=1),
-                          np.sort(np.argsort(-s, axis=1)[:, :6], axis=1))
+    assert np.array_equal(
+        np.sort(graph.indices.reshape(-1, 6), axis=1),
+        np.sort(np.argsort(-s, axis=1)[:, :6], axis=1),
+    )
 
 
 def test_faiss_and_exact_knn_agree():
@@ -260,8 +271,7 @@ def test_same_seed_epoch_and_embeddings_give_the_same_batches(data):
     assert batches(0, 1) == batches(0, 1)
     assert batches(0, 1) != batches(0, 2)
     assert batches(0, 1) != batches(1, 1)
-    expected = tbs_batches(q, c, 32, seed=0, epoch=1, quantile=0.99,
-                           text_keys=unique_keys(len(q)))
+    expected = tbs_batches(q, c, 32, seed=0, epoch=1, quantile=0.99, text_keys=unique_keys(len(q)))
     assert batches(0, 1) == [b.tolist() for b in expected]
 
 
@@ -351,8 +361,7 @@ def test_epochs_before_start_epoch_are_the_random_samplers_batches(data):
         assert (seen[epoch] == [b.anchors.tolist() for b in random]) == (epoch < 2)
     assert embed.calls == 2  # epochs 2 and 4: every=2 counts from the start epoch
     assert sorted(seen[3]) == sorted(seen[2])
-    expected = tbs_batches(q, c, 32, seed=4, epoch=2, quantile=0.99,
-                           text_keys=unique_keys(len(q)))
+    expected = tbs_batches(q, c, 32, seed=4, epoch=2, quantile=0.99, text_keys=unique_keys(len(q)))
     assert seen[2] == [b.tolist() for b in expected]
 
 
@@ -375,15 +384,24 @@ def same_text_data():
 def same_text_edges(adjacency, keys) -> int:
     graph = sp.coo_array(adjacency)
     query_keys, code_keys = keys
-    return int(((query_keys[graph.row] == query_keys[graph.col])
-                | (code_keys[graph.row] == code_keys[graph.col])).sum())
+    return int(
+        (
+            (query_keys[graph.row] == query_keys[graph.col])
+            | (code_keys[graph.row] == code_keys[graph.col])
+        ).sum()
+    )
 
 
 @pytest.mark.parametrize("graph", ["quantile", "knn"])
 def test_drop_leaves_no_same_text_edge(graph):
     q, c, keys = same_text_data()
-    options = {"quantile": 0.9, "graph": graph, "knn": 3, "knn_backend": "exact",
-               "keep_graph": True}
+    options = {
+        "quantile": 0.9,
+        "graph": graph,
+        "knn": 3,
+        "knn_backend": "exact",
+        "keep_graph": True,
+    }
     _, kept = tbs_permutation(q, c, **options)
     _, dropped = tbs_permutation(q, c, text_keys=keys, **options)
     assert same_text_edges(kept["adjacency"], keys) > 0  # the data make such edges
@@ -406,12 +424,20 @@ def test_sampler_drops_by_default_and_keeps_on_request():
 # --- errors -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option, match", [
-    ({"graph": "dense"}, "graph must be"), ({"quantile": 1.0}, "quantile must be"),
-    ({"knn": 0}, "knn must be"), ({"knn_backend": "hnsw"}, "knn_backend must be"),
-    ({"block_size": 0}, "block_size must be"), ({"embeddings": "stale"}, "embeddings must be"),
-    ({"every": 0}, "every must be"), ({"start_epoch": -1}, "start_epoch must be >= 0"),
-    ({"same_text_edges": "merge"}, "same_text_edges must be one of drop, keep")])
+@pytest.mark.parametrize(
+    "option, match",
+    [
+        ({"graph": "dense"}, "graph must be"),
+        ({"quantile": 1.0}, "quantile must be"),
+        ({"knn": 0}, "knn must be"),
+        ({"knn_backend": "hnsw"}, "knn_backend must be"),
+        ({"block_size": 0}, "block_size must be"),
+        ({"embeddings": "stale"}, "embeddings must be"),
+        ({"every": 0}, "every must be"),
+        ({"start_epoch": -1}, "start_epoch must be >= 0"),
+        ({"same_text_edges": "merge"}, "same_text_edges must be one of drop, keep"),
+    ],
+)
 def test_bad_options_are_user_errors(option, match):
     with pytest.raises(UserError, match=match):
         make_tbs(100, 10, **option)

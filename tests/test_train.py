@@ -18,13 +18,19 @@ from codesearch.cli import main
 from codesearch.config import resolve_config
 from codesearch.evaluate import evaluate
 
-NBOW = {"model.encoder": "nbow", "train.lr": 1e-2, "train.batch_size": 16,
-        "train.log_every": 1, "train.mixed_precision": "no"}
+NBOW = {
+    "model.encoder": "nbow",
+    "train.lr": 1e-2,
+    "train.batch_size": 16,
+    "train.log_every": 1,
+    "train.mixed_precision": "no",
+}
 
 
 def nbow_config(data, **extra):
-    return resolve_config(None, {"data.path": str(data), "data.languages": "python", **NBOW,
-                                 **extra})
+    return resolve_config(
+        None, {"data.path": str(data), "data.languages": "python", **NBOW, **extra}
+    )
 
 
 def step_losses(run: Path, task: str = "python") -> list[float]:
@@ -77,8 +83,9 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_data, tmp_path, 
     train_module.train(config, tmp_path / "full")
 
     # step 8 is mid-epoch 1: the checkpoint of step 7 is on disk
-    stopped = run_interrupted(config, tmp_path / "resumed", monkeypatch, 8,
-                              raise_keyboard_interrupt)
+    stopped = run_interrupted(
+        config, tmp_path / "resumed", monkeypatch, 8, raise_keyboard_interrupt
+    )
     assert isinstance(stopped, KeyboardInterrupt)
     train_module.train(config, tmp_path / "resumed", resume=True)
 
@@ -90,8 +97,9 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_data, tmp_path, 
 def test_sigterm_writes_a_checkpoint_and_resume_completes(tiny_data, tmp_path, monkeypatch):
     config = nbow_config(tiny_data, **{"train.epochs": 2})
     train_module.train(config, tmp_path / "full")
-    stopped = run_interrupted(config, tmp_path / "stopped", monkeypatch, 3,
-                              lambda: os.kill(os.getpid(), signal.SIGTERM))
+    stopped = run_interrupted(
+        config, tmp_path / "stopped", monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGTERM)
+    )
     assert isinstance(stopped, train_module.Interrupted)
     assert "checkpoint saved at step 3" in str(stopped)
     state = json.loads((tmp_path / "stopped/python/checkpoint/trainer_state.json").read_text())
@@ -103,45 +111,93 @@ def test_sigterm_writes_a_checkpoint_and_resume_completes(tiny_data, tmp_path, m
 def train_in_one_and_two_processes(tiny_data, tmp_path, port: int, *flags) -> tuple[Path, Path]:
     """The same nbow training as one process and through `accelerate launch` with two gloo
     CPU processes; returns the two run directories."""
-    common = ["-m", "codesearch", "train", "--data", str(tiny_data), "--languages", "python",
-              "--encoder", "nbow", "--lr", "1e-2", "--batch-size", "16",
-              "--mixed-precision", "no", *flags]
+    common = [
+        "-m",
+        "codesearch",
+        "train",
+        "--data",
+        str(tiny_data),
+        "--languages",
+        "python",
+        "--encoder",
+        "nbow",
+        "--lr",
+        "1e-2",
+        "--batch-size",
+        "16",
+        "--mixed-precision",
+        "no",
+        *flags,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], env=env,
-                         capture_output=True, text=True, timeout=300)
+    one = subprocess.run(
+        [sys.executable, *common, "--out", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-                "--num_processes", "2", "--num_cpu_threads_per_process", "1",
-                "--main_process_port", str(port)]
-    two = subprocess.run([*launcher, *common, "--out", str(tmp_path / "two")], env=env,
-                         capture_output=True, text=True, timeout=300)
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_cpu_threads_per_process",
+        "1",
+        "--main_process_port",
+        str(port),
+    ]
+    two = subprocess.run(
+        [*launcher, *common, "--out", str(tmp_path / "two")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     return tmp_path / "one", tmp_path / "two"
 
 
 def test_two_processes_match_one_process(tiny_data, tmp_path):
     """accelerate launch with two gloo CPU processes: same global batches, same losses."""
-    train_in_one_and_two_processes(tiny_data, tmp_path, 29533, "--epochs", "1",
-                                   "--set", "train.log_every=1")
+    train_in_one_and_two_processes(
+        tiny_data, tmp_path, 29533, "--epochs", "1", "--set", "train.log_every=1"
+    )
     info = json.loads((tmp_path / "two" / "run_info.json").read_text())
     assert info["num_processes"] == 2
-    np.testing.assert_allclose(step_losses(tmp_path / "two"), step_losses(tmp_path / "one"),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        step_losses(tmp_path / "two"), step_losses(tmp_path / "one"), rtol=1e-4
+    )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--data", "{missing}"], "no such data directory"),
-    (["--languages", "go"], "has no language 'go'"),
-    (["--sampler", "fancy"], "unknown sampler 'fancy'"),
-    (["--set", "train.lrr=1"], "unknown key 'train.lrr'"),
-    (["--set", "train.epochs=two"], "'train.epochs': expected int"),
-    (["--batch-size", "1000"], "larger than the training data (96 pairs"),
-    (["--encoder", "rnn"], "encoder"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "{missing}"], "no such data directory"),
+        (["--languages", "go"], "has no language 'go'"),
+        (["--sampler", "fancy"], "unknown sampler 'fancy'"),
+        (["--set", "train.lrr=1"], "unknown key 'train.lrr'"),
+        (["--set", "train.epochs=two"], "'train.epochs': expected int"),
+        (["--batch-size", "1000"], "larger than the training data (96 pairs"),
+        (["--encoder", "rnn"], "encoder"),
+    ],
+)
 def test_bad_train_input_is_one_line_exit_2(tiny_data, tmp_path, capsys, args, message):
     args = [a.replace("{missing}", str(tmp_path / "missing")) for a in args]
-    base = ["train", "--data", str(tiny_data), "--languages", "python", "--encoder", "nbow",
-            "--out", str(tmp_path / "run")]
+    base = [
+        "train",
+        "--data",
+        str(tiny_data),
+        "--languages",
+        "python",
+        "--encoder",
+        "nbow",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(base + args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
@@ -150,18 +206,32 @@ def test_bad_train_input_is_one_line_exit_2(tiny_data, tmp_path, capsys, args, m
 def test_unknown_config_file_key(tmp_path, capsys, tiny_data):
     profile = tmp_path / "p.yaml"
     profile.write_text("train:\n  epochs: 1\n  warmup: 3\n")
-    assert main(["train", "--config", str(profile), "--data", str(tiny_data),
-                 "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(profile),
+                "--data",
+                str(tiny_data),
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     assert "p.yaml: unknown key 'train.warmup'" in capsys.readouterr().err
 
 
 def test_resume_in_the_second_language_of_a_per_language_run(tiny_data, tmp_path, monkeypatch):
-    config = nbow_config(tiny_data, **{"data.languages": "python,ruby", "train.epochs": 1,
-                                       "train.save_every": 1})
+    config = nbow_config(
+        tiny_data, **{"data.languages": "python,ruby", "train.epochs": 1, "train.save_every": 1}
+    )
     train_module.train(config, tmp_path / "full")
     # python has 6 steps; crash at ruby's 4th
-    stopped = run_interrupted(config, tmp_path / "resumed", monkeypatch, 6 + 4,
-                              raise_keyboard_interrupt)
+    stopped = run_interrupted(
+        config, tmp_path / "resumed", monkeypatch, 6 + 4, raise_keyboard_interrupt
+    )
     assert isinstance(stopped, KeyboardInterrupt)
     train_module.train(config, tmp_path / "resumed", resume=True)
     for task in ("python", "ruby"):
@@ -174,9 +244,28 @@ def test_resume_in_the_second_language_of_a_per_language_run(tiny_data, tmp_path
 
 
 def _train_cli(tiny_data, run, *extra):
-    return main(["train", "--data", str(tiny_data), "--languages", "python", "--encoder", "nbow",
-                 "--lr", "1e-2", "--batch-size", "16", "--epochs", "1", "--mixed-precision",
-                 "no", "--out", str(run), *extra])
+    return main(
+        [
+            "train",
+            "--data",
+            str(tiny_data),
+            "--languages",
+            "python",
+            "--encoder",
+            "nbow",
+            "--lr",
+            "1e-2",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "1",
+            "--mixed-precision",
+            "no",
+            "--out",
+            str(run),
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture
@@ -186,16 +275,20 @@ def finished_run(tiny_data, tmp_path):
     return run
 
 
-@pytest.mark.parametrize(("flags", "named"), [
-    (["--lr", "0.5"], "train.lr (run 0.01, now 0.5)"),
-    (["--seed", "7"], "train.seed (run 0, now 7)"),
-    (["--batch-size", "8"], "train.batch_size (run 16, now 8)"),
-    (["--max-train-pairs", "50"], "data.max_train_pairs (run None, now 50)"),
-    (["--sampler", "tbs"], "sampler.name (run 'random', now 'tbs')"),
-    (["--set", "model.scale=10"], "model.scale (run 20.0, now 10.0)"),
-])
-def test_resume_with_a_result_changing_config_is_one_line_exit_2(tiny_data, finished_run,
-                                                                  capsys, flags, named):
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--lr", "0.5"], "train.lr (run 0.01, now 0.5)"),
+        (["--seed", "7"], "train.seed (run 0, now 7)"),
+        (["--batch-size", "8"], "train.batch_size (run 16, now 8)"),
+        (["--max-train-pairs", "50"], "data.max_train_pairs (run None, now 50)"),
+        (["--sampler", "tbs"], "sampler.name (run 'random', now 'tbs')"),
+        (["--set", "model.scale=10"], "model.scale (run 20.0, now 10.0)"),
+    ],
+)
+def test_resume_with_a_result_changing_config_is_one_line_exit_2(
+    tiny_data, finished_run, capsys, flags, named
+):
     before = {p: (finished_run / p).read_bytes() for p in ("config.yaml", "run_info.json")}
     capsys.readouterr()
     assert _train_cli(tiny_data, finished_run, "--resume", *flags) == 2
@@ -207,11 +300,14 @@ def test_resume_with_a_result_changing_config_is_one_line_exit_2(tiny_data, fini
 def test_resume_with_more_epochs_trains_on_and_records_it(tiny_data, finished_run, capsys):
     original = json.loads((finished_run / "run_info.json").read_text())
     assert main(["train", "--out", str(finished_run), "--resume", "--epochs", "2"]) == 0
-    rows = [json.loads(line) for line in
-            (finished_run / "python" / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in (finished_run / "python" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["epoch"] for r in rows if r.get("event") == "epoch"] == [0, 1]
-    state = json.loads((finished_run / "python" / "checkpoint" / "trainer_state.json")
-                       .read_text())["trainer"]
+    state = json.loads((finished_run / "python" / "checkpoint" / "trainer_state.json").read_text())[
+        "trainer"
+    ]
     assert state["epoch"] == 2 and state["global_step"] == 12 and state["finished"]
     assert "epochs: 2" in (finished_run / "config.yaml").read_text()
     info = json.loads((finished_run / "run_info.json").read_text())
@@ -251,8 +347,7 @@ def test_resume_never_takes_trust_remote_code_from_the_run(tiny_data, finished_r
     from codesearch.config import load_run_config, resume_base
 
     path = finished_run / "config.yaml"
-    path.write_text(path.read_text().replace("trust_remote_code: false",
-                                             "trust_remote_code: true"))
+    path.write_text(path.read_text().replace("trust_remote_code: false", "trust_remote_code: true"))
     assert resume_base(load_run_config(finished_run)).model.trust_remote_code is False
 
 
@@ -262,12 +357,24 @@ def test_resume_never_takes_trust_remote_code_from_the_run(tiny_data, finished_r
 def test_two_processes_share_one_tbs_assignment(tiny_data, tmp_path):
     """Two gloo processes with TBS (random epoch 0, TBS epoch 1): the run checks that both
     computed the same batches each epoch, and they are the one-process run's batches."""
-    train_in_one_and_two_processes(tiny_data, tmp_path, 29534, "--epochs", "2", "--sampler",
-                                   "tbs", "--tbs-start-epoch", "1", "--tbs-quantile", "0.95")
+    train_in_one_and_two_processes(
+        tiny_data,
+        tmp_path,
+        29534,
+        "--epochs",
+        "2",
+        "--sampler",
+        "tbs",
+        "--tbs-start-epoch",
+        "1",
+        "--tbs-quantile",
+        "0.95",
+    )
 
     def digests(run):
-        rows = [json.loads(line) for line in (run / "python" / "metrics.jsonl").read_text()
-                .splitlines()]
+        rows = [
+            json.loads(line) for line in (run / "python" / "metrics.jsonl").read_text().splitlines()
+        ]
         return [r["batches_digest"] for r in rows if r.get("event") == "epoch"]
 
     assert len(digests(tmp_path / "two")) == 2
@@ -286,17 +393,24 @@ def test_processes_that_disagree_on_the_batches_stop_with_one_line():
     batches = [train_module.Batch(np.arange(4))]
     digest = train_module.batches_digest(batches)
     assert digest != train_module.batches_digest([train_module.Batch(np.arange(4)[::-1])])
-    with pytest.raises(train_module.UserError, match="processes computed different batches") \
-            as raised:
+    with pytest.raises(
+        train_module.UserError, match="processes computed different batches"
+    ) as raised:
         train_module.check_processes_agree(TwoProcesses(), digest, "python epoch 1")
     assert digest in str(raised.value) and "\n" not in str(raised.value)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--sampler", "tbs", "--tbs-start-epoch", "-1"], "tbs_start_epoch must be a finite number >= 0"),
-    (["--sampler", "tbs", "--tbs-start-epoch", "1"], "leaves no TBS epoch in train.epochs 1"),
-    (["--sampler", "tbs", "--tbs-same-text-edges", "merge"], "same_text_edges must be one of"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--sampler", "tbs", "--tbs-start-epoch", "-1"],
+            "tbs_start_epoch must be a finite number >= 0",
+        ),
+        (["--sampler", "tbs", "--tbs-start-epoch", "1"], "leaves no TBS epoch in train.epochs 1"),
+        (["--sampler", "tbs", "--tbs-same-text-edges", "merge"], "same_text_edges must be one of"),
+    ],
+)
 def test_bad_tbs_options_are_one_line_exit_2(tiny_data, tmp_path, capsys, args, message):
     assert _train_cli(tiny_data, tmp_path / "run", *args) == 2
     err = capsys.readouterr().err
@@ -306,10 +420,19 @@ def test_bad_tbs_options_are_one_line_exit_2(tiny_data, tmp_path, capsys, args, 
 def test_epoch_rows_hold_masked_and_unmasked_gaps(tiny_data, tmp_path):
     run = tmp_path / "run"
     assert _train_cli(tiny_data, run, "--sampler", "tbs") == 0
-    row = next(json.loads(line) for line in (run / "python" / "metrics.jsonl").read_text()
-               .splitlines() if '"event": "epoch"' in line)
-    for key in ("diag_gap", "diag_gap_masked", "diag_l_train_masked", "diag_l_global_masked",
-                "diag_anchors_no_negatives", "diag_anchors_under_half_negatives"):
+    row = next(
+        json.loads(line)
+        for line in (run / "python" / "metrics.jsonl").read_text().splitlines()
+        if '"event": "epoch"' in line
+    )
+    for key in (
+        "diag_gap",
+        "diag_gap_masked",
+        "diag_l_train_masked",
+        "diag_l_global_masked",
+        "diag_anchors_no_negatives",
+        "diag_anchors_under_half_negatives",
+    ):
         assert key in row, key
     assert row["diag_gap_masked"] >= 0
 
@@ -317,19 +440,28 @@ def test_epoch_rows_hold_masked_and_unmasked_gaps(tiny_data, tmp_path):
 # --- bad values and output paths: one line, exit 2, before any work -------------------------------
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--epochs", "0"], "train.epochs must be a finite number >= 1; got 0"),
-    (["--epochs", "-1"], "train.epochs must be a finite number >= 1; got -1"),
-    (["--max-steps", "0"], "train.max_steps must be a finite number >= 1 or null"),
-    (["--lr", "-1"], "train.lr must be a finite number > 0; got -1.0"),
-    (["--lr", "nan"], "train.lr must be a finite number > 0; got nan"),
-    (["--max-train-pairs", "0"], "data.max_train_pairs must be a finite number >= 1"),
-    (["--save-every", "-1"], "train.save_every must be a finite number >= 0"),
-    (["--set", "train.warmup_ratio=-0.1"], "train.warmup_ratio must be a finite number in [0, 1)"),
-    (["--set", "train.eval_batch_size=0"], "train.eval_batch_size must be a finite number >= 1"),
-    (["--seed", "-3"], "train.seed must be a finite number in [0, 4294967295]"),
-    (["--mixed-precision", "fp8"], "train.mixed_precision must be one of auto, no, bf16, fp16"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "train.epochs must be a finite number >= 1; got 0"),
+        (["--epochs", "-1"], "train.epochs must be a finite number >= 1; got -1"),
+        (["--max-steps", "0"], "train.max_steps must be a finite number >= 1 or null"),
+        (["--lr", "-1"], "train.lr must be a finite number > 0; got -1.0"),
+        (["--lr", "nan"], "train.lr must be a finite number > 0; got nan"),
+        (["--max-train-pairs", "0"], "data.max_train_pairs must be a finite number >= 1"),
+        (["--save-every", "-1"], "train.save_every must be a finite number >= 0"),
+        (
+            ["--set", "train.warmup_ratio=-0.1"],
+            "train.warmup_ratio must be a finite number in [0, 1)",
+        ),
+        (
+            ["--set", "train.eval_batch_size=0"],
+            "train.eval_batch_size must be a finite number >= 1",
+        ),
+        (["--seed", "-3"], "train.seed must be a finite number in [0, 4294967295]"),
+        (["--mixed-precision", "fp8"], "train.mixed_precision must be one of auto, no, bf16, fp16"),
+    ],
+)
 def test_nonsense_values_are_one_line_exit_2(tiny_data, tmp_path, capsys, args, message):
     assert _train_cli(tiny_data, tmp_path / "run", *args) == 2
     err = capsys.readouterr().err
@@ -343,8 +475,7 @@ def test_an_empty_training_split_is_one_line_exit_2(tmp_path, capsys, record_fac
     data = tmp_path / "data"
     with PreparedWriter(data) as writer:
         writer.write_split("python", "train", [])
-        writer.write_split("python", "valid", [record_factory(i, split="valid")
-                                               for i in range(3)])
+        writer.write_split("python", "valid", [record_factory(i, split="valid") for i in range(3)])
         writer.finish(builder="test")
     assert _train_cli(data, tmp_path / "run") == 2
     err = capsys.readouterr().err
@@ -368,8 +499,12 @@ def test_two_runs_in_one_directory_exclude_each_other(tiny_data, finished_run, c
         assert _train_cli(tiny_data, finished_run, "--resume", "--epochs", "2") == 2
         err = capsys.readouterr().err
         assert "another process is using this run directory" in err and err.count("\n") == 1
-    assert json.loads((finished_run / "python" / "checkpoint" / "trainer_state.json")
-                      .read_text())["trainer"]["epoch"] == 1  # untouched
+    assert (
+        json.loads((finished_run / "python" / "checkpoint" / "trainer_state.json").read_text())[
+            "trainer"
+        ]["epoch"]
+        == 1
+    )  # untouched
     assert _train_cli(tiny_data, finished_run, "--resume", "--epochs", "2") == 0  # released
 
 
@@ -381,8 +516,7 @@ def test_json_output_never_holds_nan(tmp_path):
     assert "NaN" not in (tmp_path / "x.json").read_text()
 
 
-def test_training_on_data_edited_after_the_build_is_one_line_exit_2(tiny_data, tmp_path,
-                                                                      capsys):
+def test_training_on_data_edited_after_the_build_is_one_line_exit_2(tiny_data, tmp_path, capsys):
     import shutil
 
     data = tmp_path / "data"
@@ -411,7 +545,20 @@ def test_damaged_saved_weights_are_one_line_exit_2(tiny_data, finished_run, caps
     path = finished_run / "python" / "best" / "model.safetensors"
     path.write_bytes(path.read_bytes()[:100])
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(finished_run), "--data", str(tiny_data),
-                 "--languages", "python", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(finished_run),
+                "--data",
+                str(tiny_data),
+                "--languages",
+                "python",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "model.safetensors: unreadable weights" in err and err.count("\n") == 1

@@ -12,11 +12,46 @@ from pathlib import Path
 from codesearch.data.prepared import PreparedWriter
 from codesearch.data.schema import PairRecord, make_id
 
-NOUNS = ["apple", "river", "socket", "matrix", "window", "cookie", "ticket", "planet",
-         "folder", "engine", "garden", "signal", "bridge", "camera", "pencil", "rocket",
-         "cursor", "wallet", "castle", "violin", "tunnel", "magnet", "sensor", "ladder"]
-VERBS = ["open", "close", "count", "parse", "merge", "split", "render", "encode", "sort",
-         "clean", "load", "store"]
+NOUNS = [
+    "apple",
+    "river",
+    "socket",
+    "matrix",
+    "window",
+    "cookie",
+    "ticket",
+    "planet",
+    "folder",
+    "engine",
+    "garden",
+    "signal",
+    "bridge",
+    "camera",
+    "pencil",
+    "rocket",
+    "cursor",
+    "wallet",
+    "castle",
+    "violin",
+    "tunnel",
+    "magnet",
+    "sensor",
+    "ladder",
+]
+VERBS = [
+    "open",
+    "close",
+    "count",
+    "parse",
+    "merge",
+    "split",
+    "render",
+    "encode",
+    "sort",
+    "clean",
+    "load",
+    "store",
+]
 
 
 CODE_NAME = {w: f"{w[::-1]}z" for w in NOUNS + VERBS}  # "apple" -> "elppaz"
@@ -34,17 +69,32 @@ def tiny_records(language: str, n: int, seed: int) -> list[tuple[str, str, str]]
     return out
 
 
-def write_tiny_data(out: Path, languages=("python", "ruby"), n_train: int = 96,
-                    n_eval: int = 24) -> Path:
+def write_tiny_data(
+    out: Path, languages=("python", "ruby"), n_train: int = 96, n_eval: int = 24
+) -> Path:
     with PreparedWriter(out) as writer:
         for li, language in enumerate(languages):
-            for si, (split, n) in enumerate((("train", n_train), ("valid", n_eval),
-                                              ("test", n_eval))):
+            for si, (split, n) in enumerate(
+                (("train", n_train), ("valid", n_eval), ("test", n_eval))
+            ):
                 rows = tiny_records(language, n, seed=100 * li + si)
-                writer.write_split(language, split, [
-                    PairRecord(id=make_id(language, split, str(i)), language=language,
-                               repo=f"{split}-{repo}", path="m.py", func_name=f"f{i}",
-                               query=q, code=c, url="", split=split)
-                    for i, (repo, q, c) in enumerate(rows)])
+                writer.write_split(
+                    language,
+                    split,
+                    [
+                        PairRecord(
+                            id=make_id(language, split, str(i)),
+                            language=language,
+                            repo=f"{split}-{repo}",
+                            path="m.py",
+                            func_name=f"f{i}",
+                            query=q,
+                            code=c,
+                            url="",
+                            split=split,
+                        )
+                        for i, (repo, q, c) in enumerate(rows)
+                    ],
+                )
         writer.finish(builder="tiny-test")
     return out

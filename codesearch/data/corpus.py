@@ -40,8 +40,9 @@ def _unit_of(package: str, rel_path: str, unit_depth: int) -> str:
     return "/".join([package, *parts])
 
 
-def list_source_files(root: Path, language: str, include: list[str] | None = None,
-                      exclude: list[str] | None = None) -> list[str]:
+def list_source_files(
+    root: Path, language: str, include: list[str] | None = None, exclude: list[str] | None = None
+) -> list[str]:
     """Relative posix paths of the language's source files under root, sorted."""
     suffixes = extract.SOURCE_EXTENSIONS[language]
     found = []
@@ -94,21 +95,38 @@ def _extract_file(job: tuple) -> tuple[list[PairRecord], Counter]:
     for func in extract.extract_functions(source, language, tree=tree):
         query = filters.first_paragraph(func.docstring, language)
         reason = filters.query_drop_reason(query) or filters.code_drop_reason(
-            func.name, func.code, rel, language)
+            func.name, func.code, rel, language
+        )
         if reason:
             dropped[reason] += 1
             continue
-        records.append(PairRecord(
-            id=make_id(language, repo, rel, func.name, str(func.line)),
-            language=language, repo=repo, path=rel, func_name=func.name, query=query,
-            code=func.code, url=f"{url_base}{rel}#L{func.line}" if url_base else "", split=""))
+        records.append(
+            PairRecord(
+                id=make_id(language, repo, rel, func.name, str(func.line)),
+                language=language,
+                repo=repo,
+                path=rel,
+                func_name=func.name,
+                query=query,
+                code=func.code,
+                url=f"{url_base}{rel}#L{func.line}" if url_base else "",
+                split="",
+            )
+        )
     return records, dropped
 
 
-def extract_tree(root: str | Path, language: str, package: str, unit_depth: int = 0,
-                 include: list[str] | None = None, exclude: list[str] | None = None,
-                 url_base: str = "", workers: int = 2, progress: bool = True,
-                 ) -> tuple[list[PairRecord], Counter]:
+def extract_tree(
+    root: str | Path,
+    language: str,
+    package: str,
+    unit_depth: int = 0,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    url_base: str = "",
+    workers: int = 2,
+    progress: bool = True,
+) -> tuple[list[PairRecord], Counter]:
     """Extract filtered pairs from every source file of ``language`` under ``root``.
 
     Records come back in file order with ``split=""``; ``repo`` is the split unit: the package,
@@ -130,8 +148,13 @@ def extract_tree(root: str | Path, language: str, package: str, unit_depth: int 
         files.append(rel)
     jobs = [(str(root), rel, language, package, unit_depth, url_base) for rel in files]
     records: list[PairRecord] = []
-    bar = tqdm(total=len(jobs), desc=f"{language}:{package}", unit="file",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(jobs),
+        desc=f"{language}:{package}",
+        unit="file",
+        disable=not progress,
+        leave=False,
+    )
     if workers > 1 and len(jobs) > 50:
         with get_context("fork").Pool(workers) as pool:
             results = pool.imap(_extract_file, jobs, chunksize=16)
@@ -150,8 +173,9 @@ def extract_tree(root: str | Path, language: str, package: str, unit_depth: int 
     return records, dropped
 
 
-def remove_duplicate_code(records: Iterable[PairRecord], dropped: dict[str, Counter]
-                          ) -> list[PairRecord]:
+def remove_duplicate_code(
+    records: Iterable[PairRecord], dropped: dict[str, Counter]
+) -> list[PairRecord]:
     """Keep the first record of each distinct (whitespace-normalised) code text."""
     seen: set[str] = set()
     kept = []
@@ -165,8 +189,9 @@ def remove_duplicate_code(records: Iterable[PairRecord], dropped: dict[str, Coun
     return kept
 
 
-def cap_package_share(records: list[PairRecord], package_of: dict[str, str], max_share: float,
-                      dropped: Counter) -> tuple[list[PairRecord], dict[str, dict[str, int]]]:
+def cap_package_share(
+    records: list[PairRecord], package_of: dict[str, str], max_share: float, dropped: Counter
+) -> tuple[list[PairRecord], dict[str, dict[str, int]]]:
     """Down-sample any package above ``max_share`` of one language's pairs (deterministic).
 
     With n_p pairs in the package and R in all the others, the package keeps
@@ -216,17 +241,24 @@ def assign_splits(units: dict[str, int], fractions: tuple[float, ...]) -> dict[s
         assignment[unit] = SPLITS[0]
         filled[SPLITS[0]] += units[unit]
     for unit in sorted((u for u in units if u not in big), key=_hash_key):
-        split = max(SPLITS, key=lambda s: (fractions[SPLITS.index(s)] * total - filled[s]) /
-                    fractions[SPLITS.index(s)])
+        split = max(
+            SPLITS,
+            key=lambda s: (
+                (fractions[SPLITS.index(s)] * total - filled[s]) / fractions[SPLITS.index(s)]
+            ),
+        )
         assignment[unit] = split
         filled[split] += units[unit]
     return assignment
 
 
-def build_corpus(records: list[PairRecord], package_of: dict[str, str], max_share: float = 0.4,
-                 fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
-                 dropped: dict[str, Counter] | None = None,
-                 ) -> tuple[list[PairRecord], dict]:
+def build_corpus(
+    records: list[PairRecord],
+    package_of: dict[str, str],
+    max_share: float = 0.4,
+    fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
+    dropped: dict[str, Counter] | None = None,
+) -> tuple[list[PairRecord], dict]:
     """Deduplicate, cap, and split extracted records; returns them with ``split`` set.
 
     ``package_of`` maps each record's ``repo`` (split unit) to its source package (cap unit).
@@ -242,7 +274,8 @@ def build_corpus(records: list[PairRecord], package_of: dict[str, str], max_shar
     report: dict = {"cap": {}, "split": {}, "max_share": max_share, "fractions": list(fractions)}
     for language in sorted(by_language):
         kept, report["cap"][language] = cap_package_share(
-            by_language[language], package_of, max_share, dropped[language])
+            by_language[language], package_of, max_share, dropped[language]
+        )
         repos = Counter(r.repo for r in kept)
         file_level = len(repos) < MIN_SPLIT_UNITS
         unit_of = (lambda r: f"{r.repo}/{r.path}") if file_level else (lambda r: r.repo)

@@ -114,8 +114,9 @@ class Function:
 
 def _check_language(language: str) -> None:
     if language not in _GRAMMARS:
-        raise ValueError(f"unsupported language '{language}': expected one of "
-                         f"{', '.join(_GRAMMARS)}")
+        raise ValueError(
+            f"unsupported language '{language}': expected one of {', '.join(_GRAMMARS)}"
+        )
 
 
 @cache
@@ -140,23 +141,24 @@ def parse(source: bytes, language: str) -> tree_sitter.Tree:
     return parser_for(language).parse(source)
 
 
-def has_syntax_errors(source: bytes, language: str,
-                      tree: tree_sitter.Tree | None = None) -> bool:
+def has_syntax_errors(source: bytes, language: str, tree: tree_sitter.Tree | None = None) -> bool:
     """Whether tree-sitter had to recover from a syntax error anywhere in the file."""
     tree = tree if tree is not None else parse(source, language)
     return tree.root_node.has_error
 
 
-def extract_functions(source: bytes, language: str,
-                      tree: tree_sitter.Tree | None = None) -> list[Function]:
+def extract_functions(
+    source: bytes, language: str, tree: tree_sitter.Tree | None = None
+) -> list[Function]:
     """All documented functions of one file, in source order."""
     tree = tree if tree is not None else parse(source, language)
     captures = tree_sitter.QueryCursor(_query(language)).captures(tree.root_node)
     comments = _Comments(source, captures.get("comment", []))
     extract_one = _EXTRACTORS[language]
     out = []
-    for node, scopes in _with_scopes(captures.get("function", []), captures.get("scope", []),
-                                     language, source):
+    for node, scopes in _with_scopes(
+        captures.get("function", []), captures.get("scope", []), language, source
+    ):
         found = extract_one(node, scopes, source, comments)
         if found is not None:
             out.append(found)
@@ -165,10 +167,11 @@ def extract_functions(source: bytes, language: str,
 
 # ---------------------------------------------------------------- shared helpers
 
+
 def _text(source: bytes, node: tree_sitter.Node | None) -> str:
     if node is None:
         return ""
-    return source[node.start_byte:node.end_byte].decode("utf-8", errors="replace")
+    return source[node.start_byte : node.end_byte].decode("utf-8", errors="replace")
 
 
 def _scope_name(node: tree_sitter.Node, language: str, source: bytes) -> str:
@@ -221,7 +224,7 @@ def _cut(source: bytes, start: int, end: int, cut_start: int, cut_end: int) -> s
                 break
             cut_end = nxt + 1
     else:  # the piece shares its line with code: `def f(): """doc"""; return 1`
-        while cut_end < end and source[cut_end:cut_end + 1] in (b" ", b"\t", b";"):
+        while cut_end < end and source[cut_end : cut_end + 1] in (b" ", b"\t", b";"):
             cut_end += 1
     code = source[start:cut_start] + source[cut_end:end]
     return code.decode("utf-8", errors="replace")
@@ -250,7 +253,7 @@ def _clean_block_comment(text: str) -> str:
 
 def _clean_line_comments(texts: list[str], marker: str) -> str:
     """`//` or `#` lines without their markers, common indentation removed."""
-    lines = [t.lstrip()[len(marker):].lstrip(marker[0]) for t in texts]
+    lines = [t.lstrip()[len(marker) :].lstrip(marker[0]) for t in texts]
     return _dedent("\n".join(lines))
 
 
@@ -271,7 +274,7 @@ class _Comments:
         return gap if not gap.strip() else None
 
     def _starts_line(self, node: tree_sitter.Node) -> bool:
-        return not self.source[_line_start(self.source, node.start_byte):node.start_byte].strip()
+        return not self.source[_line_start(self.source, node.start_byte) : node.start_byte].strip()
 
     def javadoc_before(self, pos: int) -> tree_sitter.Node | None:
         """The `/** */` comment that ends right before pos, with only whitespace between."""
@@ -315,8 +318,9 @@ class _Comments:
 
 
 def _is_javadoc(source: bytes, node: tree_sitter.Node) -> bool:
-    return (source.startswith(b"/**", node.start_byte)
-            and not source.startswith(b"/**/", node.start_byte))
+    return source.startswith(b"/**", node.start_byte) and not source.startswith(
+        b"/**/", node.start_byte
+    )
 
 
 def _javadoc_function(node, name, scopes, source, comments, anchor=None, is_method=True):
@@ -324,7 +328,7 @@ def _javadoc_function(node, name, scopes, source, comments, anchor=None, is_meth
     anchor = anchor if anchor is not None else node
     comment = comments.javadoc_before(anchor.start_byte)
     if comment is not None:
-        code = source[node.start_byte:node.end_byte].decode("utf-8", errors="replace")
+        code = source[node.start_byte : node.end_byte].decode("utf-8", errors="replace")
     else:
         name_node = node.child_by_field_name("name")
         if name_node is None:
@@ -341,6 +345,7 @@ def _javadoc_function(node, name, scopes, source, comments, anchor=None, is_meth
 
 
 # ---------------------------------------------------------------- per language
+
 
 def _python(node, scopes, source, comments):
     body = node.child_by_field_name("body")
@@ -360,8 +365,9 @@ def _python(node, scopes, source, comments):
         return None
     parent = node.parent
     definition = parent if parent is not None and parent.type == "decorated_definition" else node
-    code = _cut(source, definition.start_byte, definition.end_byte, first.start_byte,
-                first.end_byte)
+    code = _cut(
+        source, definition.start_byte, definition.end_byte, first.start_byte, first.end_byte
+    )
     container = definition.parent.parent if definition.parent is not None else None
     is_method = container is not None and container.type == "class_definition"
     name = ".".join([*scopes, _text(source, node.child_by_field_name("name"))])
@@ -371,8 +377,7 @@ def _python(node, scopes, source, comments):
 def _python_string(source: bytes, node: tree_sitter.Node) -> str | None:
     """The raw text of a docstring literal ("a" or concatenated "a" "b"), else None."""
     if node.type == "concatenated_string":
-        parts = [_python_string(source, node.named_child(i))
-                 for i in range(node.named_child_count)]
+        parts = [_python_string(source, node.named_child(i)) for i in range(node.named_child_count)]
         return None if any(p is None for p in parts) else "".join(parts)
     if node.type != "string" or node.named_child_count < 2:
         return None
@@ -382,7 +387,7 @@ def _python_string(source: bytes, node: tree_sitter.Node) -> str | None:
     prefix = _text(source, start).lower()
     if "f" in prefix or "b" in prefix:  # f-strings and bytes are not docstrings
         return None
-    return source[start.end_byte:end.start_byte].decode("utf-8", errors="replace")
+    return source[start.end_byte : end.start_byte].decode("utf-8", errors="replace")
 
 
 def _java(node, scopes, source, comments):
@@ -393,8 +398,9 @@ def _java(node, scopes, source, comments):
 def _php(node, scopes, source, comments):
     name = _text(source, node.child_by_field_name("name"))
     is_method = node.type == "method_declaration"
-    return _javadoc_function(node, name, scopes if is_method else [], source, comments,
-                             is_method=is_method)
+    return _javadoc_function(
+        node, name, scopes if is_method else [], source, comments, is_method=is_method
+    )
 
 
 def _javascript(node, scopes, source, comments):
@@ -413,21 +419,31 @@ def _javascript(node, scopes, source, comments):
     if parent.type == "variable_declarator":
         declaration = parent.parent
         name_node = parent.child_by_field_name("name")
-        if (declaration is None or name_node is None or name_node.type != "identifier"
-                or declaration.named_child(0) != parent):
+        if (
+            declaration is None
+            or name_node is None
+            or name_node.type != "identifier"
+            or declaration.named_child(0) != parent
+        ):
             return None
         outer = declaration.parent
         anchor = outer if outer is not None and outer.type == "export_statement" else declaration
-        return _javadoc_function(declaration, _text(source, name_node), [], source, comments,
-                                 anchor, is_method=False)
+        return _javadoc_function(
+            declaration, _text(source, name_node), [], source, comments, anchor, is_method=False
+        )
     if parent.type == "assignment_expression":
         left, statement = parent.child_by_field_name("left"), parent.parent
-        if (left is None or left.type not in ("identifier", "member_expression")
-                or statement is None or statement.type != "expression_statement"):
+        if (
+            left is None
+            or left.type not in ("identifier", "member_expression")
+            or statement is None
+            or statement.type != "expression_statement"
+        ):
             return None
         name = _text(source, left).replace(".prototype.", ".")
-        return _javadoc_function(statement, name, [], source, comments,
-                                 is_method=left.type == "member_expression")
+        return _javadoc_function(
+            statement, name, [], source, comments, is_method=left.type == "member_expression"
+        )
     if parent.type == "pair":
         key = _text(source, parent.child_by_field_name("key")).strip("'\"")
         return _javadoc_function(parent, key, [], source, comments)
@@ -477,8 +493,13 @@ def _ruby(node, scopes, source, comments):
         doc = _clean_line_comments(texts, "#")
     if not doc or not name:
         return None
-    return Function(".".join([*scopes, name]), doc, _text(source, node),
-                    node.start_point.row + 1, bool(scopes) or node.type == "singleton_method")
+    return Function(
+        ".".join([*scopes, name]),
+        doc,
+        _text(source, node),
+        node.start_point.row + 1,
+        bool(scopes) or node.type == "singleton_method",
+    )
 
 
 _EXTRACTORS = {

@@ -52,13 +52,15 @@ MAX_NON_ASCII_LETTER_SHARE = 0.10
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 _BLOCK_TAG = re.compile(
-    r"</?(?:p|pre|ul|ol|dl|table|blockquote|h[1-6]|div|hr)\b[^<>]*/?>", re.IGNORECASE)
+    r"</?(?:p|pre|ul|ol|dl|table|blockquote|h[1-6]|div|hr)\b[^<>]*/?>", re.IGNORECASE
+)
 _INLINE_TAG = re.compile(r"\{@(\w+)\s*([^{}]*)\}")
 _LINK_WITH_LABEL = re.compile(r"^(\S*\([^)]*\)|\S+)\s+(.+)$", re.DOTALL)
 _SECTION_NAMES = (
     "Args|Arguments|Parameters|Params|Returns?|Yields?|Raises|Throws|Examples?|Notes?|"
     "Attributes|Keyword Args|Keyword Arguments|Other Parameters|See Also|Warnings?|Todo|"
-    "References|Usage")
+    "References|Usage"
+)
 _TAG_LINE = re.compile(
     r"^(?:@[A-Za-z]"  # @param, @return: Javadoc, JSDoc, PHPDoc, YARD
     r"|:(?:param|parameter|arg|argument|key|keyword|type|raises?|except|exception|returns?"
@@ -77,17 +79,20 @@ _URL = re.compile(r"(?:https?|ftp|file)://|\bwww\.\w", re.IGNORECASE)
 _HTML_ELEMENTS = (
     "a|abbr|b|big|blockquote|body|br|caption|center|cite|code|col|dd|del|dfn|div|dl|dt|em|"
     "font|h[1-6]|head|hr|html|i|img|ins|kbd|li|ol|p|pre|q|s|samp|small|span|strike|strong|"
-    "sub|sup|table|tbody|td|tfoot|th|thead|tr|tt|u|ul|var")
+    "sub|sup|table|tbody|td|tfoot|th|thead|tr|tt|u|ul|var"
+)
 _HTML = re.compile(
     rf"<(?:{_HTML_ELEMENTS})(?:\s[^<>]*)?/?>"  # <code>, <br/>, <a href="...">
     r"|</[A-Za-z][\w-]*\s*>"  # any closing tag
     r"|<!--"
     r"|&(?:[a-zA-Z]{2,8}|#\d{1,6}|#x[0-9a-fA-F]{1,6});",  # &lt; &#39;
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 # Function words of other languages that are not English words; collisions with identifiers
 # (`el`, `der`, `des`) are outweighed by the English function words of an English sentence.
-_FOREIGN_WORDS = frozenset("""
+_FOREIGN_WORDS = frozenset(
+    """
     le la les de du une est sont pour dans avec sur qui que ce cette ces par pas ne au aux ou
     lorsque nous vous il elle leur
     el los las del una para por con se su sus al lo como este esta estos cuando
@@ -96,19 +101,23 @@ _FOREIGN_WORDS = frozenset("""
     sich auch bei aus nach wie zum zur dieser diese dieses kann sind
     gli della delle dei di che sono nel nella questo questa viene
     het een voor niet met zijn wordt bij naar deze worden
-""".split())
-_ENGLISH_WORDS = frozenset("""
+""".split()
+)
+_ENGLISH_WORDS = frozenset(
+    """
     the a an of to in is are be been for and or if this that these those with by from it its
     as on at not into when which will can should would may must all any each if then than
     returns return given used use was were has have no only one other such their there
-""".split())
+""".split()
+)
 _WORD = re.compile(r"[^\W\d_]+")
 
 _TEST_DIRS = frozenset({"test", "tests", "__tests__", "__test__", "spec", "specs", "testdata"})
 _TEST_FILE = re.compile(
     r"^(?:test_.*|.*_test|.*_spec|conftest|tests?|.*[a-z0-9]Tests?|.*TestCase|Test[A-Z_].*)"
     r"\.\w+$"
-    r"|\.(?:test|spec)\.[cm]?[jt]sx?$")
+    r"|\.(?:test|spec)\.[cm]?[jt]sx?$"
+)
 _NAME_SEPARATORS = re.compile(r"[.#:]+")
 
 
@@ -146,7 +155,7 @@ def first_paragraph(docstring: str, language: str) -> str:
             continue
         description = _DESCRIPTION_TAG.match(line)
         if description and not kept:  # `@description The summary.` opens the paragraph
-            line = line[description.end():]
+            line = line[description.end() :]
             if line:
                 kept.append(line)
             continue

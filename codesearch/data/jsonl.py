@@ -77,18 +77,21 @@ def read_jsonl(
                     continue
                 try:
                     if raw is None:
-                        raise DataError(f"record too large (over {MAX_RECORD_BYTES >> 20} MiB)",
-                                        name, line_no)
+                        raise DataError(
+                            f"record too large (over {MAX_RECORD_BYTES >> 20} MiB)", name, line_no
+                        )
                     try:
                         text = raw.decode("utf-8")
                     except UnicodeDecodeError as exc:
-                        raise DataError(f"bytes are not valid UTF-8 (at column {exc.start + 1})",
-                                        name, line_no) from None
+                        raise DataError(
+                            f"bytes are not valid UTF-8 (at column {exc.start + 1})", name, line_no
+                        ) from None
                     try:
                         obj = json.loads(text)
                     except json.JSONDecodeError as exc:
-                        raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})",
-                                        name, line_no) from None
+                        raise DataError(
+                            f"malformed JSON: {exc.msg} (column {exc.colno})", name, line_no
+                        ) from None
                     item = parse(obj, name, line_no)
                 except DataError as error:
                     if strict:
@@ -96,8 +99,10 @@ def read_jsonl(
                     if dropped is not None:
                         dropped[drop_reason(error)] += 1
                     if warned < MAX_WARNINGS_PER_FILE:
-                        print(f"warning: {error} (record skipped; --strict stops here)",
-                              file=sys.stderr)
+                        print(
+                            f"warning: {error} (record skipped; --strict stops here)",
+                            file=sys.stderr,
+                        )
                     warned += 1
                     continue
                 if item is not None:

@@ -60,14 +60,16 @@ def json_safe(obj: object) -> object:
 
 def write_json_atomic(path: str | Path, obj: object) -> None:
     """Write JSON (NaN and infinities as null) through a temporary file and an atomic rename."""
-    write_text_atomic(path, json.dumps(json_safe(obj), indent=2, ensure_ascii=False,
-                                       allow_nan=False) + "\n")
+    write_text_atomic(
+        path, json.dumps(json_safe(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    )
 
 
 def data_hash(files: dict[str, dict]) -> str:
     """The manifest's data_hash: sha256 over the listed files' paths and sha256s, in order."""
-    return hashlib.sha256("".join(f"{k}:{v['sha256']}\n" for k, v in files.items())
-                          .encode()).hexdigest()
+    return hashlib.sha256(
+        "".join(f"{k}:{v['sha256']}\n" for k, v in files.items()).encode()
+    ).hexdigest()
 
 
 class PreparedWriter:
@@ -103,8 +105,10 @@ class PreparedWriter:
         with open(path, "w", encoding="utf-8") as handle:
             for record in records:
                 if record.language != language or record.split != split:
-                    raise ValueError(f"record {record.id} is {record.language}/{record.split}, "
-                                     f"written to {language}/{split}")
+                    raise ValueError(
+                        f"record {record.id} is {record.language}/{record.split}, "
+                        f"written to {language}/{split}"
+                    )
                 handle.write(json.dumps(record.to_dict(), ensure_ascii=False))
                 handle.write("\n")
                 n += 1
@@ -116,11 +120,14 @@ class PreparedWriter:
         files = {}
         for path in sorted(self.partial.glob("*/*.jsonl")):
             rel = path.relative_to(self.partial).as_posix()
-            files[rel] = {"sha256": file_digest(path),
-                          "records": self.counts[path.parent.name][path.stem]}
+            files[rel] = {
+                "sha256": file_digest(path),
+                "records": self.counts[path.parent.name][path.stem],
+            }
         if not files:
-            raise UserError(f"{self.out_dir}: no records to write (every input was empty or "
-                            f"filtered out)")
+            raise UserError(
+                f"{self.out_dir}: no records to write (every input was empty or filtered out)"
+            )
         manifest = {
             "format_version": FORMAT_VERSION,
             "codesearch_version": __version__,
@@ -148,8 +155,10 @@ def load_manifest(data_dir: str | Path) -> dict:
         raise UserError(f"{data_dir}: no such data directory (make one with `codesearch prepare`)")
     path = data_dir / MANIFEST
     if not path.is_file():
-        raise UserError(f"{data_dir}: not a complete prepared data directory (no {MANIFEST}); "
-                        f"rebuild it with `codesearch prepare`")
+        raise UserError(
+            f"{data_dir}: not a complete prepared data directory (no {MANIFEST}); "
+            f"rebuild it with `codesearch prepare`"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -172,14 +181,18 @@ def load_records(data_dir: str | Path, language: str, split: str) -> list[PairRe
         have = ", ".join(lang for lang in LANGUAGES if lang in counts) or "none"
         raise UserError(f"{data_dir}: has no language '{language}' (it has: {have})")
     if split not in counts[language]:
-        raise UserError(f"{data_dir}: {language} has no split '{split}' "
-                        f"(it has: {', '.join(counts[language])})")
+        raise UserError(
+            f"{data_dir}: {language} has no split '{split}' (it has: {', '.join(counts[language])})"
+        )
     path = Path(data_dir) / language / f"{split}.jsonl"
     records = list(read_jsonl(path, record_from_dict, strict=True))
     expected = manifest.get("files", {}).get(f"{language}/{split}.jsonl", {}).get("records")
     if expected is not None and expected != len(records):
-        raise DataError(f"holds {len(records):,} records but the manifest says {expected:,}: "
-                        f"the file changed after the build; {REBUILD}", str(path))
+        raise DataError(
+            f"holds {len(records):,} records but the manifest says {expected:,}: "
+            f"the file changed after the build; {REBUILD}",
+            str(path),
+        )
     return records
 
 
@@ -197,8 +210,11 @@ def verify_prepared(data_dir: str | Path, languages: Iterable[str] | None = None
     if not isinstance(files, dict) or not files:
         raise DataError("lists no files; " + REBUILD, str(data_dir / MANIFEST), field="files")
     if manifest.get("data_hash") != data_hash(files):
-        raise DataError("data_hash is not the hash of the listed files; " + REBUILD,
-                        str(data_dir / MANIFEST), field="data_hash")
+        raise DataError(
+            "data_hash is not the hash of the listed files; " + REBUILD,
+            str(data_dir / MANIFEST),
+            field="data_hash",
+        )
     wanted = None if languages is None else set(languages)
     checked = {}
     for rel, entry in files.items():
@@ -210,12 +226,17 @@ def verify_prepared(data_dir: str | Path, languages: Iterable[str] | None = None
         with open(path, "rb") as handle:
             records = sum(1 for line in handle if line.strip())
         if records != entry.get("records"):
-            raise DataError(f"holds {records:,} records but the manifest says "
-                            f"{entry.get('records')}: the file changed after the build; "
-                            f"{REBUILD}", str(path))
+            raise DataError(
+                f"holds {records:,} records but the manifest says "
+                f"{entry.get('records')}: the file changed after the build; "
+                f"{REBUILD}",
+                str(path),
+            )
         if file_digest(path) != entry.get("sha256"):
-            raise DataError(f"sha256 differs from the manifest: the file changed after the "
-                            f"build; {REBUILD}", str(path))
+            raise DataError(
+                f"sha256 differs from the manifest: the file changed after the build; {REBUILD}",
+                str(path),
+            )
         checked[rel] = records
     return checked
 
@@ -224,14 +245,14 @@ def format_stats(data_dir: str | Path) -> str:
     """A markdown table of record counts per language and split, with a total row."""
     counts = load_manifest(data_dir)["counts"]
     splits = [s for s in ALL_SPLITS if any(s in c for c in counts.values())]
-    rows = ["| language | " + " | ".join(splits) + " |",
-            "|---|" + "---:|" * len(splits)]
+    rows = ["| language | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
     total: Counter = Counter()
     for lang in LANGUAGES:
         if lang not in counts:
             continue
-        rows.append(f"| {lang} | " + " | ".join(
-            f"{counts[lang].get(s, 0):,}" for s in splits) + " |")
+        rows.append(
+            f"| {lang} | " + " | ".join(f"{counts[lang].get(s, 0):,}" for s in splits) + " |"
+        )
         total.update(counts[lang])
     rows.append("| **total** | " + " | ".join(f"{total.get(s, 0):,}" for s in splits) + " |")
     return "\n".join(rows)

@@ -87,8 +87,9 @@ def record_from_dict(obj: object, path: str | None = None, line: int | None = No
     if values["language"] not in LANGUAGES:
         raise DataError(f"unknown language '{values['language']}'", path, line, "language")
     if values["split"] not in ALL_SPLITS:
-        raise DataError(f"expected one of {', '.join(ALL_SPLITS)}, got '{values['split']}'",
-                        path, line, "split")
+        raise DataError(
+            f"expected one of {', '.join(ALL_SPLITS)}, got '{values['split']}'", path, line, "split"
+        )
     # a codebase entry is a candidate only: it may have no query (CodeXGLUE empties them)
     required = ("id", "code") if values["split"] == CANDIDATE_SPLIT else ("id", "query", "code")
     for name in required:

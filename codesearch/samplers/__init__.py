@@ -21,5 +21,14 @@ def sampler_class(name: str) -> type[BatchSampler]:
     return SAMPLERS[name]
 
 
-__all__ = ["SAMPLERS", "Batch", "BatchSampler", "HardNegativeSampler", "RandomSampler",
-           "TBSSampler", "chunk", "local_slice", "sampler_class"]
+__all__ = [
+    "SAMPLERS",
+    "Batch",
+    "BatchSampler",
+    "HardNegativeSampler",
+    "RandomSampler",
+    "TBSSampler",
+    "chunk",
+    "local_slice",
+    "sampler_class",
+]

@@ -37,7 +37,7 @@ def chunk(order: np.ndarray, batch_size: int, min_last: int = 1) -> list[np.ndar
     A last batch smaller than ``min_last`` (e.g. fewer anchors than processes) is merged into
     the one before it rather than dropped, so every pair is an anchor exactly once per epoch.
     """
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if len(batches) > 1 and len(batches[-1]) < min_last:
         last = batches.pop()  # pop first: `batches[-2] = ...pop()` would hit the wrong slot
         batches[-1] = np.concatenate([batches[-1], last])
@@ -58,6 +58,7 @@ class BatchSampler(ABC):
     """
 
     name = "base"
+
     def __init__(self, n: int, batch_size: int, seed: int = 0, min_last: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -101,7 +102,8 @@ class BatchSampler(ABC):
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("name") != self.name:
-            raise ValueError(f"checkpoint sampler is '{state.get('name')}', this run uses "
-                             f"'{self.name}'")
+            raise ValueError(
+                f"checkpoint sampler is '{state.get('name')}', this run uses '{self.name}'"
+            )
         self.seed = state["seed"]
         self.set_epoch(state["epoch"])

@@ -77,18 +77,28 @@ def pair_hash(code_keys: np.ndarray, query_keys: np.ndarray) -> np.ndarray:
 class HardNegativeSampler(BatchSampler):
     name = "hardneg"
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0, min_last: int = 1,
-                 l: int = 1, range: str = "1:1", every: int = 1,  # noqa: E741
-                 backend: str = "auto", block_size: int = 2048, margin: int = 8):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int = 0,
+        min_last: int = 1,
+        l: int = 1,  # noqa: E741
+        range: str = "1:1",
+        every: int = 1,
+        backend: str = "auto",
+        block_size: int = 2048,
+        margin: int = 8,
+    ):
         super().__init__(n, batch_size, seed, min_last)
         if isinstance(l, bool) or not isinstance(l, int) or l < 1:
-            raise UserError(f"hardneg l (negatives per anchor) must be an integer >= 1, "
-                            f"got {l!r}")
+            raise UserError(f"hardneg l (negatives per anchor) must be an integer >= 1, got {l!r}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise UserError(f"hardneg every (refresh interval) must be >= 1, got {every!r}")
         if backend not in BACKENDS:
-            raise UserError(f"hardneg backend must be one of {', '.join(BACKENDS)}, "
-                            f"got '{backend}'")
+            raise UserError(
+                f"hardneg backend must be one of {', '.join(BACKENDS)}, got '{backend}'"
+            )
         self.l, self.every, self.backend = l, every, backend
         self.lo, hi = parse_range(range)
         self.depth = max(hi, self.lo + l - 1)  # neighbours kept per anchor
@@ -104,8 +114,10 @@ class HardNegativeSampler(BatchSampler):
         """Integer keys of each pair's query and code text (equal text, equal key)."""
         query_keys, code_keys = np.asarray(query_keys), np.asarray(code_keys)
         if query_keys.shape != (self.n,) or code_keys.shape != (self.n,):
-            raise ValueError(f"text keys must both have shape ({self.n},); got "
-                             f"{query_keys.shape} and {code_keys.shape}")
+            raise ValueError(
+                f"text keys must both have shape ({self.n},); got "
+                f"{query_keys.shape} and {code_keys.shape}"
+            )
         self.query_keys, self.code_keys = query_keys.astype(np.int64), code_keys.astype(np.int64)
         self.pairs = np.unique(pair_hash(self.code_keys, self.query_keys))  # sorted
 
@@ -141,8 +153,14 @@ class HardNegativeSampler(BatchSampler):
         pending = np.arange(self.n)
         k = min(self.n, self.depth + self.margin)
         while pending.size:
-            _, found = topk_neighbors(queries[pending], codes, k, backend=self.backend,
-                                      block_size=self.block_size, seed=self.seed)
+            _, found = topk_neighbors(
+                queries[pending],
+                codes,
+                k,
+                backend=self.backend,
+                block_size=self.block_size,
+                seed=self.seed,
+            )
             found = np.asarray(found, dtype=np.int64)  # (p, k), -1 where faiss found fewer
             rows, count = self._filter(pending, found)
             table[pending] = rows
@@ -166,22 +184,28 @@ class HardNegativeSampler(BatchSampler):
         timings = {"embed": 0.0, "mining": 0.0}
         if self._refreshes(epoch):
             if embed is None:
-                raise ValueError("the hardneg sampler mines with the model's embeddings: "
-                                 "call prepare(embed) with an embed function")
+                raise ValueError(
+                    "the hardneg sampler mines with the model's embeddings: "
+                    "call prepare(embed) with an embed function"
+                )
             start = time.perf_counter()
             queries, codes = embed()
             timings["embed"] = time.perf_counter() - start
             if queries.shape[0] != self.n or codes.shape != queries.shape:
-                raise ValueError(f"embed() must return two ({self.n}, d) arrays; got "
-                                 f"{queries.shape} and {codes.shape}")
+                raise ValueError(
+                    f"embed() must return two ({self.n}, d) arrays; got "
+                    f"{queries.shape} and {codes.shape}"
+                )
             start = time.perf_counter()
             self.table, self.table_epoch = self.mine(queries, codes), epoch
             timings["mining"] = time.perf_counter() - start
         start = time.perf_counter()
         mined = self.sample(epoch)
         order = epoch_rng(self.seed, epoch).permutation(self.n)  # RandomSampler's anchors
-        batches = [Batch(a, self.batch_extras(a, mined))
-                   for a in chunk(order, self.batch_size, self.min_last)]
+        batches = [
+            Batch(a, self.batch_extras(a, mined))
+            for a in chunk(order, self.batch_size, self.min_last)
+        ]
         timings["sampling"] = time.perf_counter() - start
         timings["total"] = timings["mining"] + timings["sampling"]  # embedding excluded, as tbs
         self.last_timings = timings
@@ -189,11 +213,11 @@ class HardNegativeSampler(BatchSampler):
 
     def sample(self, epoch: int) -> np.ndarray:
         """(n, l) this epoch's negatives per anchor from the rank window, -1 where none."""
-        window = self.table[:, self.lo - 1:]  # (n, w)
+        window = self.table[:, self.lo - 1 :]  # (n, w)
         available = window >= 0
         draw = epoch_rng(self.seed, epoch, 1).random(window.shape)
         draw[~available] = np.inf
-        pick = np.argsort(draw, axis=1, kind="stable")[:, :self.l]  # (n, l)
+        pick = np.argsort(draw, axis=1, kind="stable")[:, : self.l]  # (n, l)
         mined = np.take_along_axis(window, pick, axis=1)
         mined[~np.take_along_axis(available, pick, axis=1)] = -1
         return mined
@@ -221,19 +245,25 @@ class HardNegativeSampler(BatchSampler):
         table = None
         if self.table is not None:
             table = [row[row >= 0].tolist() for row in self.table]
-        return {**super().state_dict(), "n": self.n, "depth": self.depth,
-                "table_epoch": self.table_epoch, "table": table}
+        return {
+            **super().state_dict(),
+            "n": self.n,
+            "depth": self.depth,
+            "table_epoch": self.table_epoch,
+            "table": table,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if state.get("n", self.n) != self.n:
-            raise ValueError(f"checkpoint hardneg sampler has {state['n']} pairs, this run has "
-                             f"{self.n}")
+            raise ValueError(
+                f"checkpoint hardneg sampler has {state['n']} pairs, this run has {self.n}"
+            )
         self._batches = None
         self.table, self.table_epoch = None, None
         if state.get("table") is not None and state.get("depth", 0) >= self.depth:
             table = np.full((self.n, self.depth), -1, dtype=np.int64)
             for i, row in enumerate(state["table"]):
-                row = row[:self.depth]
-                table[i, :len(row)] = row
+                row = row[: self.depth]
+                table[i, : len(row)] = row
             self.table, self.table_epoch = table, state["table_epoch"]

@@ -9,8 +9,9 @@ from __future__ import annotations
 from codesearch.samplers.base import Batch, BatchSampler, EmbedFn, chunk, epoch_rng
 
 
-def random_batches(n: int, batch_size: int, seed: int, epoch: int,
-                   min_last: int = 1) -> list[Batch]:
+def random_batches(
+    n: int, batch_size: int, seed: int, epoch: int, min_last: int = 1
+) -> list[Batch]:
     """One epoch of random batches: chunks of a permutation drawn from (seed, epoch)."""
     order = epoch_rng(seed, epoch).permutation(n)
     return [Batch(b) for b in chunk(order, batch_size, min_last)]

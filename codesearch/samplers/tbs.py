@@ -62,8 +62,7 @@ EMBEDDINGS = ("fresh", "cached")
 SAME_TEXT_EDGES = ("drop", "keep")
 
 
-def check_options(quantile: float, graph: str, knn: int, knn_backend: str,
-                  block_size: int) -> None:
+def check_options(quantile: float, graph: str, knn: int, knn_backend: str, block_size: int) -> None:
     """UserError for a bad TBS option (they come from the command line or a profile)."""
     if graph not in GRAPHS:
         raise UserError(f"tbs graph must be one of {', '.join(GRAPHS)}, got '{graph}'")
@@ -72,8 +71,9 @@ def check_options(quantile: float, graph: str, knn: int, knn_backend: str,
     if knn < 1:
         raise UserError(f"tbs knn must be >= 1, got {knn}")
     if knn_backend not in KNN_BACKENDS:
-        raise UserError(f"tbs knn_backend must be one of {', '.join(KNN_BACKENDS)}, "
-                        f"got '{knn_backend}'")
+        raise UserError(
+            f"tbs knn_backend must be one of {', '.join(KNN_BACKENDS)}, got '{knn_backend}'"
+        )
     if block_size < 1:
         raise UserError(f"tbs block_size must be >= 1, got {block_size}")
 
@@ -91,19 +91,28 @@ def rcm_order(adjacency: sp.sparray, seed: int = 0) -> tuple[np.ndarray, dict]:
     graph = (graph + graph.T).tocsr()  # A + A.T, int8 entries 1 or 2
     graph.sort_indices()
     order = reverse_cuthill_mckee(graph, symmetric_mode=True)
-    stats = {"symmetric_edges": int(graph.nnz),
-             "isolated": int(np.count_nonzero(np.diff(graph.indptr) == 0))}
+    stats = {
+        "symmetric_edges": int(graph.nnz),
+        "isolated": int(np.count_nonzero(np.diff(graph.indptr) == 0)),
+    }
     return relabel[order], stats
 
 
-def tbs_permutation(queries: np.ndarray, codes: np.ndarray, quantile: float = 0.999,
-                    graph: str = "quantile", knn: int = 16, knn_backend: str = "auto",
-                    block_size: int = 2048, seed: int = 0, *,
-                    exact_limit: int = EXACT_QUANTILE_LIMIT,
-                    threshold_samples: int = THRESHOLD_SAMPLES,
-                    keep_graph: bool = False,
-                    text_keys: tuple[np.ndarray, np.ndarray] | None = None,
-                    ) -> tuple[np.ndarray, dict]:
+def tbs_permutation(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    quantile: float = 0.999,
+    graph: str = "quantile",
+    knn: int = 16,
+    knn_backend: str = "auto",
+    block_size: int = 2048,
+    seed: int = 0,
+    *,
+    exact_limit: int = EXACT_QUANTILE_LIMIT,
+    threshold_samples: int = THRESHOLD_SAMPLES,
+    keep_graph: bool = False,
+    text_keys: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, dict]:
     """The TBS ordering pi (N,) int64 of pairs, from (N, d) unit-norm query and code embeddings.
 
     ``text_keys`` = (query_keys, code_keys), (N,) int64 hashes of the texts: when given, edges
@@ -122,8 +131,9 @@ def tbs_permutation(queries: np.ndarray, codes: np.ndarray, quantile: float = 0.
     timings = {"threshold": 0.0}
     start = time.perf_counter()
     if graph == "quantile":
-        tau, exact = quantile_threshold(q, c, quantile, exact_limit=exact_limit,
-                                        samples=threshold_samples, seed=seed)
+        tau, exact = quantile_threshold(
+            q, c, quantile, exact_limit=exact_limit, samples=threshold_samples, seed=seed
+        )
         info.update(quantile=quantile, tau=tau, tau_exact=exact)
         timings["threshold"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -150,9 +160,14 @@ def permutation_seed(seed: int, epoch: int) -> int:
     return int(epoch_rng(seed, epoch, stream=1).integers(2**31))
 
 
-def batches_from_permutation(order: np.ndarray, batch_size: int, min_last: int = 1,
-                             shuffle_batches: bool = True, seed: int = 0,
-                             epoch: int = 0) -> list[np.ndarray]:
+def batches_from_permutation(
+    order: np.ndarray,
+    batch_size: int,
+    min_last: int = 1,
+    shuffle_batches: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+) -> list[np.ndarray]:
     """Consecutive chunks of ``order``; their order shuffled by ``epoch_rng(seed, epoch)``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -162,32 +177,45 @@ def batches_from_permutation(order: np.ndarray, batch_size: int, min_last: int =
     return batches
 
 
-def tbs_batches(queries: np.ndarray, codes: np.ndarray, batch_size: int, *, min_last: int = 1,
-                shuffle_batches: bool = True, seed: int = 0, epoch: int = 0,
-                same_text_edges: str = "drop",
-                text_keys: tuple[np.ndarray, np.ndarray] | None = None,
-                **options) -> list[np.ndarray]:
+def tbs_batches(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    batch_size: int,
+    *,
+    min_last: int = 1,
+    shuffle_batches: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    same_text_edges: str = "drop",
+    text_keys: tuple[np.ndarray, np.ndarray] | None = None,
+    **options,
+) -> list[np.ndarray]:
     """One epoch's TBS batches for fixed embeddings: exactly what ``TBSSampler`` with this
     seed (and ``start_epoch`` <= ``epoch``) yields at ``epoch`` when its ``embed()`` returns
     these embeddings and its text keys are ``text_keys``. ``options`` are those of
     ``tbs_permutation`` (quantile, graph, knn, knn_backend, block_size)."""
     keys = _keys_for(same_text_edges, text_keys)
-    order, _ = tbs_permutation(queries, codes, seed=permutation_seed(seed, epoch),
-                               text_keys=keys, **options)
+    order, _ = tbs_permutation(
+        queries, codes, seed=permutation_seed(seed, epoch), text_keys=keys, **options
+    )
     return batches_from_permutation(order, batch_size, min_last, shuffle_batches, seed, epoch)
 
 
 def _keys_for(same_text_edges: str, text_keys: tuple | None) -> tuple | None:
     """The text keys ``tbs_permutation`` drops edges by: None with "keep"."""
     if same_text_edges not in SAME_TEXT_EDGES:
-        raise UserError(f"tbs same_text_edges must be one of {', '.join(SAME_TEXT_EDGES)}, "
-                        f"got '{same_text_edges}'")
+        raise UserError(
+            f"tbs same_text_edges must be one of {', '.join(SAME_TEXT_EDGES)}, "
+            f"got '{same_text_edges}'"
+        )
     if same_text_edges == "keep":
         return None
     if text_keys is None:
-        raise UserError("tbs same_text_edges=drop needs the query and code text keys of the "
-                        "pairs (embeddings written by `codesearch embed` have them); pass "
-                        "same_text_edges=keep to build the graph without them")
+        raise UserError(
+            "tbs same_text_edges=drop needs the query and code text keys of the "
+            "pairs (embeddings written by `codesearch embed` have them); pass "
+            "same_text_edges=keep to build the graph without them"
+        )
     return text_keys
 
 
@@ -205,11 +233,24 @@ class TBSSampler(BatchSampler):
 
     name = "tbs"
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0, min_last: int = 1, *,
-                 quantile: float = 0.999, graph: str = "quantile", knn: int = 16,
-                 knn_backend: str = "auto", shuffle_batches: bool = True,
-                 embeddings: str = "fresh", every: int = 1, block_size: int = 2048,
-                 start_epoch: int = 0, same_text_edges: str = "drop"):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int = 0,
+        min_last: int = 1,
+        *,
+        quantile: float = 0.999,
+        graph: str = "quantile",
+        knn: int = 16,
+        knn_backend: str = "auto",
+        shuffle_batches: bool = True,
+        embeddings: str = "fresh",
+        every: int = 1,
+        block_size: int = 2048,
+        start_epoch: int = 0,
+        same_text_edges: str = "drop",
+    ):
         super().__init__(n, batch_size, seed, min_last)
         check_options(quantile, graph, knn, knn_backend, block_size)
         if start_epoch < 0:
@@ -218,12 +259,18 @@ class TBSSampler(BatchSampler):
         self.start_epoch, self.same_text_edges = start_epoch, same_text_edges
         self._text_keys: tuple[np.ndarray, np.ndarray] | None = None
         if embeddings not in EMBEDDINGS:
-            raise UserError(f"tbs embeddings must be one of {', '.join(EMBEDDINGS)}, "
-                            f"got '{embeddings}'")
+            raise UserError(
+                f"tbs embeddings must be one of {', '.join(EMBEDDINGS)}, got '{embeddings}'"
+            )
         if every < 1:
             raise UserError(f"tbs every must be >= 1, got {every}")
-        self.options = {"quantile": quantile, "graph": graph, "knn": knn,
-                        "knn_backend": knn_backend, "block_size": block_size}
+        self.options = {
+            "quantile": quantile,
+            "graph": graph,
+            "knn": knn,
+            "knn_backend": knn_backend,
+            "block_size": block_size,
+        }
         self.shuffle_batches, self.embeddings, self.every = shuffle_batches, embeddings, every
         self._permutation: np.ndarray | None = None
         self._permutation_epoch: int | None = None
@@ -252,21 +299,32 @@ class TBSSampler(BatchSampler):
         timings: dict[str, float] = {}
         if self._recomputes(epoch):
             if embed is None:
-                raise ValueError("the tbs sampler needs embeddings at the start of this epoch: "
-                                 "call prepare(embed) before iterating")
+                raise ValueError(
+                    "the tbs sampler needs embeddings at the start of this epoch: "
+                    "call prepare(embed) before iterating"
+                )
             queries, codes = embed()
             if len(queries) != self.n:
-                raise ValueError(f"embed() returned {len(queries)} pairs, the sampler has "
-                                 f"{self.n}")
+                raise ValueError(f"embed() returned {len(queries)} pairs, the sampler has {self.n}")
             order, info = tbs_permutation(
-                queries, codes, seed=permutation_seed(self.seed, epoch),
-                text_keys=_keys_for(self.same_text_edges, self._text_keys), **self.options)
+                queries,
+                codes,
+                seed=permutation_seed(self.seed, epoch),
+                text_keys=_keys_for(self.same_text_edges, self._text_keys),
+                **self.options,
+            )
             self._permutation, self._permutation_epoch = order, epoch
             timings.update(info.pop("timings"))
             self.last_graph_edges, self.last_info = info["edges"], info
         start = time.perf_counter()
-        batches = batches_from_permutation(self._permutation, self.batch_size, self.min_last,
-                                           self.shuffle_batches, self.seed, epoch)
+        batches = batches_from_permutation(
+            self._permutation,
+            self.batch_size,
+            self.min_last,
+            self.shuffle_batches,
+            self.seed,
+            epoch,
+        )
         timings["chunk"] = time.perf_counter() - start
         timings["total"] = sum(timings.values())
         self.last_timings = timings
@@ -286,14 +344,16 @@ class TBSSampler(BatchSampler):
             n=self.n,
             batches=None if self._batches is None else [b.anchors.tolist() for b in self._batches],
             permutation=None if self._permutation is None else self._permutation.tolist(),
-            permutation_epoch=self._permutation_epoch)
+            permutation_epoch=self._permutation_epoch,
+        )
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if state.get("n", self.n) != self.n:
-            raise ValueError(f"checkpoint tbs sampler has {state['n']} pairs, this run has "
-                             f"{self.n}")
+            raise ValueError(
+                f"checkpoint tbs sampler has {state['n']} pairs, this run has {self.n}"
+            )
         permutation, batches = state.get("permutation"), state.get("batches")
         self._permutation = None if permutation is None else np.asarray(permutation, np.int64)
         self._permutation_epoch = state.get("permutation_epoch")

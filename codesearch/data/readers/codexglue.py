@@ -58,16 +58,23 @@ def read_entry(obj: object, path: str, line: int) -> dict:
             if code.strip():
                 break
     url_repo, url_path = repo_and_path_from_url(url)
-    entry = {"url": url, "query": query, "code": code, "repo": url_repo, "path": url_path,
-             "func_name": ""}
+    entry = {
+        "url": url,
+        "query": query,
+        "code": code,
+        "repo": url_repo,
+        "path": url_path,
+        "func_name": "",
+    }
     for name in ("repo", "path", "func_name"):  # optional; the url gives repo and path
         if name in obj:
             entry[name] = require_str(obj, name, path, line)
     return entry
 
 
-def with_code_and_query(entries: Iterable[dict], code_of: dict[str, str],
-                        drops: Counter) -> Iterator[dict]:
+def with_code_and_query(
+    entries: Iterable[dict], code_of: dict[str, str], drops: Counter
+) -> Iterator[dict]:
     """Entries with code (valid/test: taken from the codebase by url) and a query."""
     for entry in entries:
         if not entry["code"].strip():
@@ -81,8 +88,9 @@ def with_code_and_query(entries: Iterable[dict], code_of: dict[str, str],
         yield entry
 
 
-def prepare_codexglue(src: str | Path, out: str | Path, languages: list[str] | None = None,
-                      strict: bool = False) -> dict:
+def prepare_codexglue(
+    src: str | Path, out: str | Path, languages: list[str] | None = None, strict: bool = False
+) -> dict:
     """Read the cleaned CodeXGLUE code-search files into a prepared directory."""
     dirs = language_dirs(src, languages)
     ids = UniqueIds()
@@ -92,26 +100,42 @@ def prepare_codexglue(src: str | Path, out: str | Path, languages: list[str] | N
 
     def entries(file: Path, language: str) -> Iterator[dict]:
         sources.append(str(file))
-        return progress(read_jsonl(file, read_entry, strict=strict, dropped=dropped[language]),
-                        f"{language}/{file.stem}")
+        return progress(
+            read_jsonl(file, read_entry, strict=strict, dropped=dropped[language]),
+            f"{language}/{file.stem}",
+        )
 
     def record(language: str, split: str, entry: dict) -> PairRecord:
         code = strip_docstring(entry["code"], language)
-        return PairRecord(id=ids(language, entry["url"], code), language=language,
-                          repo=entry["repo"], path=entry["path"], func_name=entry["func_name"],
-                          query=entry["query"], code=code, url=entry["url"], split=split)
+        return PairRecord(
+            id=ids(language, entry["url"], code),
+            language=language,
+            repo=entry["repo"],
+            path=entry["path"],
+            func_name=entry["func_name"],
+            query=entry["query"],
+            code=code,
+            url=entry["url"],
+            split=split,
+        )
 
     with PreparedWriter(out) as writer:
         for language, directory in dirs.items():
-            files = {split: directory / f"{split}.jsonl" for split in ALL_SPLITS
-                     if (directory / f"{split}.jsonl").is_file()}
+            files = {
+                split: directory / f"{split}.jsonl"
+                for split in ALL_SPLITS
+                if (directory / f"{split}.jsonl").is_file()
+            }
             if not files:
-                raise UserError(f"{directory}: no train/valid/test/codebase.jsonl in it (run "
-                                f"the CodeXGLUE preprocess step, or see "
-                                f"data_prep/fetch_codesearchnet.py)")
+                raise UserError(
+                    f"{directory}: no train/valid/test/codebase.jsonl in it (run "
+                    f"the CodeXGLUE preprocess step, or see "
+                    f"data_prep/fetch_codesearchnet.py)"
+                )
             drops = dropped[language]
-            codebase = (list(entries(files[CANDIDATE_SPLIT], language))
-                        if CANDIDATE_SPLIT in files else [])
+            codebase = (
+                list(entries(files[CANDIDATE_SPLIT], language)) if CANDIDATE_SPLIT in files else []
+            )
             code_of = {e["url"]: e["code"] for e in codebase if e["code"].strip()}
             query_of: dict[str, str] = {}
             for split in ("train", "valid", "test"):
@@ -122,8 +146,9 @@ def prepare_codexglue(src: str | Path, out: str | Path, languages: list[str] | N
                     kept = list(kept)
                     for entry in kept:
                         query_of.setdefault(entry["url"], entry["query"])
-                writer.write_split(language, split,
-                                   (record(language, split, entry) for entry in kept))
+                writer.write_split(
+                    language, split, (record(language, split, entry) for entry in kept)
+                )
             if codebase:
                 n_without_query = 0
                 candidates = []
@@ -138,27 +163,34 @@ def prepare_codexglue(src: str | Path, out: str | Path, languages: list[str] | N
                 writer.write_split(language, CANDIDATE_SPLIT, candidates)
                 without_query[language] = n_without_query
         return writer.finish(
-            builder="codexglue", sources=sources,
+            builder="codexglue",
+            sources=sources,
             config={"src": str(src), "languages": list(dirs), "strict": strict},
-            filters=["none (already cleaned by CodeXGLUE)", "query = ' '.join(docstring_tokens)",
-                     "python: docstring removed from code (extract.extract_functions)"],
+            filters=[
+                "none (already cleaned by CodeXGLUE)",
+                "query = ' '.join(docstring_tokens)",
+                "python: docstring removed from code (extract.extract_functions)",
+            ],
             dropped=dropped_for_manifest(dropped),
             codebase_without_query=without_query,
         )
 
 
 def _run(args: argparse.Namespace) -> int:
-    manifest = prepare_codexglue(args.src, args.out, languages=args.languages,
-                                 strict=args.strict)
+    manifest = prepare_codexglue(args.src, args.out, languages=args.languages, strict=args.strict)
     print_summary(args.out, manifest)
     return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "codexglue", help="the cleaned CodeSearchNet of CodeXGLUE / GraphCodeBERT / UniXcoder",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", required=True,
-                        help="directory with <language>/{train,valid,test,codebase}.jsonl")
+        "codexglue",
+        help="the cleaned CodeSearchNet of CodeXGLUE / GraphCodeBERT / UniXcoder",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--src", required=True, help="directory with <language>/{train,valid,test,codebase}.jsonl"
+    )
     add_common_arguments(parser)
     parser.set_defaults(func=_run)

@@ -36,13 +36,16 @@ from codesearch.data.schema import (
 )
 from codesearch.errors import DataError, UserError
 
-CSN_FILE = re.compile(r"^(?P<language>[a-z]+)_(?P<split>train|valid|test)_(?P<n>\d+)\.jsonl(\.gz)?$")
+CSN_FILE = re.compile(
+    r"^(?P<language>[a-z]+)_(?P<split>train|valid|test)_(?P<n>\d+)\.jsonl(\.gz)?$"
+)
 GITHUB_URL = re.compile(r"^https?://github\.com/(?P<repo>[^/]+/[^/]+)/blob/[^/]+/(?P<path>[^#]+)")
 REQUIRED = ("repo", "path", "func_name", "code", "docstring", "url")
 QUERY_FILTERS = "first paragraph of the docstring; filters.query_drop_reason"
 
 
 # ---- shared helpers (hub and codexglue readers use them too) ----
+
 
 def require_str(obj: dict, field: str, path: str, line: int | None) -> str:
     """obj[field] as a string, else a DataError naming the field."""
@@ -59,8 +62,9 @@ def require_str_list(obj: dict, field: str, path: str, line: int | None) -> list
         raise DataError("missing", path, line, field)
     value = obj[field]
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise DataError(f"expected a list of strings, got {type(value).__name__}",
-                        path, line, field)
+        raise DataError(
+            f"expected a list of strings, got {type(value).__name__}", path, line, field
+        )
     return value
 
 
@@ -112,12 +116,20 @@ class UniqueIds:
 
 def progress(items: Iterable, desc: str, total: int | None = None) -> Iterable:
     """A tqdm bar on stderr when it is a terminal."""
-    return tqdm(items, desc=desc, total=total, unit=" rec", file=sys.stderr, leave=False,
-                disable=not sys.stderr.isatty())
+    return tqdm(
+        items,
+        desc=desc,
+        total=total,
+        unit=" rec",
+        file=sys.stderr,
+        leave=False,
+        disable=not sys.stderr.isatty(),
+    )
 
 
-def parse_rows(rows: Iterable[dict], source: str, parse, strict: bool,
-               dropped: Counter) -> Iterator[PairRecord]:
+def parse_rows(
+    rows: Iterable[dict], source: str, parse, strict: bool, dropped: Counter
+) -> Iterator[PairRecord]:
     """read_jsonl's lenient/strict policy for rows that are not jsonl lines (parquet, hub).
 
     ``line`` in messages is the 1-based row number.
@@ -150,8 +162,9 @@ def language_dirs(src: str | Path, languages: list[str] | None) -> dict[str, Pat
         try:
             language = normalize_language(child.name)
         except UserError:
-            raise UserError(f"{child}: not a language directory (expected one of "
-                            f"{', '.join(LANGUAGES)})") from None
+            raise UserError(
+                f"{child}: not a language directory (expected one of {', '.join(LANGUAGES)})"
+            ) from None
         found[language] = child
     if not found:
         raise UserError(f"{src}: no language directories in it (expected e.g. {src}/python)")
@@ -179,8 +192,18 @@ class PairMaker:
         self.ids = UniqueIds()
         self.dropped: dict[str, Counter] = {lang: Counter() for lang in LANGUAGES}
 
-    def make(self, language: str, split: str, *, repo: str, path: str, func_name: str,
-             docstring: str, code: str, url: str) -> PairRecord | None:
+    def make(
+        self,
+        language: str,
+        split: str,
+        *,
+        repo: str,
+        path: str,
+        func_name: str,
+        docstring: str,
+        code: str,
+        url: str,
+    ) -> PairRecord | None:
         """The record, or None when a filter drops it (counted under its reason)."""
         dropped = self.dropped[language]
         if len(code) + len(docstring) > MAX_TEXT_CHARS:  # before any text processing
@@ -200,12 +223,21 @@ class PairMaker:
             dropped["code_empty"] += 1
             return None
         key = url or f"{repo}/{path}/{func_name}"
-        return PairRecord(id=self.ids(language, key, code), language=language, repo=repo,
-                          path=path, func_name=func_name, query=query, code=code, url=url,
-                          split=split)
+        return PairRecord(
+            id=self.ids(language, key, code),
+            language=language,
+            repo=repo,
+            path=path,
+            func_name=func_name,
+            query=query,
+            code=code,
+            url=url,
+            split=split,
+        )
 
 
 # ---- the csn reader ----
+
 
 def csn_files(src: str | Path, languages: list[str] | None) -> dict[str, dict[str, list[Path]]]:
     """{language: {split: [files]}} for the nested release layout or a flat directory."""
@@ -218,30 +250,38 @@ def csn_files(src: str | Path, languages: list[str] | None) -> dict[str, dict[st
         for file in flat:
             match = CSN_FILE.match(file.name)
             if not match:
-                raise UserError(f"{file}: cannot tell language and split from the name "
-                                f"(expected <language>_<split>_<n>.jsonl.gz)")
+                raise UserError(
+                    f"{file}: cannot tell language and split from the name "
+                    f"(expected <language>_<split>_<n>.jsonl.gz)"
+                )
             located.append((normalize_language(match["language"]), match["split"], file))
         have = list(dict.fromkeys(lang for lang, _, _ in located))
         wanted = parse_languages(languages) if languages else have
         missing = [lang for lang in wanted if lang not in have]
         if missing:
-            raise UserError(f"{src}: no files for {', '.join(missing)} "
-                            f"(it has: {', '.join(have)})")
+            raise UserError(f"{src}: no files for {', '.join(missing)} (it has: {', '.join(have)})")
     else:
         located = []
         for language, directory in language_dirs(src, languages).items():
-            files = sorted(p for p in directory.rglob("*.jsonl*")
-                           if p.name.endswith((".jsonl", ".jsonl.gz")))
+            files = sorted(
+                p for p in directory.rglob("*.jsonl*") if p.name.endswith((".jsonl", ".jsonl.gz"))
+            )
             if not files:
-                raise UserError(f"{directory}: no .jsonl.gz files in it (expected "
-                                f"{directory}/final/jsonl/train/{language}_train_0.jsonl.gz)")
+                raise UserError(
+                    f"{directory}: no .jsonl.gz files in it (expected "
+                    f"{directory}/final/jsonl/train/{language}_train_0.jsonl.gz)"
+                )
             for file in files:
                 match = CSN_FILE.match(file.name)
-                split = file.parent.name if file.parent.name in SPLITS else (
-                    match["split"] if match else None)
+                split = (
+                    file.parent.name
+                    if file.parent.name in SPLITS
+                    else (match["split"] if match else None)
+                )
                 if split is None:
-                    raise UserError(f"{file}: cannot tell its split (expected it under "
-                                    f"train/, valid/ or test/)")
+                    raise UserError(
+                        f"{file}: cannot tell its split (expected it under train/, valid/ or test/)"
+                    )
                 located.append((language, split, file))
         wanted = None
     out: dict[str, dict[str, list[Path]]] = {}
@@ -253,13 +293,20 @@ def csn_files(src: str | Path, languages: list[str] | None) -> dict[str, dict[st
         match = CSN_FILE.match(file.name)
         return (int(match["n"]) if match else 0, file.name)
 
-    return {lang: {split: sorted(out[lang][split], key=order)
-                   for split in SPLITS if split in out[lang]}
-            for lang in LANGUAGES if lang in out}
+    return {
+        lang: {split: sorted(out[lang][split], key=order) for split in SPLITS if split in out[lang]}
+        for lang in LANGUAGES
+        if lang in out
+    }
 
 
-def prepare_csn(src: str | Path, out: str | Path, languages: list[str] | None = None,
-                strict: bool = False, filter_queries: bool = True) -> dict:
+def prepare_csn(
+    src: str | Path,
+    out: str | Path,
+    languages: list[str] | None = None,
+    strict: bool = False,
+    filter_queries: bool = True,
+) -> dict:
     """Read the original CodeSearchNet jsonl(.gz) files into a prepared directory."""
     files = csn_files(src, languages)
     maker = PairMaker(filter_queries)
@@ -268,9 +315,16 @@ def prepare_csn(src: str | Path, out: str | Path, languages: list[str] | None = 
         def parse(obj: object, path: str, line: int) -> PairRecord | None:
             obj = require_object(obj, path, line)
             fields = {name: require_str(obj, name, path, line) for name in REQUIRED}
-            return maker.make(language, split, repo=fields["repo"], path=fields["path"],
-                              func_name=fields["func_name"], docstring=fields["docstring"],
-                              code=fields["code"], url=fields["url"])
+            return maker.make(
+                language,
+                split,
+                repo=fields["repo"],
+                path=fields["path"],
+                func_name=fields["func_name"],
+                docstring=fields["docstring"],
+                code=fields["code"],
+                url=fields["url"],
+            )
 
         for path in paths:
             yield from read_jsonl(path, parse, strict=strict, dropped=maker.dropped[language])
@@ -279,15 +333,22 @@ def prepare_csn(src: str | Path, out: str | Path, languages: list[str] | None = 
         for language, splits in files.items():
             for split, paths in splits.items():
                 label = f"{language}/{split}"
-                writer.write_split(language, split,
-                                   progress(records(language, split, paths), label))
+                writer.write_split(
+                    language, split, progress(records(language, split, paths), label)
+                )
         return writer.finish(
             builder="csn",
             sources=[str(p) for splits in files.values() for ps in splits.values() for p in ps],
-            config={"src": str(src), "languages": list(files), "strict": strict,
-                    "filter_queries": filter_queries},
-            filters=[QUERY_FILTERS if filter_queries else "first paragraph of the docstring",
-                     "python: docstring removed from code (extract.extract_functions)"],
+            config={
+                "src": str(src),
+                "languages": list(files),
+                "strict": strict,
+                "filter_queries": filter_queries,
+            },
+            filters=[
+                QUERY_FILTERS if filter_queries else "first paragraph of the docstring",
+                "python: docstring removed from code (extract.extract_functions)",
+            ],
             dropped=dropped_for_manifest(maker.dropped),
         )
 
@@ -295,34 +356,58 @@ def prepare_csn(src: str | Path, out: str | Path, languages: list[str] | None = 
 def print_summary(out: str | Path, manifest: dict) -> None:
     for language, counts in manifest["counts"].items():
         drops = sum(manifest.get("dropped", {}).get(language, {}).values())
-        print(f"{language}: " + ", ".join(f"{split} {n:,}" for split, n in counts.items())
-              + f" ({drops:,} dropped)")
+        print(
+            f"{language}: "
+            + ", ".join(f"{split} {n:,}" for split, n in counts.items())
+            + f" ({drops:,} dropped)"
+        )
     print(f"wrote {out}")
 
 
 def _run(args: argparse.Namespace) -> int:
-    manifest = prepare_csn(args.src, args.out, languages=args.languages, strict=args.strict,
-                           filter_queries=not args.no_filter)
+    manifest = prepare_csn(
+        args.src,
+        args.out,
+        languages=args.languages,
+        strict=args.strict,
+        filter_queries=not args.no_filter,
+    )
     print_summary(args.out, manifest)
     return 0
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="prepared data directory to write")
-    parser.add_argument("--languages", nargs="+", default=None,
-                        help="languages to read, e.g. python go (default: all found)")
-    parser.add_argument("--strict", action="store_true",
-                        help="stop at the first bad record (default: skip and count it)")
+    parser.add_argument(
+        "--languages",
+        nargs="+",
+        default=None,
+        help="languages to read, e.g. python go (default: all found)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first bad record (default: skip and count it)",
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "csn", help="the original CodeSearchNet jsonl.gz files", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", required=True,
-                        help="directory with <language>/final/jsonl/<split>/*.jsonl.gz "
-                             "(or a flat directory of *.jsonl.gz)")
+        "csn",
+        help="the original CodeSearchNet jsonl.gz files",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--src",
+        required=True,
+        help="directory with <language>/final/jsonl/<split>/*.jsonl.gz "
+        "(or a flat directory of *.jsonl.gz)",
+    )
     add_common_arguments(parser)
-    parser.add_argument("--no-filter", action="store_true",
-                        help="keep every non-empty query (no CodeSearchNet query filters)")
+    parser.add_argument(
+        "--no-filter",
+        action="store_true",
+        help="keep every non-empty query (no CodeSearchNet query filters)",
+    )
     parser.set_defaults(func=_run)

@@ -43,9 +43,14 @@ PARQUET_EXPORT = "refs%2Fconvert%2Fparquet"  # refs/convert/parquet, quoted for 
 HUB_SPLITS = ("train", "validation", "test")
 SPLIT_NAMES = {"train": "train", "valid": "valid", "validation": "valid", "test": "test"}
 # hub field -> original CodeSearchNet field
-FIELDS = {"repository_name": "repo", "func_path_in_repository": "path", "func_name": "func_name",
-          "func_code_string": "code", "func_documentation_string": "docstring",
-          "func_code_url": "url"}
+FIELDS = {
+    "repository_name": "repo",
+    "func_path_in_repository": "path",
+    "func_name": "func_name",
+    "func_code_string": "code",
+    "func_documentation_string": "docstring",
+    "func_code_url": "url",
+}
 
 
 def make_parser(maker: PairMaker, only: list[str]):
@@ -58,8 +63,12 @@ def make_parser(maker: PairMaker, only: list[str]):
             raise DataError(f"unknown language '{language}'", source, line, "language")
         split_name = require_str(row, "split_name", source, line)
         if split_name not in SPLIT_NAMES:
-            raise DataError(f"expected train, valid, validation or test, got '{split_name}'",
-                            source, line, "split_name")
+            raise DataError(
+                f"expected train, valid, validation or test, got '{split_name}'",
+                source,
+                line,
+                "split_name",
+            )
         fields = {ours: require_str(row, theirs, source, line) for theirs, ours in FIELDS.items()}
         if language not in only:
             return None
@@ -86,23 +95,25 @@ def load_parquet(path: Path, cache_dir: str | None) -> Iterable[dict]:
 
     try:
         pyarrow.parquet.read_schema(path)  # a clear error before datasets logs a traceback
-        return datasets.load_dataset("parquet", data_files=str(path), split="train",
-                                     cache_dir=cache_dir)
+        return datasets.load_dataset(
+            "parquet", data_files=str(path), split="train", cache_dir=cache_dir
+        )
     except (pyarrow.ArrowException, OSError, ValueError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else ""
-        raise DataError(f"cannot read as parquet: {type(exc).__name__}: {first_line}",
-                        str(path)) from None
+        raise DataError(
+            f"cannot read as parquet: {type(exc).__name__}: {first_line}", str(path)
+        ) from None
 
 
-def load_hub(hub_id: str, language: str, revision: str | None,
-             cache_dir: str | None) -> tuple[dict, str]:
+def load_hub(
+    hub_id: str, language: str, revision: str | None, cache_dir: str | None
+) -> tuple[dict, str]:
     """({hub split: rows}, how it was read) for one language config."""
     import datasets
 
     try:
         try:
-            loaded = datasets.load_dataset(hub_id, language, revision=revision,
-                                           cache_dir=cache_dir)
+            loaded = datasets.load_dataset(hub_id, language, revision=revision, cache_dir=cache_dir)
             how = "load_dataset"
         except RuntimeError as exc:
             if "scripts are no longer supported" not in str(exc):
@@ -111,20 +122,30 @@ def load_hub(hub_id: str, language: str, revision: str | None,
             repo = HUB_REPOS.get(hub_id, hub_id)
             base = f"hf://datasets/{repo}@{PARQUET_EXPORT}/{language}"
             loaded = datasets.load_dataset(
-                "parquet", data_files={s: f"{base}/{s}/*.parquet" for s in HUB_SPLITS},
-                cache_dir=cache_dir)
+                "parquet",
+                data_files={s: f"{base}/{s}/*.parquet" for s in HUB_SPLITS},
+                cache_dir=cache_dir,
+            )
             how = "parquet export"
     except Exception as exc:  # no network, unknown id, gated...: one line for the user
-        raise UserError(f"cannot load '{hub_id}' ({language}) from the Hugging Face hub: "
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                        f"(use --data-files for local parquet/jsonl files)") from None
+        raise UserError(
+            f"cannot load '{hub_id}' ({language}) from the Hugging Face hub: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            f"(use --data-files for local parquet/jsonl files)"
+        ) from None
     return {split: loaded[split] for split in loaded}, how
 
 
-def prepare_hub(out: str | Path, data_files: list[str] | None = None,
-                languages: list[str] | None = None, strict: bool = False,
-                filter_queries: bool = True, hub_id: str = HUB_ID, revision: str | None = None,
-                cache_dir: str | None = None) -> dict:
+def prepare_hub(
+    out: str | Path,
+    data_files: list[str] | None = None,
+    languages: list[str] | None = None,
+    strict: bool = False,
+    filter_queries: bool = True,
+    hub_id: str = HUB_ID,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+) -> dict:
     """Read the hub data set (or local files of its schema) into a prepared directory."""
     only = parse_languages(languages)
     maker = PairMaker(filter_queries)
@@ -150,11 +171,19 @@ def prepare_hub(out: str | Path, data_files: list[str] | None = None,
         for path in paths:
             if path.name.endswith(".parquet"):
                 rows = load_parquet(path, cache_dir)
-                collect(parse_rows(progress(iter_rows(rows), path.name, len(rows)), str(path),
-                                   parse, strict, file_drops))
+                collect(
+                    parse_rows(
+                        progress(iter_rows(rows), path.name, len(rows)),
+                        str(path),
+                        parse,
+                        strict,
+                        file_drops,
+                    )
+                )
             else:
-                collect(progress(read_jsonl(path, parse, strict=strict, dropped=file_drops),
-                                 path.name))
+                collect(
+                    progress(read_jsonl(path, parse, strict=strict, dropped=file_drops), path.name)
+                )
             sources.append(str(path))
         sources.append({"datasets_version": datasets.__version__})
     else:
@@ -164,11 +193,24 @@ def prepare_hub(out: str | Path, data_files: list[str] | None = None,
             loaded, how = load_hub(hub_id, language, revision, cache_dir)
             for split, rows in loaded.items():
                 name = f"{hub_id}/{language}/{split}"
-                collect(parse_rows(progress(iter_rows(rows), name, len(rows)), name, parse,
-                                   strict, maker.dropped[language]))
-            sources.append({"hub_id": hub_id, "config": language, "revision": revision,
-                            "read_with": how,
-                            "datasets_version": datasets.__version__})
+                collect(
+                    parse_rows(
+                        progress(iter_rows(rows), name, len(rows)),
+                        name,
+                        parse,
+                        strict,
+                        maker.dropped[language],
+                    )
+                )
+            sources.append(
+                {
+                    "hub_id": hub_id,
+                    "config": language,
+                    "revision": revision,
+                    "read_with": how,
+                    "datasets_version": datasets.__version__,
+                }
+            )
     dropped = dropped_for_manifest(maker.dropped)
     if file_drops:
         dropped["unknown"] = dict(sorted(file_drops.items()))
@@ -178,33 +220,59 @@ def prepare_hub(out: str | Path, data_files: list[str] | None = None,
                 if (language, split) in grouped:
                     writer.write_split(language, split, grouped[(language, split)])
         return writer.finish(
-            builder="hub", sources=sources,
-            config={"data_files": [str(p) for p in data_files] if data_files else None,
-                    "languages": only, "strict": strict, "filter_queries": filter_queries,
-                    "hub_id": hub_id, "revision": revision},
-            filters=[QUERY_FILTERS if filter_queries else "first paragraph of the docstring",
-                     "python: docstring removed from code (extract.extract_functions)"],
+            builder="hub",
+            sources=sources,
+            config={
+                "data_files": [str(p) for p in data_files] if data_files else None,
+                "languages": only,
+                "strict": strict,
+                "filter_queries": filter_queries,
+                "hub_id": hub_id,
+                "revision": revision,
+            },
+            filters=[
+                QUERY_FILTERS if filter_queries else "first paragraph of the docstring",
+                "python: docstring removed from code (extract.extract_functions)",
+            ],
             dropped=dropped,
         )
 
 
 def _run(args: argparse.Namespace) -> int:
-    manifest = prepare_hub(args.out, data_files=args.data_files, languages=args.languages,
-                           strict=args.strict, filter_queries=not args.no_filter,
-                           hub_id=args.hub_id, revision=args.revision, cache_dir=args.cache_dir)
+    manifest = prepare_hub(
+        args.out,
+        data_files=args.data_files,
+        languages=args.languages,
+        strict=args.strict,
+        filter_queries=not args.no_filter,
+        hub_id=args.hub_id,
+        revision=args.revision,
+        cache_dir=args.cache_dir,
+    )
     print_summary(args.out, manifest)
     return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "hub", help="the Hugging Face hub data set code_search_net (or local files of it)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "hub",
+        help="the Hugging Face hub data set code_search_net (or local files of it)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_common_arguments(parser)
-    parser.add_argument("--data-files", nargs="+", default=None, metavar="FILE",
-                        help="local .parquet / .jsonl(.gz) files of the hub schema (no network)")
-    parser.add_argument("--no-filter", action="store_true",
-                        help="keep every non-empty query (no CodeSearchNet query filters)")
+    parser.add_argument(
+        "--data-files",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="local .parquet / .jsonl(.gz) files of the hub schema (no network)",
+    )
+    parser.add_argument(
+        "--no-filter",
+        action="store_true",
+        help="keep every non-empty query (no CodeSearchNet query filters)",
+    )
     parser.add_argument("--hub-id", default=HUB_ID, help=f"hub data set (default {HUB_ID})")
     parser.add_argument("--revision", default=None, help="hub revision (default: main)")
     parser.add_argument("--cache-dir", default=None, help="datasets cache directory")
