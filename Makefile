@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check codesearch data_prep tests benchmarks experiments
 	$(PY) -m ruff format --check codesearch data_prep tests benchmarks experiments
 
-# The offline six-language corpus from registry source packages (DESIGN.md section 3).
+# The offline six-language corpus from registry source packages (docs/data.md).
 data: $(STAMP)
 	$(PY) data_prep/build_local_corpus.py --out $(DATA)
 	$(VENV)/bin/codesearch stats $(DATA)

@@ -51,7 +51,7 @@ SAMPLERS = {  # name -> sampler config overrides
     "random": {"sampler.name": "random"},
     "tbs_fresh": {"sampler.name": "tbs", "sampler.tbs_embeddings": "fresh"},
     "tbs_cached": {"sampler.name": "tbs", "sampler.tbs_embeddings": "cached"},
-    "hardneg": {"sampler.name": "hardneg", "sampler.hardneg_l": 1},
+    "hardneg": {"sampler.name": "hardneg", "sampler.hardneg_negatives": 1},
 }
 TARGET_RATIO = 1.05  # tbs cached epoch / random epoch
 
@@ -183,8 +183,8 @@ def run_config(name: str, spec: dict, work: Path) -> dict:
 
 def count_pairs(overrides: dict) -> int:
     """Training pairs of a configuration (as the trainer selects them)."""
+    from codesearch.data.pairs import subsample
     from codesearch.data.prepared import load_records
-    from codesearch.train import subsample
 
     return sum(
         len(

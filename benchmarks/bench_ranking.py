@@ -1,6 +1,6 @@
 """Benchmark: blocked gold ranks (codesearch.metrics.gold_ranks) against
 sentence-transformers ``util.semantic_search(top_k=1000)`` on the same random clustered
-embeddings (DESIGN.md section 5: 15k queries x 45k candidates, d = 384; target < 10 s).
+embeddings (docs/benchmarks.md: 15k queries x 45k candidates, d = 384; target < 10 s).
 
 Each method runs in its own fresh process, so its peak memory is measured without the other's
 allocator leftovers: peak = ru_maxrss after the call minus the resident size just before it

@@ -4,14 +4,15 @@ For each N, on synthetic clustered embeddings (d = 384) and on real MiniLM embed
 offline corpus, one epoch's assignment of every method, each in a fresh child process:
 
 - ``random``: ``RandomSampler`` (a permutation, O(N));
-- ``hardneg``: ``HardNegativeSampler`` with l = 1: mining (top-(1 + margin) search, faiss by
-  default, ``--hardneg-backend``) plus sampling, on the given embeddings (the embedding pass,
-  which every sampler but random and tbs-cached pays, is not timed here: see bench_epoch.py);
+- ``hardneg``: ``HardNegativeSampler`` with negatives = 1: mining (top-(1 + margin) search,
+  faiss by default, ``--hardneg-backend``) plus sampling, on the given embeddings (the
+  embedding pass, which every sampler but random and tbs-cached pays, is not timed here: see
+  bench_epoch.py);
 - ``tbs_quantile``: TBS with the paper's 0.999-quantile graph (O(N^2 d));
 - ``tbs_knn_exact`` / ``tbs_knn_faiss``: TBS with the top-16 graph by blockwise exact search
   (O(N^2 d)) or a faiss IVF index.
 
-Per run: wall and CPU seconds of the call and its steps (the samplers' ``last_timings``); the
+Per run: wall and CPU seconds of the call and its steps (the samplers' ``timings``); the
 child's peak RSS (VmHWM: ``ru_maxrss`` is useless here, Linux carries the parent's high-water
 mark across fork and exec) and its resident size before the call (``base_rss_mb``: the
 embeddings and imports), so ``extra_mb`` is what the sampler itself added. Then, untimed, in
@@ -108,11 +109,11 @@ def real_pairs(
     once and cached. Returns (path, meta)."""
     import torch
 
+    from codesearch.data.pairs import subsample, text_keys, tokenize_lengths
     from codesearch.data.prepared import load_manifest, load_records
-    from codesearch.encode import encode_ids, tokenize_lengths
+    from codesearch.encode import encode_ids
     from codesearch.errors import UserError
     from codesearch.model import load_model
-    from codesearch.train import _text_keys, subsample
 
     manifest = load_manifest(data)
     languages = list(manifest["counts"])
@@ -176,8 +177,8 @@ def real_pairs(
             handle,
             queries=embedded[0].astype(np.float32),
             codes=embedded[1].astype(np.float32),
-            query_keys=_text_keys([r.query for r in records]),
-            code_keys=_text_keys([r.code for r in records]),
+            query_keys=text_keys([r.query for r in records]),
+            code_keys=text_keys([r.code for r in records]),
             languages=np.array(language_of),
             meta=np.array(json.dumps(meta)),
         )
@@ -245,7 +246,7 @@ def row_train_losses(
     queries: np.ndarray, codes: np.ndarray, batches: list, rows: np.ndarray, scale: float = SCALE
 ) -> np.ndarray:
     """Each listed row's in-batch InfoNCE loss: candidates are its batch's anchors' codes and
-    the batch's extra codes (as ``diagnostics.batch_loss_with_extras``)."""
+    the batch's extra codes (as ``diagnostics.batch_loss``)."""
     wanted = np.zeros(len(queries), dtype=bool)
     wanted[rows] = True
     loss_of = np.full(len(queries), np.nan)
@@ -275,8 +276,7 @@ def gap_measures(
 ) -> dict:
     """{l_global, gap_mode, rows, per_method: {name: {l_train, gap}}}: exact (every anchor,
     ``diagnostics``) up to ``exact_max`` pairs, else on ``sample_rows`` random anchors."""
-    from codesearch.diagnostics import batch_loss_with_extras
-    from codesearch.loss import global_loss
+    from codesearch.diagnostics import batch_loss, global_loss
 
     n = len(queries)
     out: dict = {"per_method": {}}
@@ -284,7 +284,7 @@ def gap_measures(
     if n <= exact_max:
         out.update(gap_mode="exact", rows=n, l_global=global_loss(queries, codes, SCALE))
         for name, batches in assignments.items():
-            l_train = batch_loss_with_extras(queries, codes, batches, SCALE)
+            l_train = batch_loss(queries, codes, batches, SCALE)
             out["per_method"][name] = {"l_train": l_train, "gap": out["l_global"] - l_train}
     else:
         rows = np.sort(np.random.default_rng(seed).choice(n, min(sample_rows, n), replace=False))
@@ -326,13 +326,10 @@ def worker(data_path: str, options_path: str, result_path: str) -> None:
 
     options = json.loads(Path(options_path).read_text())
     torch.set_num_threads(options["threads"])
-    from codesearch.samplers import Batch, HardNegativeSampler, RandomSampler
-    from codesearch.samplers.graphs import topk_neighbors
-    from codesearch.samplers.tbs import (
-        batches_from_permutation,
-        permutation_seed,
-        tbs_permutation,
-    )
+    from codesearch.samplers import Batch, HardNegativeOptions, HardNegativeSampler, RandomSampler
+    from codesearch.samplers.graphs import tbs_permutation
+    from codesearch.samplers.knn import topk_neighbors
+    from codesearch.samplers.tbs import batches_from_permutation, permutation_seed
 
     with np.load(data_path) as data:
         queries, codes = data["queries"], data["codes"]
@@ -340,7 +337,8 @@ def worker(data_path: str, options_path: str, result_path: str) -> None:
     method, n, b, seed = options["method"], len(queries), options["batch_size"], options["seed"]
     sampler, adjacency, info = None, None, {}
     if method == "hardneg":
-        sampler = HardNegativeSampler(n, b, seed, l=1, backend=options["hardneg_backend"])
+        hardneg = HardNegativeOptions(negatives=1, backend=options["hardneg_backend"])
+        sampler = HardNegativeSampler(n, b, seed, options=hardneg)
         if keys is not None:
             sampler.set_text_keys(*keys)  # once per training task, not per epoch: untimed
     base = _rss_mb()
@@ -350,7 +348,7 @@ def worker(data_path: str, options_path: str, result_path: str) -> None:
         timings = {}
     elif method == "hardneg":
         sampler.prepare(lambda: (queries, codes))
-        batches, timings = sampler.batches(), dict(sampler.last_timings)
+        batches, timings = sampler.batches(), dict(sampler.timings)
     else:  # exactly TBSSampler.compute_batches, keeping the graph for the recall check
         graph, backend = TBS_GRAPHS[method]
         order, info = tbs_permutation(

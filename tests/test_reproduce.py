@@ -142,7 +142,7 @@ def test_ablation_profile_has_the_arms_the_issue_asks_for():
     }
     assert arms["random"].name == "random"
     assert [
-        (a.tbs_start_epoch, a.tbs_same_text_edges, a.tbs_graph)
+        (a.options["tbs"].start_epoch, a.options["tbs"].same_text_edges, a.options["tbs"].graph)
         for label, a in arms.items()
         if label != "random"
     ] == [
@@ -156,7 +156,10 @@ def test_ablation_profile_has_the_arms_the_issue_asks_for():
         label: reproduce.group_config(profile, "minilm", label, 1).sampler
         for label in minilm["samplers"]
     }
-    assert sorted((a.name, a.tbs_start_epoch, a.tbs_same_text_edges) for a in arms.values()) == [
+    assert sorted(
+        (a.name, a.options["tbs"].start_epoch, a.options["tbs"].same_text_edges)
+        for a in arms.values()
+    ) == [
         ("random", 0, "drop"),
         ("tbs", 0, "drop"),
         ("tbs", 0, "keep"),
@@ -287,6 +290,7 @@ def test_missing_profile_names_the_known_ones(tmp_path, monkeypatch, capsys):
     assert reproduce.main(["nosuch", "--check"]) == 2
     err = capsys.readouterr().err
     assert "experiments/nosuch.yaml: no such profile" in err and "local" in err
+    assert err.startswith("codesearch: error:")
 
 
 def test_check_lists_the_cells(monkeypatch, capsys):
@@ -365,7 +369,8 @@ def test_a_stopped_driver_stops_the_running_cells(tiny_data, tmp_path, stop):
     assert len(started) == 2
     driver.send_signal(getattr(signal, stop))
     _, err = driver.communicate(timeout=30)
-    assert driver.returncode == 130 and "rerun the same command to resume" in err
+    assert driver.returncode == 130
+    assert "codesearch: interrupted; rerun the same command to resume" in err
     for pid in started:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
@@ -374,10 +379,10 @@ def test_a_stopped_driver_stops_the_running_cells(tiny_data, tmp_path, stop):
 
 def test_profiles_use_the_tbs_settings_the_ablation_chose():
     local = reproduce.load_profile(EXPERIMENTS / "local.yaml")
-    nbow = reproduce.group_config(local, "nbow", "tbs", 1).sampler
-    minilm = reproduce.group_config(local, "minilm", "tbs", 1).sampler
-    assert (nbow.tbs_start_epoch, nbow.tbs_same_text_edges) == (1, "drop")  # from scratch
-    assert (minilm.tbs_start_epoch, minilm.tbs_same_text_edges) == (0, "drop")  # pretrained
+    nbow = reproduce.group_config(local, "nbow", "tbs", 1).sampler.options["tbs"]
+    minilm = reproduce.group_config(local, "minilm", "tbs", 1).sampler.options["tbs"]
+    assert (nbow.start_epoch, nbow.same_text_edges) == (1, "drop")  # from scratch
+    assert (minilm.start_epoch, minilm.same_text_edges) == (0, "drop")  # pretrained
     paper = reproduce.load_profile(EXPERIMENTS / "paper.yaml")
-    unixcoder = reproduce.group_config(paper, "unixcoder", "tbs", 1).sampler
-    assert (unixcoder.tbs_start_epoch, unixcoder.tbs_same_text_edges) == (0, "drop")
+    unixcoder = reproduce.group_config(paper, "unixcoder", "tbs", 1).sampler.options["tbs"]
+    assert (unixcoder.start_epoch, unixcoder.same_text_edges) == (0, "drop")

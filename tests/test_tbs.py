@@ -8,25 +8,32 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from graph_helpers import bandwidth
 
-from codesearch import loss
-from codesearch.config import SamplerConfig
+from codesearch import diagnostics
+from codesearch.config import RunConfig, SamplerConfig, apply_overrides
 from codesearch.errors import UserError
-from codesearch.samplers import RandomSampler, TBSSampler, chunk, graphs, sampler_class
+from codesearch.samplers import (
+    RandomSampler,
+    TBSOptions,
+    TBSSampler,
+    chunk,
+    graphs,
+    knn,
+    sampler_class,
+)
 from codesearch.samplers.graphs import (
-    as_embeddings,
-    bandwidth,
     knn_graph,
     quantile_threshold,
+    rcm_order,
+    tbs_permutation,
     threshold_graph,
-    topk_neighbors,
 )
+from codesearch.samplers.knn import as_embeddings, topk_neighbors
 from codesearch.samplers.tbs import (
     batches_from_permutation,
     permutation_seed,
-    rcm_order,
     tbs_batches,
-    tbs_permutation,
 )
 
 SCALE = 20.0
@@ -66,7 +73,7 @@ def random_gap(data):
 
 
 def gap(q: np.ndarray, c: np.ndarray, batches: list[np.ndarray]) -> float:
-    return loss.global_loss(q, c, SCALE) - loss.batch_loss(q, c, batches, SCALE)
+    return diagnostics.global_loss(q, c, SCALE) - diagnostics.batch_loss(q, c, batches, SCALE)
 
 
 class CountingEmbed:
@@ -163,7 +170,9 @@ def test_sampled_threshold_gives_the_exact_graph(data):
 
 def test_tiled_graphs_match_a_dense_reference(data, monkeypatch):
     q, c, _ = data
-    monkeypatch.setattr(graphs, "COL_TILE", 96)  # several column tiles, a ragged last one
+    # several column tiles, a ragged last one (the graph's and the search's)
+    monkeypatch.setattr(graphs, "COL_TILE", 96)
+    monkeypatch.setattr(knn, "COL_TILE", 96)
     s = q @ c.T
     tau = float(np.quantile(s, 0.99))
     dense = (s > tau) & ~np.eye(len(q), dtype=bool)
@@ -206,7 +215,7 @@ def test_auto_backend_is_exact_for_small_data(data):
     q, c, _ = data
     _, info = tbs_permutation(q, c, graph="knn", knn=4)
     assert info["backend"] == "exact"
-    assert graphs.resolve_backend("auto", graphs.AUTO_FAISS_MIN) == "faiss"
+    assert knn.resolve_backend("auto", knn.AUTO_FAISS_MIN) == "faiss"
 
 
 def test_rcm_order_undoes_a_shuffled_band():
@@ -227,19 +236,21 @@ def unique_keys(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(n, dtype=np.int64), np.arange(n, 2 * n, dtype=np.int64)
 
 
-def make_tbs(n: int, batch_size: int, **options) -> TBSSampler:
+def make_tbs(n: int, batch_size: int, seed: int = 0, min_last: int = 1, **options) -> TBSSampler:
     """A TBS sampler over synthetic pairs with distinct texts (as the trainer sets them)."""
-    sampler = TBSSampler(n, batch_size, **options)
+    sampler = TBSSampler(n, batch_size, seed, min_last, options=TBSOptions(**options))
     sampler.set_text_keys(*unique_keys(n))
     return sampler
 
 
 def test_registry_and_config_options_build_the_sampler():
-    options = SamplerConfig(name="tbs", tbs_graph="knn", tbs_every=3).options_for("tbs")
-    sampler = sampler_class("tbs")(100, 10, seed=1, **options)
+    config = SamplerConfig.from_dict({"name": "tbs", "tbs_graph": "knn", "tbs_every": 3})
+    options = config.options["tbs"]
+    assert isinstance(options, TBSOptions)
+    sampler = sampler_class("tbs")(100, 10, seed=1, options=options)
     assert isinstance(sampler, TBSSampler)
-    assert sampler.every == 3 and sampler.options["graph"] == "knn"
-    assert sampler.embeddings == "fresh"
+    assert sampler.options.every == 3 and sampler.options.graph == "knn"
+    assert sampler.options.embeddings == "fresh" and not sampler.wants_cached_embeddings
 
 
 @pytest.mark.parametrize("n, batch_size, min_last", [(1000, 32, 1), (1000, 32, 9), (1000, 40, 2)])
@@ -255,8 +266,8 @@ def test_every_pair_is_an_anchor_once_per_epoch(data, n, batch_size, min_last):
         assert sorted(i for b in batches for i in b) == list(range(n))
         assert all(len(b) >= min_last for b in batches)
     assert embed.calls == 2
-    assert set(sampler.last_timings) == {"threshold", "graph", "rcm", "chunk", "total"}
-    assert sampler.last_graph_edges == sampler.last_info["edges"] > 0
+    assert set(sampler.timings) == {"threshold", "graph", "rcm", "chunk", "total"}
+    assert sampler.last_info["edges"] > 0
 
 
 def test_same_seed_epoch_and_embeddings_give_the_same_batches(data):
@@ -271,7 +282,9 @@ def test_same_seed_epoch_and_embeddings_give_the_same_batches(data):
     assert batches(0, 1) == batches(0, 1)
     assert batches(0, 1) != batches(0, 2)
     assert batches(0, 1) != batches(1, 1)
-    expected = tbs_batches(q, c, 32, seed=0, epoch=1, quantile=0.99, text_keys=unique_keys(len(q)))
+    expected = tbs_batches(
+        q, c, 32, TBSOptions(quantile=0.99), seed=0, epoch=1, text_keys=unique_keys(len(q))
+    )
     assert batches(0, 1) == [b.tolist() for b in expected]
 
 
@@ -294,7 +307,7 @@ def test_every_two_reuses_the_permutation_without_embedding(data):
         sampler.prepare(embed)
         assert embed.calls == epoch // 2 + 1
         seen[epoch] = anchors(sampler)
-    assert "threshold" not in sampler.last_timings  # epoch 3 only chunked
+    assert "threshold" not in sampler.timings  # epoch 3 only chunked
     assert seen[1] != seen[0]  # the order of the batches is reshuffled ...
     assert sorted(seen[1]) == sorted(seen[0])  # ... but they are the same batches
 
@@ -361,7 +374,9 @@ def test_epochs_before_start_epoch_are_the_random_samplers_batches(data):
         assert (seen[epoch] == [b.anchors.tolist() for b in random]) == (epoch < 2)
     assert embed.calls == 2  # epochs 2 and 4: every=2 counts from the start epoch
     assert sorted(seen[3]) == sorted(seen[2])
-    expected = tbs_batches(q, c, 32, seed=4, epoch=2, quantile=0.99, text_keys=unique_keys(len(q)))
+    expected = tbs_batches(
+        q, c, 32, TBSOptions(quantile=0.99), seed=4, epoch=2, text_keys=unique_keys(len(q))
+    )
     assert seen[2] == [b.tolist() for b in expected]
 
 
@@ -413,12 +428,12 @@ def test_drop_leaves_no_same_text_edge(graph):
 def test_sampler_drops_by_default_and_keeps_on_request():
     q, c, keys = same_text_data()
     for mode, expect_dropped in (("drop", True), ("keep", False)):
-        sampler = TBSSampler(len(q), 4, quantile=0.9, same_text_edges=mode)
+        sampler = TBSSampler(len(q), 4, options=TBSOptions(quantile=0.9, same_text_edges=mode))
         sampler.set_text_keys(*keys)
         sampler.prepare(CountingEmbed(q, c))
         assert (sampler.last_info["same_text_edges_dropped"] > 0) == expect_dropped
     with pytest.raises(UserError, match="needs the query and code text keys"):
-        TBSSampler(len(q), 4, quantile=0.9).prepare(CountingEmbed(q, c))
+        TBSSampler(len(q), 4, options=TBSOptions(quantile=0.9)).prepare(CountingEmbed(q, c))
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -427,36 +442,36 @@ def test_sampler_drops_by_default_and_keeps_on_request():
 @pytest.mark.parametrize(
     "option, match",
     [
-        ({"graph": "dense"}, "graph must be"),
-        ({"quantile": 1.0}, "quantile must be"),
-        ({"knn": 0}, "knn must be"),
-        ({"knn_backend": "hnsw"}, "knn_backend must be"),
-        ({"block_size": 0}, "block_size must be"),
-        ({"embeddings": "stale"}, "embeddings must be"),
-        ({"every": 0}, "every must be"),
-        ({"start_epoch": -1}, "start_epoch must be >= 0"),
-        ({"same_text_edges": "merge"}, "same_text_edges must be one of drop, keep"),
+        ({"graph": "dense"}, "sampler.tbs_graph must be one of quantile, knn; got 'dense'"),
+        ({"quantile": 1.0}, r"sampler.tbs_quantile must be a finite number in \(0, 1\); got 1.0"),
+        ({"quantile": 0.0}, "sampler.tbs_quantile must be"),
+        ({"knn": 0}, "sampler.tbs_knn must be"),
+        ({"knn_backend": "hnsw"}, "sampler.tbs_knn_backend must be"),
+        ({"block_size": 0}, "sampler.tbs_block_size must be"),
+        ({"embeddings": "stale"}, "sampler.tbs_embeddings must be"),
+        ({"every": 0}, "sampler.tbs_every must be"),
+        ({"start_epoch": -1}, "sampler.tbs_start_epoch must be a finite number >= 0"),
+        ({"same_text_edges": "merge"}, "sampler.tbs_same_text_edges must be one of drop, keep"),
     ],
 )
-def test_bad_options_are_user_errors(option, match):
-    with pytest.raises(UserError, match=match):
+def test_bad_options_are_value_errors_and_user_errors_through_the_config(option, match):
+    with pytest.raises(ValueError, match=match):
         make_tbs(100, 10, **option)
+    ((key, value),) = option.items()
+    with pytest.raises(UserError, match=match):
+        apply_overrides(RunConfig(), {f"sampler.tbs_{key}": value}, "test")
 
 
 def test_graph_functions_reject_bad_arguments(data):
     q, c, _ = data
-    with pytest.raises(UserError, match="quantile must be"):
-        quantile_threshold(q, c, 0.0)
+    # the quantile, threshold_graph's block_size and knn_graph's m are TBSOptions' checks
+    # (test_bad_options_are_value_errors_and_user_errors_through_the_config)
     with pytest.raises(ValueError, match="samples must be"):
         quantile_threshold(q, c, 0.9, exact_limit=0, samples=0)
-    with pytest.raises(UserError, match="block_size must be"):
-        threshold_graph(q, c, 0.5, block_size=0)
-    with pytest.raises(UserError, match="block_size must be"):
+    with pytest.raises(ValueError, match="block_size must be"):
         topk_neighbors(q, c, 3, block_size=0)
-    with pytest.raises(UserError, match="knn_backend must be"):
+    with pytest.raises(ValueError, match="knn backend must be one of"):
         topk_neighbors(q, c, 3, backend="annoy")
-    with pytest.raises(UserError, match="knn must be"):
-        knn_graph(q, c, m=0)
     with pytest.raises(ValueError, match="k must be in"):
         topk_neighbors(q, c, len(c) + 1)
     with pytest.raises(ValueError, match="same d"):

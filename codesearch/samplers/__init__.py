@@ -1,17 +1,22 @@
-"""Batch samplers by name: ``--sampler random`` is a lookup in SAMPLERS, not an if-chain."""
+"""Batch samplers by name: ``--sampler random`` is a lookup in SAMPLERS, not an if-chain.
+
+A sampler is one module here: its class (``BatchSampler``'s interface, a ``name`` and, when it
+has options, an ``Options`` dataclass from which the config keys ``sampler.<name>_<field>`` and
+the flags ``--<name>-<field>`` are generated) and one line in SAMPLERS below. These modules
+import only numpy; the similarity search (``knn``, ``graphs``: torch, scipy, faiss) is loaded
+when a sampler first computes batches.
+"""
 
 from __future__ import annotations
 
 from codesearch.errors import UserError
-from codesearch.samplers.base import Batch, BatchSampler, chunk, local_slice
-from codesearch.samplers.hardneg import HardNegativeSampler
+from codesearch.samplers.base import Batch, BatchSampler, batches_digest, chunk, local_slice
+from codesearch.samplers.hardneg import HardNegativeOptions, HardNegativeSampler
 from codesearch.samplers.random import RandomSampler
-from codesearch.samplers.tbs import TBSSampler
+from codesearch.samplers.tbs import TBSOptions, TBSSampler
 
 SAMPLERS: dict[str, type[BatchSampler]] = {
-    RandomSampler.name: RandomSampler,
-    TBSSampler.name: TBSSampler,
-    HardNegativeSampler.name: HardNegativeSampler,
+    cls.name: cls for cls in (RandomSampler, TBSSampler, HardNegativeSampler)
 }
 
 
@@ -25,9 +30,12 @@ __all__ = [
     "SAMPLERS",
     "Batch",
     "BatchSampler",
+    "HardNegativeOptions",
     "HardNegativeSampler",
     "RandomSampler",
+    "TBSOptions",
     "TBSSampler",
+    "batches_digest",
     "chunk",
     "local_slice",
     "sampler_class",

@@ -8,9 +8,11 @@ computed at epoch start and keeps in its state), so a resumed run replays them e
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -44,6 +46,26 @@ def chunk(order: np.ndarray, batch_size: int, min_last: int = 1) -> list[np.ndar
     return batches
 
 
+def batches_per_epoch(n: int, batch_size: int, min_last: int = 1) -> int:
+    """len(chunk(range(n), batch_size, min_last)) without building it: ceil(n / batch_size),
+    less one when the last batch is merged into the one before."""
+    count = -(-n // batch_size)
+    last = n - (count - 1) * batch_size
+    return count - 1 if count > 1 and last < min_last else count
+
+
+def batches_digest(batches: list[Batch]) -> str:
+    """A 64-bit hex digest of one epoch's global batches (anchors and extra codes, in order):
+    the trainer checks that every process computed the same ones."""
+    digest = hashlib.blake2b(digest_size=8)
+    for batch in batches:
+        digest.update(np.asarray(batch.anchors, dtype=np.int64).tobytes() + b"|")
+        if batch.extra_codes is not None:
+            digest.update(np.asarray(batch.extra_codes, dtype=np.int64).tobytes())
+        digest.update(b";")
+    return digest.hexdigest()
+
+
 def local_slice(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """This process's contiguous slice of a global batch (sizes differ by at most one)."""
     return np.array_split(batch, world_size)[rank]
@@ -55,23 +77,60 @@ class BatchSampler(ABC):
     Contract: ``set_epoch(e)`` then ``prepare(embed)`` (which may call ``embed`` to get
     embeddings of the whole training set) before iterating; ``len(sampler)`` equals the
     number of batches it yields; ``state_dict`` holds what cannot be recomputed from the seed.
+
+    What the trainer asks of every sampler, declared here: ``Options`` (the dataclass of its
+    config keys ``sampler.<name>_<field>``, or None), ``wants_cached_embeddings`` (whether
+    ``embed()`` may return last epoch's embeddings from the training passes instead of a fresh
+    pass), ``needs_embeddings()`` and ``timings`` (seconds of each step of the last
+    ``prepare``, embedding excluded; empty when nothing was computed).
     """
 
     name = "base"
+    Options: ClassVar[type | None] = None
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0, min_last: int = 1):
+    def __init__(
+        self, n: int, batch_size: int, seed: int = 0, min_last: int = 1, options: object = None
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if n < batch_size:
             raise ValueError(f"batch size {batch_size} is larger than the data ({n} pairs)")
+        if self.Options is not None and options is None:
+            options = self.Options()
+        if self.Options is not None and not isinstance(options, self.Options):
+            raise TypeError(f"{self.name} sampler options must be {self.Options.__name__}")
         self.n, self.batch_size, self.seed, self.min_last = n, batch_size, seed, min_last
+        self.options = options
         self.epoch = 0
+        self.timings: dict[str, float] = {}
+        self.query_keys: np.ndarray | None = None
+        self.code_keys: np.ndarray | None = None
         self._batches: list[Batch] | None = None
 
-    def set_text_keys(self, query_keys: np.ndarray, code_keys: np.ndarray) -> None:
-        """Stable int64 hashes of each pair's query and code text (hardneg uses them to
-        exclude duplicates of the positive); samplers that do not need them ignore them."""
+    @classmethod
+    def check_epochs(cls, options: object, epochs: int) -> None:
+        """ValueError when ``options`` cannot work over ``epochs`` epochs (checked with the
+        whole run config, before any work); by default every option works."""
         return None
+
+    @property
+    def wants_cached_embeddings(self) -> bool:
+        return False
+
+    def needs_embeddings(self) -> bool:
+        """Whether ``prepare`` for the current epoch will call ``embed()``."""
+        return False
+
+    def set_text_keys(self, query_keys: np.ndarray, code_keys: np.ndarray) -> None:
+        """Stable int64 hashes of each pair's query and code text (``data.pairs.text_keys``;
+        equal text, equal key); samplers that exclude same-text pairs use them."""
+        query_keys, code_keys = np.asarray(query_keys), np.asarray(code_keys)
+        if query_keys.shape != (self.n,) or code_keys.shape != (self.n,):
+            raise ValueError(
+                f"text keys must both have shape ({self.n},); got "
+                f"{query_keys.shape} and {code_keys.shape}"
+            )
+        self.query_keys, self.code_keys = query_keys.astype(np.int64), code_keys.astype(np.int64)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -95,7 +154,8 @@ class BatchSampler(ABC):
         return iter(self.batches())
 
     def __len__(self) -> int:
-        return len(self.batches())
+        """Known without embeddings: every sampler cuts N anchors into batches (``chunk``)."""
+        return batches_per_epoch(self.n, self.batch_size, self.min_last)
 
     def state_dict(self) -> dict:
         return {"name": self.name, "epoch": self.epoch, "seed": self.seed}

@@ -6,8 +6,11 @@ whole for large N, only (block_size, COL_TILE) tiles of it in reused buffers. Tw
 - ``threshold_graph``: A_ij = 1 where S_ij > tau, with tau the q-quantile of S's N^2 entries
   (``quantile_threshold``: exact up to ``exact_limit`` entries, else estimated from random
   (i, j) pairs). The paper's graph; O(N^2 d) time, O(N^2 (1 - q)) edges.
-- ``knn_graph``: query i is linked to its top-m codes (``topk_neighbors``: blockwise exact
+- ``knn_graph``: query i is linked to its top-m codes (``knn.topk_neighbors``: blockwise exact
   search, or a faiss IVF index over 8-bit codes). Our scalable extension: O(N m) edges.
+
+``tbs_permutation`` builds one of them, drops same-text edges, and orders the pairs by reverse
+Cuthill-McKee (``rcm_order``): the ordering pi that ``samplers.tbs`` cuts into batches.
 
 Both return a scipy CSR array (N, N) of int8 ones in the pairs' own labels, row i holding
 the codes j linked to query i. The diagonal (a query's own code, S_ii, usually the largest
@@ -18,47 +21,17 @@ included, as the paper computes it.
 
 from __future__ import annotations
 
-import math
+import time
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-from codesearch.errors import UserError
+from codesearch.samplers.knn import COL_TILE, Tiles, as_embeddings, resolve_backend, topk_neighbors
 
-COL_TILE = 16384  # codes per tile of S: a (2048, 16384) float32 tile is 128 MB
 EXACT_QUANTILE_LIMIT = 2**24  # up to this many entries of S, tau is the exact quantile
 THRESHOLD_SAMPLES = 1_000_000  # random entries that estimate tau beyond that
-AUTO_FAISS_MIN = 30_000  # knn_backend "auto": exact search below this many pairs, faiss above
-IVF_NPROBE = 16  # inverted lists visited per query (benchmarks/bench_samplers.py: knn_recall)
-KNN_BACKENDS = ("auto", "exact", "faiss")
-
-
-def as_embeddings(queries: object, codes: object) -> tuple[np.ndarray, np.ndarray]:
-    """Both (N, d), N > 0, as C-contiguous float32 arrays (no copy when they already are)."""
-    q = np.ascontiguousarray(np.asarray(queries), dtype=np.float32)
-    c = np.ascontiguousarray(np.asarray(codes), dtype=np.float32)
-    if q.ndim != 2 or q.shape != c.shape or q.shape[0] == 0:
-        raise ValueError(
-            f"queries and codes must both be (N, d) with N > 0; got {q.shape} and {c.shape}"
-        )
-    return q, c
-
-
-class _Tiles:
-    """Reused buffers for (rows, cols) tiles of S; each tile is a contiguous view."""
-
-    def __init__(self, rows: int, cols: int):
-        self.values = torch.empty(rows * cols)
-        self.mask = torch.empty(rows * cols, dtype=torch.bool)
-
-    def scores(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        out = self.values[: q.shape[0] * c.shape[0]].view(q.shape[0], c.shape[0])
-        return torch.mm(q, c.T, out=out)  # (b, w)
-
-    def above(self, scores: torch.Tensor, tau: float) -> torch.Tensor:
-        out = self.mask[: scores.numel()].view(scores.shape)
-        return torch.gt(scores, tau, out=out)  # (b, w)
 
 
 def quantile_threshold(
@@ -74,8 +47,6 @@ def quantile_threshold(
     ``torch.quantile``). Exact when N^2 <= ``exact_limit``; otherwise estimated from ``samples``
     uniform random (i, j) pairs (1M samples: the tail mass above tau is 1 - q to within about
     3% at q = 0.999). Returns (tau, exact)."""
-    if not 0.0 < quantile < 1.0:
-        raise UserError(f"tbs quantile must be in (0, 1), got {quantile}")
     q, c = as_embeddings(queries, codes)
     n = q.shape[0]
     if n * n <= exact_limit:
@@ -97,11 +68,9 @@ def threshold_graph(
 ) -> sp.csr_array:
     """A_ij = 1 where S_ij > tau (i != j), built tile by tile over query rows; memory is the
     tile buffers plus the edges, never N^2."""
-    if block_size < 1:
-        raise UserError(f"tbs block_size must be >= 1, got {block_size}")
     q, c = (torch.from_numpy(x) for x in as_embeddings(queries, codes))
     n = q.shape[0]
-    tiles = _Tiles(min(block_size, n), min(COL_TILE, n))
+    tiles = Tiles(min(block_size, n), min(COL_TILE, n))
     rows, cols = [], []
     for r0 in range(0, n, block_size):
         qb = q[r0 : r0 + block_size]  # (b, d)
@@ -117,112 +86,6 @@ def threshold_graph(
     return sp.csr_array((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
 
 
-def _exact_topk(
-    q: np.ndarray, c: np.ndarray, k: int, block_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Blockwise exact top-k: per tile of codes a topk, merged into the running best."""
-    qt, ct = torch.from_numpy(q), torch.from_numpy(c)
-    n, m = q.shape[0], c.shape[0]
-    tiles = _Tiles(min(block_size, n), min(COL_TILE, m))
-    scores = np.empty((n, k), dtype=np.float32)
-    indices = np.empty((n, k), dtype=np.int64)
-    for r0 in range(0, n, block_size):
-        qb = qt[r0 : r0 + block_size]  # (b, d)
-        best_v = best_i = None
-        for c0 in range(0, m, COL_TILE):
-            s = tiles.scores(qb, ct[c0 : c0 + COL_TILE])  # (b, w)
-            v, i = torch.topk(s, min(k, s.shape[1]), dim=1)  # (b, k')
-            i += c0
-            if best_v is not None:
-                v, pos = torch.topk(torch.cat([best_v, v], dim=1), k, dim=1)  # (b, k)
-                i = torch.gather(torch.cat([best_i, i], dim=1), 1, pos)
-            best_v, best_i = v, i
-        scores[r0 : r0 + len(qb)], indices[r0 : r0 + len(qb)] = best_v.numpy(), best_i.numpy()
-    return scores, indices
-
-
-def _faiss_topk(q: np.ndarray, c: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate top-k with a faiss IVF index over 8-bit scalar-quantised codes: about
-    4 sqrt(N) lists (spherical k-means, 10 iterations, 40 codes per list), ``IVF_NPROBE``
-    lists probed per query; the k found are then re-scored exactly and re-sorted.
-    Deterministic for fixed inputs and seed (HNSW's parallel build is not, and every process
-    must compute the same batches). IVF-Flat, IVF-SQ8 and HNSW were compared when this was
-    chosen: SQ8 scans about 4x faster than Flat at nearly the same recall."""
-    try:
-        import faiss
-    except ImportError:  # pragma: no cover - faiss-cpu is in requirements.txt
-        raise UserError(
-            "knn_backend 'faiss' needs faiss-cpu (pip install faiss-cpu); or use knn_backend exact"
-        ) from None
-    faiss.omp_set_num_threads(torch.get_num_threads())
-    n, d = c.shape
-    nlist = max(1, min(int(4 * math.sqrt(n)), n // 40))
-    index = faiss.IndexIVFScalarQuantizer(
-        faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-    )
-    index.cp.niter, index.cp.seed, index.cp.spherical = 10, seed % 2**31, True
-    rng = np.random.default_rng(seed)
-    index.train(c[np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))])
-    index.add(c)
-    index.nprobe = min(nlist, IVF_NPROBE)
-    _, indices = index.search(q, k)  # (Nq, k) int64; -1 where the lists held fewer than k
-    del index
-    scores = np.empty(indices.shape, dtype=np.float32)
-    for r0 in range(0, len(q), 4096):  # exact scores of the k found, best first
-        found = indices[r0 : r0 + 4096]
-        exact = np.einsum("bd,bkd->bk", q[r0 : r0 + 4096], c[np.maximum(found, 0)])
-        exact[found < 0] = -np.inf
-        order = np.argsort(-exact, axis=1, kind="stable")
-        scores[r0 : r0 + 4096] = np.take_along_axis(exact, order, 1)
-        indices[r0 : r0 + 4096] = np.take_along_axis(found, order, 1)
-    return scores, indices
-
-
-def resolve_backend(backend: str, n: int) -> str:
-    """``auto`` -> exact below ``AUTO_FAISS_MIN`` pairs (or without faiss), else faiss."""
-    if backend not in KNN_BACKENDS:
-        raise UserError(
-            f"tbs knn_backend must be one of {', '.join(KNN_BACKENDS)}, got '{backend}'"
-        )
-    if backend != "auto":
-        return backend
-    if n < AUTO_FAISS_MIN:
-        return "exact"
-    try:
-        import faiss  # noqa: F401
-    except ImportError:  # pragma: no cover - faiss-cpu is in requirements.txt
-        return "exact"
-    return "faiss"
-
-
-def topk_neighbors(
-    queries: np.ndarray,
-    codes: np.ndarray,
-    k: int,
-    backend: str = "auto",
-    block_size: int = 2048,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` codes of highest inner product for each query: (scores (Nq, k) float32,
-    indices (Nq, k) int64), best first. ``codes`` may have another length than ``queries``.
-    The faiss backend is approximate and pads with index -1, score -inf, when it finds fewer
-    than k. Nothing is excluded: a query's own code is among its neighbours."""
-    q = np.ascontiguousarray(np.asarray(queries), dtype=np.float32)
-    c = np.ascontiguousarray(np.asarray(codes), dtype=np.float32)
-    if q.ndim != 2 or c.ndim != 2 or q.shape[1] != c.shape[1] or len(q) == 0 or len(c) == 0:
-        raise ValueError(
-            f"queries (Nq, d) and codes (Nc, d) must be non-empty with the same d; "
-            f"got {q.shape} and {c.shape}"
-        )
-    if not 1 <= k <= len(c):
-        raise ValueError(f"k must be in [1, {len(c)}] (the number of codes), got {k}")
-    if block_size < 1:
-        raise UserError(f"tbs block_size must be >= 1, got {block_size}")
-    if resolve_backend(backend, len(c)) == "faiss":
-        return _faiss_topk(q, c, k, seed)
-    return _exact_topk(q, c, k, block_size)
-
-
 def knn_graph(
     queries: np.ndarray,
     codes: np.ndarray,
@@ -235,8 +98,6 @@ def knn_graph(
     dropped, or the last one where the own code was not found)."""
     q, c = as_embeddings(queries, codes)
     n = q.shape[0]
-    if m < 1:
-        raise UserError(f"tbs knn must be >= 1, got {m}")
     k = min(m + 1, n)
     _, found = topk_neighbors(q, c, k, backend, block_size, seed)  # (N, k)
     rows = np.broadcast_to(np.arange(n)[:, None], found.shape)
@@ -273,21 +134,77 @@ def drop_same_text_edges(
     return kept, int(same.sum())
 
 
-def bandwidth(graph: sp.sparray, order: np.ndarray | None = None) -> int:
-    """max |pos(i) - pos(j)| over the edges (i, j), nodes placed in ``order`` (default: as
-    labelled); the same for A and A + A.T. Reverse Cuthill-McKee minimises it. O(edges) time,
-    rows taken a million edges at a time."""
-    graph = sp.csr_array(graph)
-    position = np.arange(graph.shape[0])
-    if order is not None:
-        position[np.asarray(order)] = np.arange(len(order))
-    widest, row = 0, 0
-    while row < graph.shape[0]:
-        stop = int(np.searchsorted(graph.indptr, graph.indptr[row] + 2**20, side="right")) - 1
-        stop = min(max(stop, row + 1), graph.shape[0])
-        lo, hi = graph.indptr[row], graph.indptr[stop]
-        if hi > lo:
-            rows = np.repeat(np.arange(row, stop), np.diff(graph.indptr[row : stop + 1]))
-            widest = max(widest, int(np.abs(position[rows] - position[graph.indices[lo:hi]]).max()))
-        row = stop
-    return widest
+def rcm_order(adjacency: sp.sparray, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Reverse Cuthill-McKee order of adjacency + adjacency.T after a random relabelling
+    (steps 5 and 6 of ``samplers.tbs``). Returns (pi as pair indices, {symmetric_edges, isolated})."""
+    n = adjacency.shape[0]
+    relabel = np.random.default_rng(seed).permutation(n)  # new label a is pair relabel[a]
+    inverse = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
+    inverse[relabel] = np.arange(n)
+    graph = sp.csr_array(adjacency)[relabel]  # rows in the new labels
+    graph.indices = inverse[graph.indices]  # columns too
+    graph.has_sorted_indices = False
+    graph = (graph + graph.T).tocsr()  # A + A.T, int8 entries 1 or 2
+    graph.sort_indices()
+    order = reverse_cuthill_mckee(graph, symmetric_mode=True)
+    stats = {
+        "symmetric_edges": int(graph.nnz),
+        "isolated": int(np.count_nonzero(np.diff(graph.indptr) == 0)),
+    }
+    return relabel[order], stats
+
+
+def tbs_permutation(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    quantile: float = 0.999,
+    graph: str = "quantile",
+    knn: int = 16,
+    knn_backend: str = "auto",
+    block_size: int = 2048,
+    seed: int = 0,
+    *,
+    exact_limit: int = EXACT_QUANTILE_LIMIT,
+    threshold_samples: int = THRESHOLD_SAMPLES,
+    keep_graph: bool = False,
+    text_keys: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The TBS ordering pi (N,) int64 of pairs, from (N, d) unit-norm query and code embeddings.
+
+    ``text_keys`` = (query_keys, code_keys), (N,) int64 hashes of the texts: when given, edges
+    between pairs with the same query or the same code text are dropped before RCM (step 4 of
+    ``samplers.tbs``). The options are ``TBSOptions``' (validated there).
+
+    Returns (pi, info): info holds graph, n, edges (of A, diagonal and dropped edges excluded),
+    same_text_edges_dropped, symmetric_edges, isolated (pairs without an edge), tau and tau_exact (quantile graph), backend (knn graph),
+    timings in seconds (threshold, graph, rcm), and with ``keep_graph`` the adjacency A (CSR,
+    the pairs' own labels). ``seed`` picks the threshold sample, the faiss training sample and
+    the RCM relabelling."""
+    q, c = as_embeddings(queries, codes)
+    n = q.shape[0]
+    info: dict = {"graph": graph, "n": n}
+    timings = {"threshold": 0.0}
+    start = time.perf_counter()
+    if graph == "quantile":
+        tau, exact = quantile_threshold(
+            q, c, quantile, exact_limit=exact_limit, samples=threshold_samples, seed=seed
+        )
+        info.update(quantile=quantile, tau=tau, tau_exact=exact)
+        timings["threshold"] = time.perf_counter() - start
+        start = time.perf_counter()
+        adjacency = threshold_graph(q, c, tau, block_size)
+    else:
+        backend = resolve_backend(knn_backend, n)
+        info.update(knn=knn, backend=backend)
+        adjacency = knn_graph(q, c, knn, backend, block_size, seed)
+    info["same_text_edges_dropped"] = 0
+    if text_keys is not None:
+        adjacency, info["same_text_edges_dropped"] = drop_same_text_edges(adjacency, *text_keys)
+    timings["graph"] = time.perf_counter() - start
+    start = time.perf_counter()
+    order, stats = rcm_order(adjacency, seed)
+    timings["rcm"] = time.perf_counter() - start
+    info.update(edges=int(adjacency.nnz), **stats, timings=timings)
+    if keep_graph:
+        info["adjacency"] = adjacency
+    return order, info

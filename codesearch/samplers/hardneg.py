@@ -1,51 +1,38 @@
 """Random batches plus mined hard negative codes: the baseline Tail Batch Sampling is set against.
 
-Hard negative mining (docs/method.md; in the manner of ANCE, Xiong et al., ICLR 2021,
-"Approximate Nearest Neighbor Negative Contrastive Learning for Dense Text Retrieval"): with the
-current model, each pair's query is searched against every code; `l` of its nearest codes join
-its batch as extra negatives. Tail Batch Sampling (arXiv 2210.12874) claims to beat it at lower
-cost and without an index.
+Hard negative mining (docs/method.md; in the manner of ANCE, Xiong et al., ICLR 2021): with the
+current model each pair's query is searched against every code, and l = ``negatives`` of its
+nearest codes join its batch as extra negatives. Each epoch's batches contain:
+- anchors: exactly ``RandomSampler``'s batches with the same seed (every pair an anchor once);
+- ``extra_codes``: for each anchor, l codes drawn uniformly without replacement
+  (``epoch_rng(seed, epoch, 1)``) from its neighbour ranks ``lo:hi`` (``ranks``, 1-based,
+  counted among the codes that survive the exclusions; a window narrower than l is widened to
+  ``lo:lo+l-1``; an anchor with fewer survivors gets fewer). Never among a query's neighbours:
+  its own code, a code with the same text, or a code whose text is paired anywhere in the data
+  with this query's text; repeated code texts count once, at their best rank. A batch's extras
+  are deduplicated and hold no anchor nor a copy of an anchor's code (an extra may still copy a
+  *different* anchor's positive: the trainer's key mask drops it for that anchor).
+Without text keys (``set_text_keys``) only the positive itself is excluded.
 
-Each epoch's batches contain:
-- anchors: exactly the batches of ``RandomSampler`` with the same seed (a fresh permutation cut
-  into chunks), so every pair is an anchor exactly once per epoch;
-- ``extra_codes``: for each anchor, ``l`` codes from its neighbour list, ranks ``lo:hi`` (1-based,
-  counted among the codes that survive the exclusions below), drawn uniformly without
-  replacement with ``epoch_rng(seed, epoch, 1)``; "1:1" is the top code. A window narrower than
-  ``l`` is widened to ``lo:lo+l-1`` (so ``l=4`` with "1:1" takes the top four). An anchor with
-  fewer surviving neighbours than the window asks for gets fewer (possibly none).
-  Never among a query's neighbours: its own code, a code with the same text (code key), or a
-  code whose text is paired anywhere in the data with this query's text (so no code of a pair
-  with the same query); repeated code texts count once, at their best rank.
-  The batch's extras are deduplicated (by code text when keys are set, else by index) and hold
-  no anchor of the batch nor a copy of an anchor's code: that code is already in the batch.
-  (An extra may still duplicate a *different* anchor's positive; the trainer's key mask drops
-  it for that anchor.)
-
-Text keys come from ``set_text_keys(query_keys, code_keys)`` (int64 hashes, as
-``train._text_keys``); without them only the positive itself is excluded.
-
-Cost: a no-grad pass over all N queries and codes plus a top-(hi + margin) search at each
-refresh (every ``every`` epochs; ``topk_neighbors``, exact blockwise O(N^2 d) or faiss), then
-about (1 + l) times the code-tower work of random batches per epoch. The neighbour table
-(N x max(hi, lo + l - 1) indices; about 38 MB of JSON at N = 250k, hi = 20) is kept in
-``state_dict`` so a resumed run replays the same batches without embedding. Every process mines
-the same table (exact search is deterministic; faiss is seeded with the sampler's seed).
+Cost: at each refresh (every ``every`` epochs) an embedding pass and a top-(hi + margin)
+search (``knn.topk_neighbors``: exact blockwise O(N^2 d), or faiss), then about (1 + l) times
+the code-tower work of random batches. The neighbour table (N x depth indices, about 38 MB of
+JSON at N = 250k, hi = 20) is in ``state_dict``, so a resumed run replays the same batches
+without embedding; every process mines the same table (faiss is seeded with the sampler's seed).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from codesearch.errors import UserError
+from codesearch.checks import check_choice, check_number
 from codesearch.samplers.base import Batch, BatchSampler, EmbedFn, chunk, epoch_rng
 
-BACKENDS = ("auto", "exact", "faiss")
 
-
-def parse_range(text: str) -> tuple[int, int]:
+def parse_ranks(text: str) -> tuple[int, int]:
     """'lo:hi' (1-based, inclusive, 1 <= lo <= hi) -> (lo, hi)."""
     lo, sep, hi = str(text).partition(":")
     try:
@@ -53,8 +40,26 @@ def parse_range(text: str) -> tuple[int, int]:
     except ValueError:
         bounds = None
     if bounds is None or not 1 <= bounds[0] <= bounds[1]:
-        raise UserError(f"hardneg range must be 'lo:hi' with 1 <= lo <= hi, got '{text}'")
+        raise ValueError(f"sampler.hardneg_ranks must be 'lo:hi' with 1 <= lo <= hi, got '{text}'")
     return bounds
+
+
+@dataclass
+class HardNegativeOptions:
+    """The config keys ``sampler.hardneg_<field>`` (flags ``--hardneg-<field>``), checked once
+    here; ``legacy`` names the key's earlier name, still read (saved runs, profiles)."""
+
+    negatives: int = field(default=1, metadata={"legacy": "l"})  # mined negatives per anchor
+    # rank window lo:hi (1-based, inclusive) to sample negatives from
+    ranks: str = field(default="1:1", metadata={"legacy": "range"})
+    every: int = 1  # refresh the neighbour table every E epochs
+    backend: str = "auto"  # auto | exact | faiss
+
+    def __post_init__(self) -> None:
+        check_number("sampler.hardneg_negatives", self.negatives, low=1)
+        check_number("sampler.hardneg_every", self.every, low=1)
+        check_choice("sampler.hardneg_backend", self.backend, ("auto", "exact", "faiss"))
+        parse_ranks(self.ranks)
 
 
 def first_occurrence(keys: np.ndarray) -> np.ndarray:
@@ -76,49 +81,20 @@ def pair_hash(code_keys: np.ndarray, query_keys: np.ndarray) -> np.ndarray:
 
 class HardNegativeSampler(BatchSampler):
     name = "hardneg"
+    Options = HardNegativeOptions
+    block_size = 2048  # query rows per block of the exact search
+    margin = 8  # neighbours searched beyond the depth, for the exclusions
 
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        seed: int = 0,
-        min_last: int = 1,
-        l: int = 1,  # noqa: E741
-        range: str = "1:1",
-        every: int = 1,
-        backend: str = "auto",
-        block_size: int = 2048,
-        margin: int = 8,
-    ):
-        super().__init__(n, batch_size, seed, min_last)
-        if isinstance(l, bool) or not isinstance(l, int) or l < 1:
-            raise UserError(f"hardneg l (negatives per anchor) must be an integer >= 1, got {l!r}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise UserError(f"hardneg every (refresh interval) must be >= 1, got {every!r}")
-        if backend not in BACKENDS:
-            raise UserError(
-                f"hardneg backend must be one of {', '.join(BACKENDS)}, got '{backend}'"
-            )
-        self.l, self.every, self.backend = l, every, backend
-        self.lo, hi = parse_range(range)
-        self.depth = max(hi, self.lo + l - 1)  # neighbours kept per anchor
-        self.block_size, self.margin = block_size, margin
-        self.query_keys: np.ndarray | None = None
-        self.code_keys: np.ndarray | None = None
+    def __init__(self, n, batch_size, seed=0, min_last=1, options: HardNegativeOptions = None):
+        super().__init__(n, batch_size, seed, min_last, options)
+        self.lo, hi = parse_ranks(self.options.ranks)
+        self.depth = max(hi, self.lo + self.options.negatives - 1)  # neighbours kept per anchor
         self.pairs: np.ndarray | None = None  # sorted pair_hash of every (code, query) pair
         self.table: np.ndarray | None = None  # (n, depth) int64 neighbour indices, -1 = none
         self.table_epoch: int | None = None
-        self.last_timings: dict[str, float] = {}
 
     def set_text_keys(self, query_keys: np.ndarray, code_keys: np.ndarray) -> None:
-        """Integer keys of each pair's query and code text (equal text, equal key)."""
-        query_keys, code_keys = np.asarray(query_keys), np.asarray(code_keys)
-        if query_keys.shape != (self.n,) or code_keys.shape != (self.n,):
-            raise ValueError(
-                f"text keys must both have shape ({self.n},); got "
-                f"{query_keys.shape} and {code_keys.shape}"
-            )
-        self.query_keys, self.code_keys = query_keys.astype(np.int64), code_keys.astype(np.int64)
+        super().set_text_keys(query_keys, code_keys)
         self.pairs = np.unique(pair_hash(self.code_keys, self.query_keys))  # sorted
 
     # --- mining ---------------------------------------------------------------------------
@@ -147,7 +123,7 @@ class HardNegativeSampler(BatchSampler):
 
     def mine(self, queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """(n, depth) neighbour table: each query's top surviving codes, best first."""
-        from codesearch.samplers.graphs import topk_neighbors
+        from codesearch.samplers.knn import topk_neighbors
 
         table = np.full((self.n, self.depth), -1, dtype=np.int64)
         pending = np.arange(self.n)
@@ -157,7 +133,7 @@ class HardNegativeSampler(BatchSampler):
                 queries[pending],
                 codes,
                 k,
-                backend=self.backend,
+                backend=self.options.backend,
                 block_size=self.block_size,
                 seed=self.seed,
             )
@@ -174,10 +150,9 @@ class HardNegativeSampler(BatchSampler):
     # --- batches --------------------------------------------------------------------------
 
     def _refreshes(self, epoch: int) -> bool:
-        return self.table is None or (epoch % self.every == 0 and self.table_epoch != epoch)
+        return self.table is None or (epoch % self.options.every == 0 and self.table_epoch != epoch)
 
     def needs_embeddings(self) -> bool:
-        """Whether ``prepare`` for the current epoch will call ``embed()``."""
         return self._batches is None and self._refreshes(self.epoch)
 
     def compute_batches(self, epoch: int, embed: EmbedFn | None) -> list[Batch]:
@@ -208,7 +183,7 @@ class HardNegativeSampler(BatchSampler):
         ]
         timings["sampling"] = time.perf_counter() - start
         timings["total"] = timings["mining"] + timings["sampling"]  # embedding excluded, as tbs
-        self.last_timings = timings
+        self.timings = timings
         return batches
 
     def sample(self, epoch: int) -> np.ndarray:
@@ -217,7 +192,7 @@ class HardNegativeSampler(BatchSampler):
         available = window >= 0
         draw = epoch_rng(self.seed, epoch, 1).random(window.shape)
         draw[~available] = np.inf
-        pick = np.argsort(draw, axis=1, kind="stable")[:, : self.l]  # (n, l)
+        pick = np.argsort(draw, axis=1, kind="stable")[:, : self.options.negatives]  # (n, l)
         mined = np.take_along_axis(window, pick, axis=1)
         mined[~np.take_along_axis(available, pick, axis=1)] = -1
         return mined
@@ -234,10 +209,6 @@ class HardNegativeSampler(BatchSampler):
         first = np.sort(first)  # first occurrence, in anchor order
         candidates, key = candidates[first], key[first]
         return candidates[~np.isin(key, anchor_keys)].astype(np.int64)
-
-    def __len__(self) -> int:
-        """Known without embeddings: the number of anchor batches (as ``RandomSampler``)."""
-        return len(chunk(np.arange(self.n), self.batch_size, self.min_last))
 
     # --- state ----------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""Command line: `codesearch prepare | stats | ...`. Only parses arguments and calls the package."""
+"""Command line: `codesearch prepare | train | evaluate | embed | batches | reproduce | report |
+stats | verify`. Only parses arguments and calls the package; every command's errors leave
+through ``main``'s one error path (one line, exit 2). Starting it (``--help``, ``stats``)
+imports neither torch nor scipy: the commands import what they need when they run."""
 
 from __future__ import annotations
 
@@ -126,7 +129,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from codesearch.config import add_sampler_arguments
 
-    parser = argparse.ArgumentParser(prog="codesearch", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="codesearch", description="Tail Batch Sampling for contrastive code search."
+    )
+    parser.set_defaults(interrupt_hint="")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # --- prepare: one sub-subcommand per reader (codesearch/data/readers/*) ---
@@ -173,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="any config key, e.g. --set train.warmup_ratio=0.05",
     )
-    sampler_options = train.add_argument_group("sampler options (tbs_*, hardneg_*)")
+    sampler_options = train.add_argument_group("sampler options (--tbs-*, --hardneg-*)")
     add_sampler_arguments(sampler_options)
     train.set_defaults(func=_cmd_train)
 
@@ -211,17 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    from codesearch import diagnostics
+    from codesearch.cli import embeddings, experiments
 
     embed = sub.add_parser("embed", help="write query and code embeddings of a split (.npz)")
-    diagnostics.add_embed_arguments(embed)
-    embed.set_defaults(func=diagnostics.cmd_embed)
+    embeddings.add_embed_arguments(embed)
+    embed.set_defaults(func=embeddings.cmd_embed)
     batches = sub.add_parser(
         "batches",
         help="a sampler's batch assignment from embeddings, with L^Global, L^Train and their gap",
     )
-    diagnostics.add_batches_arguments(batches)
-    batches.set_defaults(func=diagnostics.cmd_batches)
+    embeddings.add_batches_arguments(batches)
+    batches.set_defaults(func=embeddings.cmd_batches)
+    experiments.add_parsers(sub)
 
     stats = sub.add_parser("stats", help="record counts per language and split")
     stats.add_argument("data", help="prepared data directory")
@@ -249,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"codesearch: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("codesearch: interrupted", file=sys.stderr)
+        print(f"codesearch: interrupted{args.interrupt_hint}", file=sys.stderr)
         return 130
 
 

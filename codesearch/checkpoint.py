@@ -1,0 +1,114 @@
+"""Checkpoints of a training task: atomic, complete, and loaded back exactly.
+
+A checkpoint holds the model, optimiser and every RNG (``accelerator.save_state``), the trainer
+state (epoch, step, best validation MRR), the scheduler, the sampler's state and, in cached
+mode, the embedding cache; it is written to ``<dir>.tmp`` and renamed into place, so a run
+stopped at any moment finds either the old or the new checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from accelerate import Accelerator
+
+from codesearch.data.prepared import write_json_atomic
+from codesearch.epoch_embeddings import EmbeddingCache
+from codesearch.errors import UserError
+
+
+@dataclass
+class TrainerState:
+    epoch: int = 0  # the epoch in progress (or next to start)
+    step_in_epoch: int = 0  # batches of that epoch already trained
+    global_step: int = 0
+    best_mrr: float = -1.0
+    best_epoch: int = -1
+    finished: bool = False
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    ckpt_dir: Path,
+    state: TrainerState,
+    sampler,
+    scheduler,
+    cache: EmbeddingCache | None = None,
+) -> None:
+    """Atomic checkpoint: everything goes to ``<dir>.tmp``, then one rename replaces ``dir``."""
+    tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if cache is not None:
+        cache.save(tmp, accelerator.process_index)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json_atomic(
+            tmp / "trainer_state.json",
+            {
+                "trainer": dataclasses.asdict(state),
+                "sampler": sampler.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+        )
+        old = ckpt_dir.with_name(ckpt_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if ckpt_dir.exists():
+            os.replace(ckpt_dir, old)
+        os.replace(tmp, ckpt_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def load_checkpoint(
+    accelerator: Accelerator,
+    ckpt_dir: Path,
+    sampler,
+    scheduler,
+    cache: EmbeddingCache | None = None,
+) -> TrainerState:
+    """Restore a checkpoint; a truncated or corrupt one is a UserError naming it (checkpoints
+    are written atomically, so this means the files were damaged afterwards)."""
+    from safetensors import SafetensorError
+
+    try:
+        saved = json.loads((ckpt_dir / "trainer_state.json").read_text(encoding="utf-8"))
+        state = TrainerState(**saved["trainer"])
+        accelerator.load_state(str(ckpt_dir))
+        if cache is not None:
+            cache.load(ckpt_dir, accelerator.process_index)
+        sampler.load_state_dict(saved["sampler"])
+        scheduler.load_state_dict(saved["scheduler"])
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        EOFError,
+        RuntimeError,
+        SafetensorError,
+    ) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(
+            f"{ckpt_dir}: unreadable checkpoint ({detail}); restore it, or remove "
+            f"{ckpt_dir.parent} to train that task again"
+        ) from None
+    return state
+
+
+def save_best(accelerator: Accelerator, model, best_dir: Path) -> None:
+    """The best epoch's model as a loadable folder (safetensors), replaced atomically."""
+    if accelerator.is_main_process:
+        tmp = best_dir.with_name(best_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp)
+        shutil.rmtree(best_dir, ignore_errors=True)
+        os.replace(tmp, best_dir)
+    accelerator.wait_for_everyone()

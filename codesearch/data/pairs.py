@@ -1,0 +1,97 @@
+"""Pairs in memory for training: the deterministic subset, stable text keys, token ids.
+
+The text keys are what every false-negative rule compares (the loss's mask, TBS's same-text
+edges, hardneg's exclusions): two pairs share a query (or code) exactly when their keys are
+equal. Token ids are unpadded; batches pad them (``encode.pad_batch``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from codesearch.data.prepared import load_records
+from codesearch.data.schema import PairRecord
+from codesearch.errors import UserError
+
+
+def text_keys(texts: list[str]) -> np.ndarray:
+    """(N,) int64 stable hashes of the texts (equal text, equal key)."""
+    # hash() of str is salted per process; a stable hash keeps processes in agreement
+    digests = (hashlib.blake2b(t.encode(), digest_size=8).digest() for t in texts)
+    return np.array([int.from_bytes(d, "little", signed=True) for d in digests], dtype=np.int64)
+
+
+def subsample(records: list[PairRecord], limit: int | None, seed: int) -> list[PairRecord]:
+    """A deterministic random subset of at most ``limit`` records, in file order."""
+    if limit is None or len(records) <= limit:
+        return records
+    keep = np.sort(np.random.default_rng(seed).permutation(len(records))[:limit])
+    return [records[i] for i in keep]
+
+
+def tokenize_lengths(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text, truncated to ``max_length`` (special tokens included)."""
+    return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)[
+        "input_ids"
+    ]
+
+
+@dataclass
+class TrainingData:
+    """Training pairs of one task, pre-tokenised (padding happens per batch)."""
+
+    records: list[PairRecord]
+    query_ids: list[list[int]]
+    code_ids: list[list[int]]
+    query_key: np.ndarray  # (N,) int64 hash of the query text, for false-negative masking
+    code_key: np.ndarray  # (N,) int64 hash of the code text
+    pad_id: int  # the tokenizer's padding id
+
+
+def load_training_data(
+    path: str,
+    languages: list[str],
+    tokenizer,
+    max_pairs: int | None,
+    seed: int,
+    max_query_length: int,
+    max_code_length: int,
+) -> TrainingData:
+    """The train split of ``languages`` (each subsampled to ``max_pairs`` with ``seed``)."""
+    records: list[PairRecord] = []
+    for language in languages:
+        records += subsample(load_records(path, language, "train"), max_pairs, seed)
+    if not records:
+        raise UserError(f"{path}: no training pairs for {', '.join(languages)} (empty train.jsonl)")
+    queries, codes = [r.query for r in records], [r.code for r in records]
+    return TrainingData(
+        records=records,
+        query_ids=tokenize_lengths(tokenizer, queries, max_query_length),
+        code_ids=tokenize_lengths(tokenizer, codes, max_code_length),
+        query_key=text_keys(queries),
+        code_key=text_keys(codes),
+        pad_id=tokenizer.pad_token_id,
+    )
+
+
+def load_validation(
+    path: str,
+    languages: list[str],
+    tokenizer,
+    max_queries: int | None,
+    max_query_length: int,
+    max_code_length: int,
+) -> dict[str, tuple[list[list[int]], list[list[int]]]]:
+    """Token ids (queries, codes) of each language's first ``max_queries`` valid pairs."""
+    out = {}
+    for language in languages:
+        records = load_records(path, language, "valid")[:max_queries]
+        if records:
+            out[language] = (
+                tokenize_lengths(tokenizer, [r.query for r in records], max_query_length),
+                tokenize_lengths(tokenizer, [r.code for r in records], max_code_length),
+            )
+    return out

@@ -1,0 +1,38 @@
+"""Tokenising pairs for the model tests (the trainer pads token ids itself: ``encode.pad_batch``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from codesearch.config import ModelConfig
+
+
+def tokenize_texts(tokenizer: Any, texts: list[str], max_length: int) -> tuple[torch.Tensor, ...]:
+    """(input_ids, attention_mask), each (B, L) with L the longest text after truncation."""
+    encoded = tokenizer(
+        list(texts),
+        padding="longest",
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+        return_token_type_ids=False,
+    )
+    return encoded["input_ids"], encoded["attention_mask"]
+
+
+def tokenize_pairs(
+    tokenizer: Any, queries: list[str], codes: list[str], config: ModelConfig
+) -> dict[str, torch.Tensor]:
+    """Dynamic padding of a batch of pairs; the keys are `DualEncoder.forward`'s arguments."""
+    if len(queries) != len(codes):
+        raise ValueError(f"{len(queries)} queries but {len(codes)} codes")
+    q_ids, q_mask = tokenize_texts(tokenizer, queries, config.max_query_length)
+    c_ids, c_mask = tokenize_texts(tokenizer, codes, config.max_code_length)
+    return {
+        "query_input_ids": q_ids,
+        "query_attention_mask": q_mask,
+        "code_input_ids": c_ids,
+        "code_attention_mask": c_mask,
+    }
