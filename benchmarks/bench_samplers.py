@@ -327,9 +327,12 @@ def worker(data_path: str, options_path: str, result_path: str) -> None:
     options = json.loads(Path(options_path).read_text())
     torch.set_num_threads(options["threads"])
     from codesearch.samplers import Batch, HardNegativeOptions, HardNegativeSampler, RandomSampler
-    from codesearch.samplers.graphs import tbs_permutation
     from codesearch.samplers.knn import topk_neighbors
-    from codesearch.samplers.tbs import batches_from_permutation, permutation_seed
+    from codesearch.samplers.ordering import (
+        batches_from_permutation,
+        permutation_seed,
+        tbs_permutation,
+    )
 
     with np.load(data_path) as data:
         queries, codes = data["queries"], data["codes"]

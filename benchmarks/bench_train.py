@@ -205,7 +205,8 @@ class Codesearch:
         from codesearch.model import DualEncoder, load_tokenizer
         from codesearch.run_record import MetricsLog
         from codesearch.samplers.base import Batch
-        from codesearch.train import Task, train_step
+        from codesearch.task import Task
+        from codesearch.train import train_step
 
         self._np, self._batch, self._train_step = np, Batch, train_step
         self.config = resolve_config(

@@ -30,8 +30,9 @@ from codesearch.evaluate import embed_records, models_for_languages
 from codesearch.loss import false_negative_mask
 from codesearch.model import load_model
 from codesearch.report import grid_path_candidates
+from codesearch.samplers.ordering import tbs_batches
 from codesearch.samplers.random import RandomSampler
-from codesearch.samplers.tbs import TBSOptions, tbs_batches
+from codesearch.samplers.tbs import TBSOptions
 
 # --- which model -------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ def _default_options() -> dict[str, object]:
     return {name: cls.Options() for name, cls in SAMPLERS.items() if cls.Options is not None}
 
 
+@functools.cache
 def sampler_option_keys() -> dict[str, tuple[str, dataclasses.Field, object]]:
     """{'tbs_quantile': ('tbs', <field quantile>, float), ...}: every sampler option as the flat
     key it has in a config's ``sampler`` section, generated from the samplers' ``Options``."""
@@ -150,7 +152,9 @@ class SamplerConfig:
             if key in values:
                 by_sampler.setdefault(sampler, {})[f.name] = values[key]
         options = {
-            name: SAMPLERS[name].Options(**by_sampler.get(name, {})) for name in _default_options()
+            name: cls_.Options(**by_sampler.get(name, {}))
+            for name, cls_ in SAMPLERS.items()
+            if cls_.Options is not None
         }
         return cls(name=str(values.get("name", "random")), options=options)
 

@@ -7,11 +7,16 @@ process gets the whole matrix back.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from codesearch import metrics
+from codesearch.data.pairs import TrainingData
+from codesearch.loss import false_negative_mask
+from codesearch.samplers.base import Batch, local_slice
 
 
 def pad_batch(ids: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,6 +28,35 @@ def pad_batch(ids: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, 
         input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         mask[row, : len(seq)] = 1
     return input_ids.to(device), mask.to(device)
+
+
+@dataclass
+class LocalBatch:
+    """This process's share of a global batch as model inputs, and the loss's global mask."""
+
+    anchors: np.ndarray  # (b,) this process's anchor pair indices
+    query: tuple[torch.Tensor, torch.Tensor]  # (b, Lq) ids and attention mask
+    code: tuple[torch.Tensor, torch.Tensor]  # (b + e_r, Lc): its anchors' codes, then its extras
+    has_extras: bool  # whether the global batch has extra codes
+    mask: torch.Tensor  # (k, k + e) bool: the global batch's false-negative mask
+
+
+def collate(data: TrainingData, batch: Batch, rank: int, world: int, device) -> LocalBatch:
+    """Process ``rank``'s slice of a global batch, padded. Every process knows the whole global
+    batch, so each builds the same global mask (anchors in rank order; codes in rank order, then
+    extras in rank order) and the loss takes its own rows."""
+    anchors = batch.anchors
+    extra = batch.extra_codes if batch.extra_codes is not None else np.empty(0, dtype=np.int64)
+    mine, my_extra = local_slice(anchors, rank, world), local_slice(extra, rank, world)
+    code_rows = np.concatenate([mine, my_extra]).astype(np.int64)
+    qk, ck = torch.from_numpy(data.query_key), torch.from_numpy(data.code_key)
+    return LocalBatch(
+        anchors=mine,
+        query=pad_batch([data.query_ids[i] for i in mine], data.pad_id, device),
+        code=pad_batch([data.code_ids[i] for i in code_rows], data.pad_id, device),
+        has_extras=len(extra) > 0,
+        mask=false_negative_mask(qk[anchors], ck[anchors], ck[extra], qk[extra]).to(device),
+    )
 
 
 @torch.no_grad()

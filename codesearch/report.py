@@ -880,12 +880,7 @@ def write_report(results_dir: str | Path) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m codesearch.report DIR` is `codesearch report DIR`."""
-    from codesearch.cli import main as cli_main
+if __name__ == "__main__":  # `python -m codesearch.report DIR` is `codesearch report DIR`
+    from codesearch.cli import main
 
-    return cli_main(["report", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main(["report", *sys.argv[1:]]))

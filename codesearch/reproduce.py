@@ -597,12 +597,7 @@ def run_profile(
     return grid
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m codesearch.reproduce ...` is `codesearch reproduce ...`."""
-    from codesearch.cli import main as cli_main
+if __name__ == "__main__":  # `python -m codesearch.reproduce ...` is `codesearch reproduce ...`
+    from codesearch.cli import main
 
-    return cli_main(["reproduce", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["reproduce", *sys.argv[1:]]))

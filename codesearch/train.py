@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +25,12 @@ from accelerate.utils import set_seed
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from codesearch.checkpoint import TrainerState, load_checkpoint, save_best, save_checkpoint
+from codesearch.checkpoint import load_checkpoint, save_best
 from codesearch.config import RunConfig, check_run_config
-from codesearch.data.pairs import TrainingData, load_training_data, load_validation
+from codesearch.data.pairs import load_training_data, load_validation
 from codesearch.data.prepared import write_json_atomic
-from codesearch.encode import embed_pairs, pad_batch, validation_mrr
+from codesearch.distributed import check_processes_agree
+from codesearch.encode import collate, validation_mrr
 from codesearch.epoch_embeddings import (
     EmbeddingCache,
     EpochEmbeddings,
@@ -38,11 +38,12 @@ from codesearch.epoch_embeddings import (
     resolve_diagnostics,
 )
 from codesearch.errors import UserError
-from codesearch.loss import false_negative_mask, gather_counts, info_nce
+from codesearch.loss import info_nce
 from codesearch.model import DualEncoder, load_tokenizer
 from codesearch.outputs import DirectoryLock, check_output_dir
 from codesearch.run_record import MetricsLog, check_run, tracker_config, write_run_info
-from codesearch.samplers import Batch, BatchSampler, batches_digest, local_slice, sampler_class
+from codesearch.samplers import Batch, batches_digest, sampler_class
+from codesearch.task import Task
 
 
 class Interrupted(Exception):
@@ -64,11 +65,14 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
 def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
     check_run_config(config)
     tasks, resumed_with = check_run(config, out_dir, resume)
+    precision = config.train.mixed_precision
+    if precision == "auto":  # bf16 on GPUs that have it
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     # Without a GPU, Accelerate forms a multi-process (gloo) group only when told cpu=True;
     # otherwise `accelerate launch --multi_gpu` / torchrun on CPU give N independent runs.
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
-        mixed_precision=resolve_mixed_precision(config.train.mixed_precision),
+        mixed_precision=precision,
         log_with="tensorboard" if config.train.tensorboard else None,
         project_dir=str(out_dir),
     )
@@ -89,53 +93,6 @@ def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
         write_json_atomic(out_dir / "run.json", {"models": models, "summary": summary})
     accelerator.end_training()
     return summary
-
-
-def resolve_mixed_precision(value: str) -> str:
-    if value == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return value
-
-
-@dataclass
-class Task:
-    """What one task's loop reads and updates."""
-
-    accelerator: Accelerator
-    config: RunConfig
-    task_dir: Path
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    sampler: BatchSampler
-    data: TrainingData
-    valid: dict  # language -> (query ids, code ids) of its validation pairs
-    cache: EmbeddingCache | None  # the training passes' embeddings, when anything reads them
-    log: MetricsLog
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # set once steps are known
-    state: TrainerState = dataclasses.field(default_factory=TrainerState)
-
-    @property
-    def total_steps(self) -> int:
-        steps = self.config.train.epochs * len(self.sampler)
-        return min(steps, self.config.train.max_steps or steps)
-
-    def done(self) -> bool:
-        return self.state.epoch >= self.config.train.epochs or (
-            self.state.global_step >= self.total_steps
-        )
-
-    def embed(self, query_ids: list, code_ids: list, progress: bool = False) -> tuple:
-        batch_size = self.config.train.eval_batch_size
-        pad = self.data.pad_id
-        return embed_pairs(
-            self.accelerator, self.model, query_ids, code_ids, pad, batch_size, progress
-        )
-
-    def checkpoint(self) -> None:
-        ckpt_dir = self.task_dir / "checkpoint"
-        save_checkpoint(
-            self.accelerator, ckpt_dir, self.state, self.sampler, self.scheduler, self.cache
-        )
 
 
 def setup_task(
@@ -228,7 +185,9 @@ def run_epoch(task: Task, bar: tqdm, stop: dict) -> dict:
     sampler.prepare(embeddings.for_sampler)  # called only when this epoch needs them
     sampler_seconds = time.perf_counter() - sampler_start
     digest = batches_digest(sampler.batches())
-    check_processes_agree(task.accelerator, digest, f"{task.task_dir.name} epoch {state.epoch}")
+    check_processes_agree(
+        digest, f"{task.task_dir.name} epoch {state.epoch}", task.accelerator.device
+    )
     main = task.accelerator.is_main_process
     diagnostics = epoch_diagnostics(config, embeddings, sampler.batches(), data, main)
     pass_seconds = time.perf_counter() - sampler_start - sampler_seconds
@@ -244,15 +203,9 @@ def run_epoch(task: Task, bar: tqdm, stop: dict) -> dict:
         bar.set_postfix(loss=f"{loss:.4f}")
         if state.global_step % config.train.log_every == 0:
             speed = len(batch.anchors) / (time.perf_counter() - step_start)
-            lr, name = task.scheduler.get_last_lr()[0], task.task_dir.name
-            task.log.write(
-                task=name,
-                epoch=state.epoch,
-                step=state.global_step,
-                loss=loss,
-                lr=lr,
-                pairs_per_s=speed,
-            )
+            row = dict(epoch=state.epoch, step=state.global_step, loss=loss)
+            lr = task.scheduler.get_last_lr()[0]
+            task.log.write(task=task.task_dir.name, **row, lr=lr, pairs_per_s=speed)
         if stop["signal"]:
             task.checkpoint()
             raise Interrupted(
@@ -308,29 +261,15 @@ def end_epoch(task: Task, record: dict) -> None:
 def train_step(task: Task, batch: Batch) -> float:
     """One optimiser step on this process's slice of a global batch; returns the global mean
     loss. With a cache, the anchors' query and code embeddings of this pass are kept."""
-    accelerator, config, data = task.accelerator, task.config, task.data
-    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
-    anchors = batch.anchors
-    extra = batch.extra_codes if batch.extra_codes is not None else np.empty(0, dtype=np.int64)
-    mine, my_extra = local_slice(anchors, rank, world), local_slice(extra, rank, world)
-    q_ids, q_mask = pad_batch([data.query_ids[i] for i in mine], data.pad_id, device)
-    code_rows = np.concatenate([mine, my_extra]).astype(np.int64)
-    c_ids, c_mask = pad_batch([data.code_ids[i] for i in code_rows], data.pad_id, device)
-    # Every process knows the whole global batch, so each builds the same global mask
-    # (anchors in rank order; codes in rank order, then extras in rank order): (k, k + e).
-    qk, ck = torch.from_numpy(data.query_key), torch.from_numpy(data.code_key)
-    mask = false_negative_mask(qk[anchors], ck[anchors], ck[extra], qk[extra]).to(device)
+    accelerator, config = task.accelerator, task.config
+    rank, world = accelerator.process_index, accelerator.num_processes
+    inputs = collate(task.data, batch, rank, world, accelerator.device)
+    mine = inputs.anchors
     with accelerator.autocast():
-        q, c_all = task.model(q_ids, q_mask, c_ids, c_mask)  # (b, d), (b + e, d)
-        extra_codes = c_all[len(mine) :] if len(extra) else None
-        loss = info_nce(
-            q,
-            c_all[: len(mine)],
-            config.model.scale,
-            extra_codes,
-            config.train.symmetric_loss,
-            mask,
-        )
+        q, c_all = task.model(*inputs.query, *inputs.code)  # (b, d), (b + e_r, d)
+        extra_codes = c_all[len(mine) :] if inputs.has_extras else None
+        scale, symmetric = config.model.scale, config.train.symmetric_loss
+        loss = info_nce(q, c_all[: len(mine)], scale, extra_codes, symmetric, inputs.mask)
     if task.cache is not None:
         task.cache.record(mine, q, c_all[: len(mine)])
     accelerator.backward(loss)
@@ -340,16 +279,3 @@ def train_step(task: Task, batch: Batch) -> float:
     task.scheduler.step()
     task.optimizer.zero_grad(set_to_none=True)
     return float(accelerator.reduce(loss.detach(), reduction="mean"))
-
-
-def check_processes_agree(accelerator: Accelerator, digest: str, what: str) -> None:
-    """Every process computes the epoch's batches itself (from the same gathered embeddings);
-    the contrastive batch is only global if they agree, so compare their digests."""
-    value = int.from_bytes(bytes.fromhex(digest), "little", signed=True)
-    digests = [d for (d,) in gather_counts([value], accelerator.device)]
-    if len(set(digests)) > 1:
-        found = ", ".join((d % 2**64).to_bytes(8, "little").hex() for d in digests)
-        raise UserError(
-            f"{what}: the {len(digests)} processes computed different batches "
-            f"(digests {found}); their embeddings or library versions differ"
-        )

@@ -1,12 +1,12 @@
 """Run a profile of experiments/ and write its report: `python experiments/reproduce.py local`.
 
-The driver lives in codesearch/reproduce.py; `make reproduce [PROFILE=local|smoke|paper]` calls
-this script. Rerunning the same command skips finished cells and resumes interrupted ones.
+The driver lives in codesearch/reproduce.py and the command is `codesearch reproduce`; `make
+reproduce [PROFILE=local|smoke|paper]` calls this script. Rerunning the same command skips finished cells and resumes interrupted ones.
 """
 
 import sys
 
-from codesearch.reproduce import main
+from codesearch.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["reproduce", *sys.argv[1:]]))

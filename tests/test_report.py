@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from codesearch import report
+from codesearch.cli import main as cli_main
 from codesearch.errors import UserError
 
 LANGUAGES = ["ruby", "go"]
@@ -468,8 +471,12 @@ def test_cells_on_different_data(results):
 
 
 def test_main_exit_codes(results, tmp_path, capsys):
-    assert report.main([str(results)]) == 0
+    assert cli_main(["report", str(results)]) == 0
+    module = subprocess.run(  # the old entry point is the same command
+        [sys.executable, "-m", "codesearch.report", str(results)], capture_output=True, text=True
+    )
+    assert module.returncode == 0 and "wrote" in module.stdout
     assert (results / "report.md").is_file()
-    assert report.main([str(tmp_path / "nowhere")]) == 2
+    assert cli_main(["report", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("codesearch: error:") and "grid.json" in err and "\n" not in err

@@ -13,6 +13,7 @@ import yaml
 from conftest import write_tiny_profile
 
 from codesearch import reproduce
+from codesearch.cli import main as cli_main
 from codesearch.data.schema import LANGUAGES
 from codesearch.errors import UserError
 
@@ -287,7 +288,7 @@ def test_bad_profiles_are_one_line_errors(tmp_path, edit, message):
 
 def test_missing_profile_names_the_known_ones(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(EXPERIMENTS.parent)
-    assert reproduce.main(["nosuch", "--check"]) == 2
+    assert cli_main(["reproduce", "nosuch", "--check"]) == 2
     err = capsys.readouterr().err
     assert "experiments/nosuch.yaml: no such profile" in err and "local" in err
     assert err.startswith("codesearch: error:")
@@ -295,7 +296,7 @@ def test_missing_profile_names_the_known_ones(tmp_path, monkeypatch, capsys):
 
 def test_check_lists_the_cells(monkeypatch, capsys):
     monkeypatch.chdir(EXPERIMENTS.parent)
-    assert reproduce.main(["smoke", "--check"]) == 0
+    assert cli_main(["reproduce", "smoke", "--check"]) == 0
     out = capsys.readouterr().out
     assert "nbow__tbs__seed1: ruby, python" in out and "smoke: 3 cells, valid" in out
 

@@ -22,18 +22,14 @@ from codesearch.samplers import (
     knn,
     sampler_class,
 )
-from codesearch.samplers.graphs import (
-    knn_graph,
-    quantile_threshold,
-    rcm_order,
-    tbs_permutation,
-    threshold_graph,
-)
+from codesearch.samplers.graphs import knn_graph, quantile_threshold, threshold_graph
 from codesearch.samplers.knn import as_embeddings, topk_neighbors
-from codesearch.samplers.tbs import (
+from codesearch.samplers.ordering import (
     batches_from_permutation,
     permutation_seed,
+    rcm_order,
     tbs_batches,
+    tbs_permutation,
 )
 
 SCALE = 20.0

@@ -382,25 +382,23 @@ def test_two_processes_share_one_tbs_assignment(tiny_data, tmp_path):
 
 
 def test_processes_that_disagree_on_the_batches_stop_with_one_line(monkeypatch):
+    from codesearch import distributed
     from codesearch.samplers import Batch
     from codesearch.samplers.base import batches_digest
-
-    class OneProcess:
-        num_processes, device = 1, "cpu"
 
     batches = [Batch(np.arange(4))]
     digest = batches_digest(batches)
     assert digest != batches_digest([Batch(np.arange(4)[::-1])])
-    train_module.check_processes_agree(OneProcess(), digest, "python epoch 1")  # agrees with itself
+    distributed.check_processes_agree(digest, "python epoch 1")  # one process agrees with itself
 
     def two_processes(counts, device="cpu"):  # the second process's digest differs
         return [list(counts), [counts[0] + 1]]
 
-    monkeypatch.setattr(train_module, "gather_counts", two_processes)
+    monkeypatch.setattr(distributed, "gather_counts", two_processes)
     with pytest.raises(
         train_module.UserError, match="processes computed different batches"
     ) as raised:
-        train_module.check_processes_agree(OneProcess(), digest, "python epoch 1")
+        distributed.check_processes_agree(digest, "python epoch 1")
     assert digest in str(raised.value) and "\n" not in str(raised.value)
 
 

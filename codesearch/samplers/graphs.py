@@ -9,8 +9,8 @@ whole for large N, only (block_size, COL_TILE) tiles of it in reused buffers. Tw
 - ``knn_graph``: query i is linked to its top-m codes (``knn.topk_neighbors``: blockwise exact
   search, or a faiss IVF index over 8-bit codes). Our scalable extension: O(N m) edges.
 
-``tbs_permutation`` builds one of them, drops same-text edges, and orders the pairs by reverse
-Cuthill-McKee (``rcm_order``): the ordering pi that ``samplers.tbs`` cuts into batches.
+``ordering.tbs_permutation`` builds one of them, drops same-text edges, and orders the pairs by
+reverse Cuthill-McKee: the ordering pi that ``samplers.tbs`` cuts into batches.
 
 Both return a scipy CSR array (N, N) of int8 ones in the pairs' own labels, row i holding
 the codes j linked to query i. The diagonal (a query's own code, S_ii, usually the largest
@@ -21,14 +21,11 @@ included, as the paper computes it.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-from codesearch.samplers.knn import COL_TILE, Tiles, as_embeddings, resolve_backend, topk_neighbors
+from codesearch.samplers.knn import COL_TILE, Tiles, as_embeddings, topk_neighbors
 
 EXACT_QUANTILE_LIMIT = 2**24  # up to this many entries of S, tau is the exact quantile
 THRESHOLD_SAMPLES = 1_000_000  # random entries that estimate tau beyond that
@@ -132,79 +129,3 @@ def drop_same_text_edges(
         (graph.data[~same], (graph.row[~same], graph.col[~same])), shape=graph.shape
     )
     return kept, int(same.sum())
-
-
-def rcm_order(adjacency: sp.sparray, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Reverse Cuthill-McKee order of adjacency + adjacency.T after a random relabelling
-    (steps 5 and 6 of ``samplers.tbs``). Returns (pi as pair indices, {symmetric_edges, isolated})."""
-    n = adjacency.shape[0]
-    relabel = np.random.default_rng(seed).permutation(n)  # new label a is pair relabel[a]
-    inverse = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
-    inverse[relabel] = np.arange(n)
-    graph = sp.csr_array(adjacency)[relabel]  # rows in the new labels
-    graph.indices = inverse[graph.indices]  # columns too
-    graph.has_sorted_indices = False
-    graph = (graph + graph.T).tocsr()  # A + A.T, int8 entries 1 or 2
-    graph.sort_indices()
-    order = reverse_cuthill_mckee(graph, symmetric_mode=True)
-    stats = {
-        "symmetric_edges": int(graph.nnz),
-        "isolated": int(np.count_nonzero(np.diff(graph.indptr) == 0)),
-    }
-    return relabel[order], stats
-
-
-def tbs_permutation(
-    queries: np.ndarray,
-    codes: np.ndarray,
-    quantile: float = 0.999,
-    graph: str = "quantile",
-    knn: int = 16,
-    knn_backend: str = "auto",
-    block_size: int = 2048,
-    seed: int = 0,
-    *,
-    exact_limit: int = EXACT_QUANTILE_LIMIT,
-    threshold_samples: int = THRESHOLD_SAMPLES,
-    keep_graph: bool = False,
-    text_keys: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, dict]:
-    """The TBS ordering pi (N,) int64 of pairs, from (N, d) unit-norm query and code embeddings.
-
-    ``text_keys`` = (query_keys, code_keys), (N,) int64 hashes of the texts: when given, edges
-    between pairs with the same query or the same code text are dropped before RCM (step 4 of
-    ``samplers.tbs``). The options are ``TBSOptions``' (validated there).
-
-    Returns (pi, info): info holds graph, n, edges (of A, diagonal and dropped edges excluded),
-    same_text_edges_dropped, symmetric_edges, isolated (pairs without an edge), tau and tau_exact (quantile graph), backend (knn graph),
-    timings in seconds (threshold, graph, rcm), and with ``keep_graph`` the adjacency A (CSR,
-    the pairs' own labels). ``seed`` picks the threshold sample, the faiss training sample and
-    the RCM relabelling."""
-    q, c = as_embeddings(queries, codes)
-    n = q.shape[0]
-    info: dict = {"graph": graph, "n": n}
-    timings = {"threshold": 0.0}
-    start = time.perf_counter()
-    if graph == "quantile":
-        tau, exact = quantile_threshold(
-            q, c, quantile, exact_limit=exact_limit, samples=threshold_samples, seed=seed
-        )
-        info.update(quantile=quantile, tau=tau, tau_exact=exact)
-        timings["threshold"] = time.perf_counter() - start
-        start = time.perf_counter()
-        adjacency = threshold_graph(q, c, tau, block_size)
-    else:
-        backend = resolve_backend(knn_backend, n)
-        info.update(knn=knn, backend=backend)
-        adjacency = knn_graph(q, c, knn, backend, block_size, seed)
-    info["same_text_edges_dropped"] = 0
-    if text_keys is not None:
-        adjacency, info["same_text_edges_dropped"] = drop_same_text_edges(adjacency, *text_keys)
-    timings["graph"] = time.perf_counter() - start
-    start = time.perf_counter()
-    order, stats = rcm_order(adjacency, seed)
-    timings["rcm"] = time.perf_counter() - start
-    info.update(edges=int(adjacency.nnz), **stats, timings=timings)
-    if keep_graph:
-        info["adjacency"] = adjacency
-    return order, info

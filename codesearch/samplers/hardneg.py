@@ -62,23 +62,6 @@ class HardNegativeOptions:
         parse_ranks(self.ranks)
 
 
-def first_occurrence(keys: np.ndarray) -> np.ndarray:
-    """(p, k) bool: True where a row's key has not appeared earlier in that row."""
-    order = np.argsort(keys, axis=1, kind="stable")  # equal keys keep their rank order
-    ordered = np.take_along_axis(keys, order, axis=1)
-    start = np.ones(keys.shape, dtype=bool)  # first entry of a run of equal keys
-    start[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    first = np.empty(keys.shape, dtype=bool)
-    np.put_along_axis(first, order, start, axis=1)
-    return first
-
-
-def pair_hash(code_keys: np.ndarray, query_keys: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of (code text, query text) key pairs (wrapping arithmetic)."""
-    mixed = code_keys.astype(np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    return mixed ^ query_keys.astype(np.int64).view(np.uint64)
-
-
 class HardNegativeSampler(BatchSampler):
     name = "hardneg"
     Options = HardNegativeOptions
@@ -89,63 +72,20 @@ class HardNegativeSampler(BatchSampler):
         super().__init__(n, batch_size, seed, min_last, options)
         self.lo, hi = parse_ranks(self.options.ranks)
         self.depth = max(hi, self.lo + self.options.negatives - 1)  # neighbours kept per anchor
-        self.pairs: np.ndarray | None = None  # sorted pair_hash of every (code, query) pair
         self.table: np.ndarray | None = None  # (n, depth) int64 neighbour indices, -1 = none
         self.table_epoch: int | None = None
 
-    def set_text_keys(self, query_keys: np.ndarray, code_keys: np.ndarray) -> None:
-        super().set_text_keys(query_keys, code_keys)
-        self.pairs = np.unique(pair_hash(self.code_keys, self.query_keys))  # sorted
-
-    # --- mining ---------------------------------------------------------------------------
-
-    def _filter(self, anchors: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Drop excluded candidates from ranked neighbour rows; (table rows, surviving count)."""
-        keep = (found >= 0) & (found != anchors[:, None])  # (p, k)
-        if self.code_keys is not None:
-            safe = np.where(found >= 0, found, anchors[:, None])
-            codes = self.code_keys[safe]  # (p, k)
-            # drop a code text paired anywhere in the data with this anchor's query text (this
-            # covers the positive's own text and every pair with the same query)
-            query = np.broadcast_to(self.query_keys[anchors][:, None], codes.shape)
-            asked = pair_hash(codes, query)
-            at = np.minimum(np.searchsorted(self.pairs, asked), len(self.pairs) - 1)
-            keep &= self.pairs[at] != asked
-            keep &= first_occurrence(codes)  # exclusion depends on the text only
-        order = np.argsort(~keep, axis=1, kind="stable")  # survivors first, in rank order
-        ranked = np.take_along_axis(found, order, axis=1)
-        count = keep.sum(axis=1)
-        rows = np.full((len(anchors), self.depth), -1, dtype=np.int64)
-        width = min(self.depth, ranked.shape[1])
-        rows[:, :width] = ranked[:, :width]
-        rows[np.arange(self.depth)[None, :] >= count[:, None]] = -1
-        return rows, count
-
     def mine(self, queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """(n, depth) neighbour table: each query's top surviving codes, best first."""
-        from codesearch.samplers.knn import topk_neighbors
+        from codesearch.samplers.mining import ExcludedPairs, neighbour_table
 
-        table = np.full((self.n, self.depth), -1, dtype=np.int64)
-        pending = np.arange(self.n)
-        k = min(self.n, self.depth + self.margin)
-        while pending.size:
-            _, found = topk_neighbors(
-                queries[pending],
-                codes,
-                k,
-                backend=self.options.backend,
-                block_size=self.block_size,
-                seed=self.seed,
-            )
-            found = np.asarray(found, dtype=np.int64)  # (p, k), -1 where faiss found fewer
-            rows, count = self._filter(pending, found)
-            table[pending] = rows
-            if k >= self.n:
-                break
-            # too many exclusions: search those rows deeper (unless the search ran dry)
-            pending = pending[(count < self.depth) & (found[:, -1] >= 0)]
-            k = min(self.n, 2 * k)
-        return table
+        excluded = (
+            None if self.code_keys is None else ExcludedPairs(self.query_keys, self.code_keys)
+        )
+        backend, block, margin = self.options.backend, self.block_size, self.margin
+        return neighbour_table(
+            queries, codes, self.depth, excluded, backend, block, margin, self.seed
+        )
 
     # --- batches --------------------------------------------------------------------------
 

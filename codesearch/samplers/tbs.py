@@ -6,7 +6,7 @@ TBS assignment", which also says which steps are our decisions): the graph A of 
 similarities above the ``quantile`` of S = X Y^T (``graph="quantile"``, the paper's) or of each
 query's top-``knn`` codes (``graph="knn"``), without edges between same-text pairs
 (``same_text_edges="drop"``); pi = reverse Cuthill-McKee order of A + A^T after a seeded
-relabelling (``graphs.tbs_permutation``); batches = consecutive chunks of pi, their order
+relabelling (``ordering.tbs_permutation``); batches = consecutive chunks of pi, their order
 shuffled (``shuffle_batches``). Epochs before ``start_epoch`` are exactly ``RandomSampler``'s
 batches (a warm start for encoders trained from scratch); ``every=E`` recomputes pi every E
 epochs from ``start_epoch`` on.
@@ -26,8 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from codesearch.checks import check_choice, check_number
-from codesearch.errors import UserError
-from codesearch.samplers.base import Batch, BatchSampler, EmbedFn, chunk, epoch_rng
+from codesearch.samplers.base import Batch, BatchSampler, EmbedFn
 from codesearch.samplers.random import random_batches
 
 
@@ -58,79 +57,6 @@ class TBSOptions:
         check_number(key + "start_epoch", self.start_epoch, low=0)
 
 
-def permutation_seed(seed: int, epoch: int) -> int:
-    """The ``seed`` of ``tbs_permutation`` for a run seed and the epoch that computes pi."""
-    return int(epoch_rng(seed, epoch, stream=1).integers(2**31))
-
-
-def batches_from_permutation(
-    order: np.ndarray,
-    batch_size: int,
-    min_last: int = 1,
-    shuffle_batches: bool = True,
-    seed: int = 0,
-    epoch: int = 0,
-) -> list[np.ndarray]:
-    """Consecutive chunks of ``order``; their order shuffled by ``epoch_rng(seed, epoch)``."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    batches = chunk(np.asarray(order, dtype=np.int64), batch_size, min_last)
-    if shuffle_batches:
-        batches = [batches[i] for i in epoch_rng(seed, epoch).permutation(len(batches))]
-    return batches
-
-
-def tbs_order(queries, codes, options: TBSOptions, seed: int, text_keys) -> tuple[np.ndarray, dict]:
-    """pi and its info (``graphs.tbs_permutation``) of (N, d) queries and codes under
-    ``options``; ``text_keys`` (query keys, code keys) are required with
-    ``same_text_edges="drop"``."""
-    # graphs imports torch and scipy: loaded when an ordering is computed, so that reading a
-    # config (and `codesearch --help`) does not
-    from codesearch.samplers.graphs import tbs_permutation
-
-    if options.same_text_edges == "keep":
-        text_keys = None
-    elif text_keys is None:
-        raise UserError(
-            "tbs same_text_edges=drop needs the query and code text keys of the pairs "
-            "(embeddings written by `codesearch embed` have them); pass "
-            "same_text_edges=keep to build the graph without them"
-        )
-    o = options
-    return tbs_permutation(
-        queries,
-        codes,
-        o.quantile,
-        o.graph,
-        o.knn,
-        o.knn_backend,
-        o.block_size,
-        seed,
-        text_keys=text_keys,
-    )
-
-
-def tbs_batches(
-    queries: np.ndarray,
-    codes: np.ndarray,
-    batch_size: int,
-    options: TBSOptions | None = None,
-    *,
-    min_last: int = 1,
-    seed: int = 0,
-    epoch: int = 0,
-    text_keys: tuple[np.ndarray, np.ndarray] | None = None,
-) -> list[np.ndarray]:
-    """One epoch's TBS batches for fixed embeddings: exactly what ``TBSSampler`` with these
-    options and seed (and ``start_epoch`` <= ``epoch``) yields at ``epoch`` when its
-    ``embed()`` returns these embeddings and its text keys are ``text_keys``."""
-    options = options or TBSOptions()
-    order, _ = tbs_order(queries, codes, options, permutation_seed(seed, epoch), text_keys)
-    return batches_from_permutation(
-        order, batch_size, min_last, options.shuffle_batches, seed, epoch
-    )
-
-
 class TBSSampler(BatchSampler):
     """Batches of similar pairs from the TBS ordering (module docstring).
 
@@ -139,7 +65,7 @@ class TBSSampler(BatchSampler):
     ``start_epoch`` are random batches. ``set_text_keys`` must come before the first TBS epoch
     when ``same_text_edges`` is "drop". After each ``prepare``, ``timings`` holds the seconds
     of each step (threshold, graph, rcm, chunk, total; embedding excluded) and ``last_info``
-    the graph behind the current pi (``graphs.tbs_permutation``'s info).
+    the graph behind the current pi (``ordering.tbs_permutation``'s info).
     """
 
     name = "tbs"
@@ -176,6 +102,14 @@ class TBSSampler(BatchSampler):
         return self._batches is None and self._recomputes(self.epoch)
 
     def compute_batches(self, epoch: int, embed: EmbedFn | None) -> list[Batch]:
+        # the ordering needs torch and scipy: loaded when a TBS epoch runs, not when a config is
+        # read (`codesearch --help` starts without them)
+        from codesearch.samplers.ordering import (
+            batches_from_permutation,
+            permutation_seed,
+            tbs_order,
+        )
+
         if epoch < self.options.start_epoch:
             self.timings, self.last_info = {}, {"random_epoch": True}
             return random_batches(self.n, self.batch_size, self.seed, epoch, self.min_last)
