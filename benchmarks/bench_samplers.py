@@ -341,7 +341,7 @@ def worker(data_path: str, options_path: str, result_path: str) -> None:
     sampler, adjacency, info = None, None, {}
     if method == "hardneg":
         hardneg = HardNegativeOptions(negatives=1, backend=options["hardneg_backend"])
-        sampler = HardNegativeSampler(n, b, seed, options=hardneg)
+        sampler = HardNegativeSampler(n, b, seed, options=hardneg, device=options["device"])
         if keys is not None:
             sampler.set_text_keys(*keys)  # once per training task, not per epoch: untimed
     base = _rss_mb()
@@ -363,6 +363,7 @@ def worker(data_path: str, options_path: str, result_path: str) -> None:
             backend,
             seed=permutation_seed(seed, 0),
             keep_graph=True,
+            device=options["device"],
         )
         batches = batches_from_permutation(order, b, seed=seed, epoch=0)
         timings = info.pop("timings")
@@ -474,6 +475,7 @@ def run_dataset(
             "quantile": args.quantile,
             "knn": args.knn,
             "hardneg_backend": args.hardneg_backend,
+            "device": args.device,
         }
         entry["load_before"] = os.getloadavg()[0]
         result, batches = run_method(data_path, options, work)
@@ -564,6 +566,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--knn", type=int, default=16)
     parser.add_argument("--hardneg-backend", default="faiss", choices=("exact", "faiss"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the similarity tiles and exact top-k run, e.g. cuda (the training device)",
+    )
     parser.add_argument(
         "--gap-exact-max",
         type=int,

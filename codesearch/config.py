@@ -39,6 +39,7 @@ class DataConfig:
 ENCODERS = ("transformer", "nbow")
 TOWERS = ("shared", "separate")
 POOLINGS = ("mean", "cls")
+INPUT_FORMATS = ("plain", "unixcoder")
 
 
 @dataclass
@@ -55,9 +56,12 @@ class ModelConfig:
     trust_remote_code: bool = False
     max_query_length: int = 128
     max_code_length: int = 256
+    # plain (the tokenizer's special tokens) | unixcoder (<s> <encoder-only> </s> TEXT </s>)
+    input_format: str = "plain"
 
     def __post_init__(self) -> None:
         check_choice("model.encoder", self.encoder, ENCODERS)
+        check_choice("model.input_format", self.input_format, INPUT_FORMATS)
         check_choice("model.towers", self.towers, TOWERS)
         check_choice("model.pooling", self.pooling, POOLINGS)
         if self.encoder == "nbow" and self.pooling != "mean":
@@ -69,6 +73,13 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"model.{name} must be a positive integer; got {value!r}")
+        if (
+            self.input_format == "unixcoder"
+            and min(self.max_query_length, self.max_code_length) < 5
+        ):
+            raise ValueError(
+                "model.input_format unixcoder needs max lengths >= 5 (4 special tokens)"
+            )
 
 
 @dataclass

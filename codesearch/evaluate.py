@@ -63,7 +63,7 @@ def embed_records(
         texts, max_len, fn = [r.query for r in records], cfg.max_query_length, model.encode_queries
     else:
         texts, max_len, fn = [r.code for r in records], cfg.max_code_length, model.encode_codes
-    ids = tokenize_lengths(tokenizer, texts, max_len)
+    ids = tokenize_lengths(tokenizer, texts, max_len, cfg.input_format)
     device = next(model.parameters()).device
     return encode_ids(
         fn, ids, tokenizer.pad_token_id, batch_size, device, progress, desc=f"encode {side}"

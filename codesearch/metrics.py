@@ -48,8 +48,13 @@ def gold_ranks(
     gold: np.ndarray,
     block_size: int = 4096,
     device: str = "cpu",
+    ties: str = "pessimistic",
 ) -> np.ndarray:
-    """1-based rank of each query's gold candidate under dot-product scores (pessimistic ties).
+    """1-based rank of each query's gold candidate under dot-product scores.
+
+    ``ties``: ``pessimistic`` (ours, CodeSearchNet's: a candidate scoring the same as the gold
+    ranks ahead of it) or ``optimistic`` (behind it). UniXcoder's run.py sorts with an unstable
+    argsort, so its rank of a tied gold lies between the two (docs/evaluation.md).
 
     queries (Q, d), candidates (C, d), gold (Q,) index into candidates. Returns (Q,) int64.
     The (Q, C) score matrix is never built: queries go through in blocks of ``block_size``
@@ -77,6 +82,8 @@ def gold_ranks(
         )
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if ties not in ("pessimistic", "optimistic"):
+        raise ValueError(f"ties must be pessimistic or optimistic, got {ties!r}")
     if n_queries == 0:
         return np.zeros(0, dtype=np.int64)
 
@@ -94,9 +101,12 @@ def gold_ranks(
             torch.mm(q[start:stop], c_t, out=scores)
             gold_scores = scores.gather(1, g[start:stop, None])  # (b, 1)
             # In place: the buffer becomes a 0/1 float mask, no (b, C) bool or int64 copy.
-            scores.ge_(gold_scores)
+            if ties == "pessimistic":
+                scores.ge_(gold_scores)  # the gold itself counts: rank >= 1
+            else:
+                scores.gt_(gold_scores)
             counts = ranks[start:stop]  # (b,)
-            counts.zero_()
+            counts.fill_(0 if ties == "pessimistic" else 1)
             for col in range(0, n_candidates, _EXACT_FLOAT32_COUNT):
                 counts += scores[:, col : col + _EXACT_FLOAT32_COUNT].sum(dim=1).long()
     return ranks.cpu().numpy()

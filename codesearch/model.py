@@ -24,6 +24,7 @@ from torch import nn
 
 from codesearch import __version__
 from codesearch.config import ModelConfig
+from codesearch.data.pairs import UNIXCODER_MODE
 from codesearch.errors import UserError
 
 META_FILE = "codesearch_model.json"
@@ -61,6 +62,19 @@ def load_tokenizer(config: ModelConfig) -> Any:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError) as error:
         raise UserError(f"cannot load the tokenizer of model '{config.model}': {error}") from error
+
+
+def check_input_format(tokenizer: Any, config: ModelConfig) -> None:
+    """UserError when the tokenizer cannot build ``config.input_format``: ``unixcoder`` needs
+    the mode token ``<encoder-only>`` in its vocabulary (UniXcoder's tokenizer has it)."""
+    if config.input_format != "unixcoder":
+        return
+    mode = tokenizer.convert_tokens_to_ids(UNIXCODER_MODE)
+    if mode is None or mode == tokenizer.unk_token_id:
+        raise UserError(
+            f"model.input_format unixcoder needs the token {UNIXCODER_MODE} in the tokenizer of "
+            f"'{config.model}', which lacks it (use input_format plain, or UniXcoder's tokenizer)"
+        )
 
 
 # --- towers ---------------------------------------------------------------------------------------
@@ -155,6 +169,7 @@ class DualEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config)
+        check_input_format(self.tokenizer, config)
         if towers is None:
             query = _build_tower(config, len(self.tokenizer))
             code = query if config.towers == "shared" else _build_tower(config, len(self.tokenizer))

@@ -444,6 +444,7 @@ def _summarize_group(spec: dict, cells: list[dict], bootstrap: dict) -> dict:
     return {
         "model": spec.get("model"),
         "encoder": spec.get("encoder"),
+        "published": spec.get("published"),
         "jobs": spec.get("jobs", 1),
         "threads": spec.get("threads"),
         "languages": languages,
@@ -636,6 +637,19 @@ def _reading(group: dict, confidence: float) -> list[str]:
             + ", ".join(f"{s} {v:.2f}" for s, v in average.items())
             + f"; highest: {max(average, key=average.get)}."
         )
+    published = group.get("published")
+    if published and "random" in group["samplers"]:
+        diffs = {
+            lang: group["mrr"][lang]["random"]["mean"] - published["mrr"][lang]
+            for lang in group["languages"]
+            if lang in published["mrr"] and group["mrr"][lang]["random"]["mean"] is not None
+        }
+        if diffs:
+            facts.append(
+                f"Our random baseline minus the published numbers ({published['source']}): "
+                + ", ".join(f"{lang} {_signed(d)}" for lang, d in diffs.items())
+                + "; read the sampler differences against a baseline that reproduced."
+            )
     for arm, base in comparisons(group["samplers"]):
         key = f"{arm}-{base}"
         rows = {lang: b[key] for lang, b in group["bootstrap"].items() if key in b}
@@ -703,7 +717,18 @@ def _group_section(
     ]
     rows = [[lang, *(_mean_pm(g["mrr"][lang][s]) for s in samplers)] for lang in g["languages"]]
     rows.append(["**average**", *(_mean_pm(g["average"][s]) for s in samplers)])
-    lines += _table(["language", *samplers], rows)
+    header = ["language", *samplers]
+    published = g.get("published")
+    if published:  # beside the random baseline: did it reproduce, before any TBS difference?
+        at = samplers.index("random") + 2 if "random" in samplers else 1
+        header.insert(at, "published")
+        numbers = [published["mrr"].get(lang) for lang in g["languages"]]
+        mean = None if None in numbers else float(np.mean(numbers))
+        for row, number in zip(rows, [*numbers, mean], strict=True):
+            row.insert(at, _num(number, 1))
+    lines += _table(header, rows)
+    if published:
+        lines += [f"published: {published['source']}", ""]
 
     pairs = [
         (arm, base)

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from codesearch.config import SECTIONS, RunConfig, apply_overrides, check_run_config
 from codesearch.data.prepared import load_manifest, write_json_atomic
-from codesearch.data.schema import parse_languages
+from codesearch.data.schema import normalize_language, parse_languages
 from codesearch.errors import UserError
 from codesearch.samplers import sampler_class
 
@@ -45,6 +45,7 @@ GROUP_KEYS = {
     "threads",
     "config",
     "evaluate",
+    "published",
 }
 DATA_KEYS = {"path", "prepare"}
 
@@ -98,10 +99,11 @@ def _check_keys(where: str, mapping: object, allowed: set[str]) -> dict:
 
 
 def _as_command(where: str, value: object) -> list[str]:
+    """A profile's command as a list; "python" is this interpreter (the venv's)."""
     if isinstance(value, str):
-        return shlex.split(value)
+        value = shlex.split(value)
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return list(value)
+        return [sys.executable if part == "python" else part for part in value]
     raise UserError(f"{where}: expected a command (a string or a list of strings)")
 
 
@@ -233,6 +235,7 @@ def load_profile(path: str | Path) -> Profile:
             _as_command(f"{where}.evaluate", spec["evaluate"]) if spec.get("evaluate") else []
         )
         spec["samplers"], spec["seeds"] = list(spec["arms"]), seeds
+        spec["published"] = parse_published(f"{where}.published", spec.get("published"))
         profile.groups[name] = spec
         configs = [
             group_config(profile, name, sampler, seed)
@@ -241,6 +244,26 @@ def load_profile(path: str | Path) -> Profile:
         ]
         spec["model"], spec["encoder"] = configs[0].model.model, configs[0].model.encoder
     return profile
+
+
+def parse_published(where: str, value: object) -> dict | None:
+    """A group's published numbers to show beside its random baseline: {source: str, mrr:
+    {language: MRR in points}} (e.g. UniXcoder's, for the paper profile), or None."""
+    if value is None:
+        return None
+    value = _check_keys(where, value, {"source", "mrr"})
+    if not isinstance(value.get("source"), str) or not isinstance(value.get("mrr"), dict):
+        raise UserError(f"{where}: expected source (text) and mrr (language: number)")
+    mrr = {}
+    for language, number in value["mrr"].items():
+        try:
+            language = normalize_language(str(language))
+        except UserError as exc:
+            raise UserError(f"{where}.mrr: {exc}") from None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise UserError(f"{where}.mrr.{language}: expected a number, got {number!r}")
+        mrr[language] = float(number)
+    return {"source": value["source"], "mrr": mrr}
 
 
 def plan_cells(profile: Profile, runs_root: Path, results_dir: Path) -> list[Cell]:
@@ -442,6 +465,7 @@ def grid_record(
                     "encoder",
                     "jobs",
                     "threads",
+                    "published",
                 )
             }
             | {"config": spec.get("config") or {}}
@@ -476,9 +500,7 @@ def prepare_data(profile: Profile) -> None:
             f"{profile.path} has no data.prepare command"
         )
     print(f"preparing {profile.data_path}: {shlex.join(profile.prepare)}", flush=True)
-    code = subprocess.call(
-        [sys.executable if part == "python" else part for part in profile.prepare]
-    )
+    code = subprocess.call(profile.prepare)
     if code != 0 or not (Path(profile.data_path) / "manifest.json").is_file():
         raise UserError(
             f"{profile.data_path}: the prepare command failed (exit {code}): "

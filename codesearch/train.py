@@ -103,7 +103,12 @@ def setup_task(
     set_seed(config.train.seed)
     tokenizer = load_tokenizer(config.model)
     model = DualEncoder(config.model, tokenizer=tokenizer)
-    lengths, path = (config.model.max_query_length, config.model.max_code_length), config.data.path
+    lengths = (
+        config.model.max_query_length,
+        config.model.max_code_length,
+        config.model.input_format,
+    )
+    path = config.data.path
     data = load_training_data(
         path, languages, tokenizer, config.data.max_train_pairs, config.train.seed, *lengths
     )
@@ -115,7 +120,7 @@ def setup_task(
         )
     options = config.sampler.options.get(config.sampler.name)
     sampler = sampler_class(config.sampler.name)(
-        len(data.records), batch_size, config.train.seed, world, options
+        len(data.records), batch_size, config.train.seed, world, options, accelerator.device
     )
     sampler.set_text_keys(data.query_key, data.code_key)
     optimizer = torch.optim.AdamW(

@@ -191,6 +191,7 @@ def fetch_zenodo(
     fmt: str,
     verify_md5: bool,
     cleaning_url: str = CLEANING_URL,
+    text_from: str = "original",
 ) -> dict:
     checksums = zenodo_checksums() if verify_md5 else {}
     raw = work / "raw"
@@ -223,7 +224,7 @@ def fetch_zenodo(
             + " urls found",
             file=sys.stderr,
         )
-    return prepare_codexglue(cleaned, out, languages=languages)
+    return prepare_codexglue(cleaned, out, languages=languages, text_from=text_from)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cleaning-url", default=CLEANING_URL, help="archive with <language>/<split>.txt url lists"
     )
+    parser.add_argument(
+        "--text-from",
+        choices=("original", "tokens"),
+        default="original",
+        help="codexglue: code text from original_string or ' '.join(code_tokens) (UniXcoder's "
+        "run.py, which the published numbers used)",
+    )
     parser.add_argument("--no-verify", action="store_true", help="skip the md5 check")
     return parser
 
@@ -274,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             args.format,
             verify_md5=not args.no_verify,
             cleaning_url=args.cleaning_url,
+            text_from=args.text_from,
         )
     except UserError as error:
         print(f"fetch_codesearchnet: error: {error}", file=sys.stderr)

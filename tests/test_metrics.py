@@ -50,6 +50,17 @@ def test_gold_ranks_by_hand_with_ties():
     assert ranks.tolist() == [4, 2, 2, 1, 1]
 
 
+def test_optimistic_ties_rank_the_gold_ahead_of_its_ties():
+    # the same scores as above: q0 has 1 higher + 2 ties -> 2; q1, q2 tie once -> 1
+    gold = np.array([0, 1, 3, 1, 3])
+    ranks = gold_ranks(QUERIES, CANDIDATES, gold, block_size=2, ties="optimistic")
+    assert ranks.tolist() == [2, 1, 1, 1, 1]
+    same = np.ones((6, 3), dtype=np.float32)
+    assert gold_ranks(same[:4], same, np.array([0, 2, 4, 5]), ties="optimistic").tolist() == [1] * 4
+    with pytest.raises(ValueError, match="ties must be"):
+        gold_ranks(QUERIES, CANDIDATES, gold, ties="random")
+
+
 def test_ties_are_pessimistic_for_identical_embeddings():
     # A collapsed encoder: every score ties, so every gold ranks last, never first.
     same = np.ones((6, 3), dtype=np.float32)

@@ -480,3 +480,19 @@ def test_main_exit_codes(results, tmp_path, capsys):
     assert cli_main(["report", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("codesearch: error:") and "grid.json" in err and "\n" not in err
+
+
+def test_published_numbers_stand_beside_the_random_baseline(results):
+    published = {"source": "UniXcoder (Guo et al., 2022)", "mrr": {"ruby": 74.0, "python": 72.0}}
+    edit_json(results / "grid.json", lambda g: g["groups"]["main"].update(published=published))
+    summary = report.write_report(results)
+    text = (results / "report.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| language | random"))
+    assert header.split(" | ")[:3] == ["| language", "random", "published"]
+    ruby = next(line for line in text.splitlines() if line.startswith("| ruby |"))
+    assert ruby.split(" | ")[2] == "74.0"
+    # a language without a published number, and so the average, show a dash
+    average = next(line for line in text.splitlines() if line.startswith("| **average** |"))
+    assert average.split(" | ")[2] == "–"
+    random_ruby = summary["groups"]["main"]["mrr"]["ruby"]["random"]["mean"]
+    assert f"ruby {random_ruby - 74.0:+.2f}" in text and "published: UniXcoder" in text

@@ -120,7 +120,7 @@ def test_a_failing_cell_is_reported_and_the_others_run(tiny_data, tmp_path):
     assert "nbow__random__seed0" in (tmp_path / "results" / "report.md").read_text()  # missing
 
 
-@pytest.mark.parametrize("name", ["local", "smoke", "paper", "ablation"])
+@pytest.mark.parametrize("name", ["local", "smoke", "paper", "paper-tiny", "ablation"])
 def test_shipped_profiles_validate(name):
     profile = reproduce.load_profile(EXPERIMENTS / f"{name}.yaml")
     cells = reproduce.plan_cells(profile, Path("runs") / name, Path("results") / name)
@@ -209,8 +209,20 @@ def test_paper_profile_is_the_unixcoder_recipe():
     assert (config.model.max_code_length, config.model.max_query_length) == (256, 128)
     assert config.model.pooling == "mean" and config.model.scale == 20.0
     assert config.train.grad_clip == 1.0 and config.data.max_valid_queries is None
-    assert profile.launcher[:2] == ["accelerate", "launch"]
+    # the venv's accelerate ("python" is this interpreter), whatever the PATH
+    assert profile.launcher[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert config.model.input_format == "unixcoder"  # <s> <encoder-only> </s> TEXT </s>
+    assert "--text-from tokens" in " ".join(profile.prepare)  # code = ' '.join(code_tokens)
     assert profile.groups["unixcoder"]["languages"] == list(LANGUAGES)
+    published = profile.groups["unixcoder"]["published"]["mrr"]
+    assert published == {
+        "ruby": 74.0,
+        "javascript": 68.4,
+        "go": 91.5,
+        "python": 72.0,
+        "java": 72.6,
+        "php": 67.6,
+    }
 
 
 @pytest.mark.parametrize(
@@ -236,6 +248,18 @@ def test_paper_profile_is_the_unixcoder_recipe():
         (
             lambda p: p["groups"]["nbow"].update(seeds=["1"]),
             "expected a non-empty list of integers",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(published={"mrr": {"ruby": 74.0}}),
+            "published: expected source",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(published={"source": "x", "mrr": {"cobol": 1}}),
+            "published.mrr: unknown language",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(published={"source": "x", "mrr": {"ruby": "hi"}}),
+            "published.mrr.ruby: expected a number",
         ),
         (
             lambda p: p["groups"]["nbow"].update(samplers=[{"label": "x"}]),

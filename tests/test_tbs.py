@@ -491,3 +491,28 @@ def test_load_state_rejects_another_data_size(data):
     state = make_tbs(100, 10).state_dict()
     with pytest.raises(ValueError, match="has 100 pairs"):
         make_tbs(200, 10).load_state_dict(state)
+
+
+def test_the_device_path_is_the_cpu_path_on_the_cpu(data):
+    """The sampler's similarity work runs on its ``device`` (the training device: a GPU's tiles
+    in training there); on the CPU that same code gives the same graph, top-k and batches."""
+    import torch
+
+    from codesearch.samplers.knn import resolve_backend
+
+    q, c, _ = data
+    dense = (q.astype(np.float64) @ c.astype(np.float64).T > 0.5) & ~np.eye(len(q), dtype=bool)
+    for device in ("cpu", torch.device("cpu")):
+        graph = threshold_graph(q, c, 0.5, block_size=64, device=device)
+        assert np.array_equal(graph.toarray().astype(bool), dense)
+        _, found = topk_neighbors(q, c, 5, backend="exact", block_size=64, device=device)
+        assert np.array_equal(found, topk_neighbors(q, c, 5, backend="exact")[1])
+    options = TBSOptions(quantile=0.99, same_text_edges="keep")
+    on_cpu = TBSSampler(len(q), 32, seed=1, options=options, device=torch.device("cpu"))
+    on_cpu.prepare(CountingEmbed(q, c))
+    default = TBSSampler(len(q), 32, seed=1, options=options)
+    default.prepare(CountingEmbed(q, c))
+    assert [b.anchors.tolist() for b in on_cpu] == [b.anchors.tolist() for b in default]
+    # on a GPU, "auto" searches exactly there instead of building a faiss index on the host
+    assert resolve_backend("auto", 10**6, "cuda") == "exact"
+    assert resolve_backend("auto", 10**6, "cpu") in ("faiss", "exact")

@@ -146,6 +146,9 @@ def add_batches_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=20.0, help="logit scale (1/temperature)")
     parser.add_argument("--out", default=None, help="write the batches (row indices) as JSON")
+    parser.add_argument(
+        "--device", default="cpu", help="where the similarity search runs, e.g. cuda"
+    )
     add_sampler_arguments(parser.add_argument_group("sampler options (--tbs-*, --hardneg-*)"))
 
 
@@ -169,7 +172,7 @@ def cmd_batches(args: argparse.Namespace) -> int:
         raise UserError(f"--scale must be > 0, got {args.scale}")
     flags = {"sampler.name": args.sampler, **sampler_overrides(args)}
     options = apply_overrides(RunConfig(), flags, "command line").sampler.options.get(args.sampler)
-    sampler = cls(n, args.batch_size, seed=args.seed, options=options)
+    sampler = cls(n, args.batch_size, seed=args.seed, options=options, device=args.device)
     if "code_keys" in data and "query_keys" in data:
         sampler.set_text_keys(data["query_keys"], data["code_keys"])
     start = time.perf_counter()

@@ -32,11 +32,25 @@ def subsample(records: list[PairRecord], limit: int | None, seed: int) -> list[P
     return [records[i] for i in keep]
 
 
-def tokenize_lengths(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
-    """Token ids of each text, truncated to ``max_length`` (special tokens included)."""
-    return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)[
-        "input_ids"
-    ]
+UNIXCODER_MODE = "<encoder-only>"  # UniXcoder's mode token for its encoder-only use
+
+
+def tokenize_lengths(
+    tokenizer, texts: list[str], max_length: int, input_format: str = "plain"
+) -> list[list[int]]:
+    """Token ids of each text, at most ``max_length`` of them, special tokens included.
+
+    ``plain``: the tokenizer's own special tokens around the truncated text. ``unixcoder``:
+    ``<s> <encoder-only> </s> TEXT </s>`` with the text's tokens cut to ``max_length - 4``, as
+    UniXcoder's code-search run.py (microsoft/CodeBERT, UniXcoder/downstream-tasks/code-search)
+    builds both its queries and its code (its padding is ours: per batch, masked)."""
+    if input_format == "plain":
+        encoded = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)
+        return encoded["input_ids"]
+    head = [tokenizer.cls_token_id, tokenizer.convert_tokens_to_ids(UNIXCODER_MODE)]
+    head.append(tokenizer.sep_token_id)
+    body = tokenizer(texts, truncation=True, max_length=max_length - 4, add_special_tokens=False)
+    return [head + ids + [tokenizer.sep_token_id] for ids in body["input_ids"]]
 
 
 @dataclass
@@ -59,6 +73,7 @@ def load_training_data(
     seed: int,
     max_query_length: int,
     max_code_length: int,
+    input_format: str = "plain",
 ) -> TrainingData:
     """The train split of ``languages`` (each subsampled to ``max_pairs`` with ``seed``)."""
     records: list[PairRecord] = []
@@ -69,8 +84,8 @@ def load_training_data(
     queries, codes = [r.query for r in records], [r.code for r in records]
     return TrainingData(
         records=records,
-        query_ids=tokenize_lengths(tokenizer, queries, max_query_length),
-        code_ids=tokenize_lengths(tokenizer, codes, max_code_length),
+        query_ids=tokenize_lengths(tokenizer, queries, max_query_length, input_format),
+        code_ids=tokenize_lengths(tokenizer, codes, max_code_length, input_format),
         query_key=text_keys(queries),
         code_key=text_keys(codes),
         pad_id=tokenizer.pad_token_id,
@@ -84,6 +99,7 @@ def load_validation(
     max_queries: int | None,
     max_query_length: int,
     max_code_length: int,
+    input_format: str = "plain",
 ) -> dict[str, tuple[list[list[int]], list[list[int]]]]:
     """Token ids (queries, codes) of each language's first ``max_queries`` valid pairs."""
     out = {}
@@ -91,7 +107,11 @@ def load_validation(
         records = load_records(path, language, "valid")[:max_queries]
         if records:
             out[language] = (
-                tokenize_lengths(tokenizer, [r.query for r in records], max_query_length),
-                tokenize_lengths(tokenizer, [r.code for r in records], max_code_length),
+                tokenize_lengths(
+                    tokenizer, [r.query for r in records], max_query_length, input_format
+                ),
+                tokenize_lengths(
+                    tokenizer, [r.code for r in records], max_code_length, input_format
+                ),
             )
     return out

@@ -89,7 +89,13 @@ class BatchSampler(ABC):
     Options: ClassVar[type | None] = None
 
     def __init__(
-        self, n: int, batch_size: int, seed: int = 0, min_last: int = 1, options: object = None
+        self,
+        n: int,
+        batch_size: int,
+        seed: int = 0,
+        min_last: int = 1,
+        options: object = None,
+        device: str = "cpu",
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -101,6 +107,7 @@ class BatchSampler(ABC):
             raise TypeError(f"{self.name} sampler options must be {self.Options.__name__}")
         self.n, self.batch_size, self.seed, self.min_last = n, batch_size, seed, min_last
         self.options = options
+        self.device = device  # where the similarity search runs: the training device
         self.epoch = 0
         self.timings: dict[str, float] = {}
         self.query_keys: np.ndarray | None = None

@@ -61,13 +61,18 @@ def quantile_threshold(
 
 
 def threshold_graph(
-    queries: np.ndarray, codes: np.ndarray, tau: float, block_size: int = 2048
+    queries: np.ndarray,
+    codes: np.ndarray,
+    tau: float,
+    block_size: int = 2048,
+    device: str | torch.device = "cpu",
 ) -> sp.csr_array:
-    """A_ij = 1 where S_ij > tau (i != j), built tile by tile over query rows; memory is the
-    tile buffers plus the edges, never N^2."""
-    q, c = (torch.from_numpy(x) for x in as_embeddings(queries, codes))
+    """A_ij = 1 where S_ij > tau (i != j), built tile by tile over query rows on ``device``
+    (the training device: on a GPU the tiles stay there and only the edges move to the
+    host); memory is the tile buffers plus the edges, never N^2."""
+    q, c = (torch.from_numpy(x).to(device) for x in as_embeddings(queries, codes))
     n = q.shape[0]
-    tiles = Tiles(min(block_size, n), min(COL_TILE, n))
+    tiles = Tiles(min(block_size, n), min(COL_TILE, n), device)
     rows, cols = [], []
     for r0 in range(0, n, block_size):
         qb = q[r0 : r0 + block_size]  # (b, d)
@@ -77,8 +82,8 @@ def threshold_graph(
             )  # (e, 2)
             r, k = hits[:, 0] + r0, hits[:, 1] + c0
             off_diagonal = r != k
-            rows.append(r[off_diagonal].to(torch.int32).numpy())
-            cols.append(k[off_diagonal].to(torch.int32).numpy())
+            rows.append(r[off_diagonal].to(torch.int32).cpu().numpy())
+            cols.append(k[off_diagonal].to(torch.int32).cpu().numpy())
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     return sp.csr_array((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
 
@@ -90,13 +95,14 @@ def knn_graph(
     backend: str = "auto",
     block_size: int = 2048,
     seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> sp.csr_array:
     """A_ij = 1 for the top-``m`` codes j != i of query i (searched as top m + 1, own code
-    dropped, or the last one where the own code was not found)."""
+    dropped, or the last one where the own code was not found; exact search on ``device``)."""
     q, c = as_embeddings(queries, codes)
     n = q.shape[0]
     k = min(m + 1, n)
-    _, found = topk_neighbors(q, c, k, backend, block_size, seed)  # (N, k)
+    _, found = topk_neighbors(q, c, k, backend, block_size, seed, device)  # (N, k)
     rows = np.broadcast_to(np.arange(n)[:, None], found.shape)
     keep = (found >= 0) & (found != rows)
     keep &= np.cumsum(keep, axis=1) <= m

@@ -68,8 +68,10 @@ class HardNegativeSampler(BatchSampler):
     block_size = 2048  # query rows per block of the exact search
     margin = 8  # neighbours searched beyond the depth, for the exclusions
 
-    def __init__(self, n, batch_size, seed=0, min_last=1, options: HardNegativeOptions = None):
-        super().__init__(n, batch_size, seed, min_last, options)
+    def __init__(
+        self, n, batch_size, seed=0, min_last=1, options: HardNegativeOptions = None, device="cpu"
+    ):
+        super().__init__(n, batch_size, seed, min_last, options, device)
         self.lo, hi = parse_ranks(self.options.ranks)
         self.depth = max(hi, self.lo + self.options.negatives - 1)  # neighbours kept per anchor
         self.table: np.ndarray | None = None  # (n, depth) int64 neighbour indices, -1 = none
@@ -84,7 +86,7 @@ class HardNegativeSampler(BatchSampler):
         )
         backend, block, margin = self.options.backend, self.block_size, self.margin
         return neighbour_table(
-            queries, codes, self.depth, excluded, backend, block, margin, self.seed
+            queries, codes, self.depth, excluded, backend, block, margin, self.seed, self.device
         )
 
     # --- batches --------------------------------------------------------------------------

@@ -32,11 +32,11 @@ def as_embeddings(queries: object, codes: object) -> tuple[np.ndarray, np.ndarra
 
 
 class Tiles:
-    """Reused buffers for (rows, cols) tiles of S; each tile is a contiguous view."""
+    """Reused buffers for (rows, cols) tiles of S on ``device``; each tile is a contiguous view."""
 
-    def __init__(self, rows: int, cols: int):
-        self.values = torch.empty(rows * cols)
-        self.mask = torch.empty(rows * cols, dtype=torch.bool)
+    def __init__(self, rows: int, cols: int, device: str | torch.device = "cpu"):
+        self.values = torch.empty(rows * cols, device=device)
+        self.mask = torch.empty(rows * cols, dtype=torch.bool, device=device)
 
     def scores(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         out = self.values[: q.shape[0] * c.shape[0]].view(q.shape[0], c.shape[0])
@@ -48,12 +48,13 @@ class Tiles:
 
 
 def _exact_topk(
-    q: np.ndarray, c: np.ndarray, k: int, block_size: int
+    q: np.ndarray, c: np.ndarray, k: int, block_size: int, device: str | torch.device = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Blockwise exact top-k: per tile of codes a topk, merged into the running best."""
-    qt, ct = torch.from_numpy(q), torch.from_numpy(c)
+    """Blockwise exact top-k on ``device``: per tile of codes a topk, merged into the running
+    best; only the (N, k) results come back to the host."""
+    qt, ct = torch.from_numpy(q).to(device), torch.from_numpy(c).to(device)
     n, m = q.shape[0], c.shape[0]
-    tiles = Tiles(min(block_size, n), min(COL_TILE, m))
+    tiles = Tiles(min(block_size, n), min(COL_TILE, m), device)
     scores = np.empty((n, k), dtype=np.float32)
     indices = np.empty((n, k), dtype=np.int64)
     for r0 in range(0, n, block_size):
@@ -67,7 +68,8 @@ def _exact_topk(
                 v, pos = torch.topk(torch.cat([best_v, v], dim=1), k, dim=1)  # (b, k)
                 i = torch.gather(torch.cat([best_i, i], dim=1), 1, pos)
             best_v, best_i = v, i
-        scores[r0 : r0 + len(qb)], indices[r0 : r0 + len(qb)] = best_v.numpy(), best_i.numpy()
+        scores[r0 : r0 + len(qb)] = best_v.cpu().numpy()
+        indices[r0 : r0 + len(qb)] = best_i.cpu().numpy()
     return scores, indices
 
 
@@ -108,13 +110,14 @@ def _faiss_topk(q: np.ndarray, c: np.ndarray, k: int, seed: int) -> tuple[np.nda
     return scores, indices
 
 
-def resolve_backend(backend: str, n: int) -> str:
-    """``auto`` -> exact below ``AUTO_FAISS_MIN`` pairs (or without faiss), else faiss."""
+def resolve_backend(backend: str, n: int, device: str | torch.device = "cpu") -> str:
+    """``auto`` -> exact on a GPU, or below ``AUTO_FAISS_MIN`` pairs (or without faiss); else
+    faiss (faiss-cpu: the index is built on the host)."""
     if backend not in KNN_BACKENDS:
         raise ValueError(f"knn backend must be one of {', '.join(KNN_BACKENDS)}, got '{backend}'")
     if backend != "auto":
         return backend
-    if n < AUTO_FAISS_MIN:
+    if n < AUTO_FAISS_MIN or torch.device(device).type != "cpu":
         return "exact"
     try:
         import faiss  # noqa: F401
@@ -130,11 +133,13 @@ def topk_neighbors(
     backend: str = "auto",
     block_size: int = 2048,
     seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` codes of highest inner product for each query: (scores (Nq, k) float32,
     indices (Nq, k) int64), best first. ``codes`` may have another length than ``queries``.
     The faiss backend is approximate and pads with index -1, score -inf, when it finds fewer
-    than k. Nothing is excluded: a query's own code is among its neighbours."""
+    than k. Nothing is excluded: a query's own code is among its neighbours. The exact search
+    runs on ``device`` (the training device: a GPU's tiles), faiss on the host."""
     q = np.ascontiguousarray(np.asarray(queries), dtype=np.float32)
     c = np.ascontiguousarray(np.asarray(codes), dtype=np.float32)
     if q.ndim != 2 or c.ndim != 2 or q.shape[1] != c.shape[1] or len(q) == 0 or len(c) == 0:
@@ -146,6 +151,6 @@ def topk_neighbors(
         raise ValueError(f"k must be in [1, {len(c)}] (the number of codes), got {k}")
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
-    if resolve_backend(backend, len(c)) == "faiss":
+    if resolve_backend(backend, len(c), device) == "faiss":
         return _faiss_topk(q, c, k, seed)
-    return _exact_topk(q, c, k, block_size)
+    return _exact_topk(q, c, k, block_size, device)

@@ -77,16 +77,17 @@ def neighbour_table(
     block_size: int = 2048,
     margin: int = 8,
     seed: int = 0,
+    device="cpu",
 ) -> np.ndarray:
     """(n, depth) int64: each query's top ``depth`` surviving codes, best first, -1 where
     fewer survive. Searches ``depth + margin`` deep, then twice as deep for the rows the
-    exclusions left short (unless the search ran dry)."""
+    exclusions left short (unless the search ran dry). Exact search runs on ``device``."""
     n = len(queries)
     table = np.full((n, depth), -1, dtype=np.int64)
     pending = np.arange(n)
     k = min(n, depth + margin)
     while pending.size:
-        _, found = topk_neighbors(queries[pending], codes, k, backend, block_size, seed)
+        _, found = topk_neighbors(queries[pending], codes, k, backend, block_size, seed, device)
         found = np.asarray(found, dtype=np.int64)  # (p, k), -1 where faiss found fewer
         rows, count = surviving(pending, found, depth, excluded)
         table[pending] = rows

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from codesearch.errors import UserError
@@ -60,6 +61,7 @@ def tbs_permutation(
     threshold_samples: int = THRESHOLD_SAMPLES,
     keep_graph: bool = False,
     text_keys: tuple[np.ndarray, np.ndarray] | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[np.ndarray, dict]:
     """The TBS ordering pi (N,) int64 of pairs, from (N, d) unit-norm query and code embeddings.
 
@@ -67,11 +69,15 @@ def tbs_permutation(
     between pairs with the same query or the same code text are dropped before RCM (step 4 of
     ``samplers.tbs``). The options are ``TBSOptions``' (validated there).
 
+    The similarity tiles of the graph (and the exact top-k of the knn graph) run on ``device``,
+    the training device, so only the edges reach the host for RCM; tau comes from the host
+    (exact for small N, else from a sample of 10^6 entries, which costs little).
+
     Returns (pi, info): info holds graph, n, edges (of A, diagonal and dropped edges excluded),
-    same_text_edges_dropped, symmetric_edges, isolated (pairs without an edge), tau and tau_exact (quantile graph), backend (knn graph),
-    timings in seconds (threshold, graph, rcm), and with ``keep_graph`` the adjacency A (CSR,
-    the pairs' own labels). ``seed`` picks the threshold sample, the faiss training sample and
-    the RCM relabelling."""
+    same_text_edges_dropped, symmetric_edges, isolated (pairs without an edge), tau and
+    tau_exact (quantile graph), backend (knn graph), timings in seconds (threshold, graph,
+    rcm), and with ``keep_graph`` the adjacency A (CSR, the pairs' own labels). ``seed`` picks
+    the threshold sample, the faiss training sample and the RCM relabelling."""
     q, c = as_embeddings(queries, codes)
     n = q.shape[0]
     info: dict = {"graph": graph, "n": n}
@@ -84,11 +90,11 @@ def tbs_permutation(
         info.update(quantile=quantile, tau=tau, tau_exact=exact)
         timings["threshold"] = time.perf_counter() - start
         start = time.perf_counter()
-        adjacency = threshold_graph(q, c, tau, block_size)
+        adjacency = threshold_graph(q, c, tau, block_size, device)
     else:
-        backend = resolve_backend(knn_backend, n)
+        backend = resolve_backend(knn_backend, n, device)
         info.update(knn=knn, backend=backend)
-        adjacency = knn_graph(q, c, knn, backend, block_size, seed)
+        adjacency = knn_graph(q, c, knn, backend, block_size, seed, device)
     info["same_text_edges_dropped"] = 0
     if text_keys is not None:
         adjacency, info["same_text_edges_dropped"] = drop_same_text_edges(adjacency, *text_keys)
@@ -124,8 +130,10 @@ def batches_from_permutation(
     return batches
 
 
-def tbs_order(queries, codes, options: TBSOptions, seed: int, text_keys) -> tuple[np.ndarray, dict]:
-    """pi and its info (``tbs_permutation``) of (N, d) queries and codes under
+def tbs_order(
+    queries, codes, options: TBSOptions, seed: int, text_keys, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, dict]:
+    """pi and its info (``tbs_permutation``, on ``device``) of (N, d) queries and codes under
     ``options``; ``text_keys`` (query keys, code keys) are required with
     ``same_text_edges="drop"``."""
     if options.same_text_edges == "keep":
@@ -137,17 +145,8 @@ def tbs_order(queries, codes, options: TBSOptions, seed: int, text_keys) -> tupl
             "same_text_edges=keep to build the graph without them"
         )
     o = options
-    return tbs_permutation(
-        queries,
-        codes,
-        o.quantile,
-        o.graph,
-        o.knn,
-        o.knn_backend,
-        o.block_size,
-        seed,
-        text_keys=text_keys,
-    )
+    graph = (o.quantile, o.graph, o.knn, o.knn_backend, o.block_size)
+    return tbs_permutation(queries, codes, *graph, seed, text_keys=text_keys, device=device)
 
 
 def tbs_batches(
@@ -160,12 +159,14 @@ def tbs_batches(
     seed: int = 0,
     epoch: int = 0,
     text_keys: tuple[np.ndarray, np.ndarray] | None = None,
+    device: str | torch.device = "cpu",
 ) -> list[np.ndarray]:
     """One epoch's TBS batches for fixed embeddings: exactly what ``TBSSampler`` with these
     options and seed (and ``start_epoch`` <= ``epoch``) yields at ``epoch`` when its
     ``embed()`` returns these embeddings and its text keys are ``text_keys``."""
     options = options or TBSOptions()
-    order, _ = tbs_order(queries, codes, options, permutation_seed(seed, epoch), text_keys)
+    seed_pi = permutation_seed(seed, epoch)
+    order, _ = tbs_order(queries, codes, options, seed_pi, text_keys, device)
     return batches_from_permutation(
         order, batch_size, min_last, options.shuffle_batches, seed, epoch
     )

@@ -71,8 +71,8 @@ class TBSSampler(BatchSampler):
     name = "tbs"
     Options = TBSOptions
 
-    def __init__(self, n, batch_size, seed=0, min_last=1, options: TBSOptions | None = None):
-        super().__init__(n, batch_size, seed, min_last, options)
+    def __init__(self, n, batch_size, seed=0, min_last=1, options: TBSOptions = None, device="cpu"):
+        super().__init__(n, batch_size, seed, min_last, options, device)
         self._permutation: np.ndarray | None = None
         self._permutation_epoch: int | None = None
         self.last_info: dict = {}
@@ -124,9 +124,8 @@ class TBSSampler(BatchSampler):
             if len(queries) != self.n:
                 raise ValueError(f"embed() returned {len(queries)} pairs, the sampler has {self.n}")
             keys = None if self.query_keys is None else (self.query_keys, self.code_keys)
-            order, info = tbs_order(
-                queries, codes, self.options, permutation_seed(self.seed, epoch), keys
-            )
+            seed_pi = permutation_seed(self.seed, epoch)
+            order, info = tbs_order(queries, codes, self.options, seed_pi, keys, self.device)
             self._permutation, self._permutation_epoch = order, epoch
             timings.update(info.pop("timings"))
             self.last_info = info

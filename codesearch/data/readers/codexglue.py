@@ -8,8 +8,10 @@ that script: in valid/test the code fields are emptied (the code is the codebase
 same url), and in codebase the docstring fields are emptied. ``codebase`` is the candidate set
 of the codebase protocol; gold codes are matched by url.
 
-query = " ".join(docstring_tokens), as in GraphCodeBERT / UniXcoder run.py; code =
-original_string (or code), with the Python docstring removed like the other readers. The data
+query = " ".join(docstring_tokens), as in GraphCodeBERT / UniXcoder run.py. code, by
+``--text-from``: ``original`` (default) is original_string (or code), with the Python docstring
+removed like the other readers; ``tokens`` is " ".join(code_tokens), the text UniXcoder's run.py
+trains and evaluates on (and so the published numbers); the manifest records which. The data
 are already filtered; no query filter is applied here, so the published candidate sets stay
 intact. A codebase entry keeps its url; its query is that of the valid/test record with the same
 url, else "" (codebase entries are candidates, never queries; the schema allows an empty
@@ -19,6 +21,7 @@ query in the codebase split only).
 from __future__ import annotations
 
 import argparse
+import functools
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -41,18 +44,22 @@ from codesearch.data.readers.csn import (
 from codesearch.data.schema import ALL_SPLITS, CANDIDATE_SPLIT, PairRecord
 from codesearch.errors import DataError, UserError
 
+TEXT_FROM = ("original", "tokens")
 
-def read_entry(obj: object, path: str, line: int) -> dict:
+
+def read_entry(obj: object, path: str, line: int, text_from: str = "original") -> dict:
     """One cleaned-CodeXGLUE line as {url, query, code, repo, path, func_name}."""
     obj = require_object(obj, path, line)
     url = require_str(obj, "url", path, line)
     if not url.strip():
         raise DataError("empty", path, line, "url")
     query = " ".join(require_str_list(obj, "docstring_tokens", path, line)).strip()
-    if "original_string" not in obj and "code" not in obj:
-        raise DataError("missing (and no 'code' either)", path, line, "original_string")
     code = ""
-    for name in ("original_string", "code"):
+    if text_from == "tokens":
+        code = " ".join(require_str_list(obj, "code_tokens", path, line)).strip()
+    elif "original_string" not in obj and "code" not in obj:
+        raise DataError("missing (and no 'code' either)", path, line, "original_string")
+    for name in ("original_string", "code") if text_from == "original" else ():
         if name in obj:
             code = require_str(obj, name, path, line)
             if code.strip():
@@ -88,10 +95,26 @@ def with_code_and_query(
         yield entry
 
 
+def split_file(directory: Path, split: str) -> Path | None:
+    """``<split>.jsonl``, or ``<split>.jsonl.gz``, in a language directory."""
+    for name in (f"{split}.jsonl", f"{split}.jsonl.gz"):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
 def prepare_codexglue(
-    src: str | Path, out: str | Path, languages: list[str] | None = None, strict: bool = False
+    src: str | Path,
+    out: str | Path,
+    languages: list[str] | None = None,
+    strict: bool = False,
+    text_from: str = "original",
 ) -> dict:
-    """Read the cleaned CodeXGLUE code-search files into a prepared directory."""
+    """Read the cleaned CodeXGLUE code-search files into a prepared directory; ``text_from``
+    picks the code text (module docstring)."""
+    if text_from not in TEXT_FROM:
+        raise UserError(f"--text-from must be one of {', '.join(TEXT_FROM)}, got '{text_from}'")
+    read = functools.partial(read_entry, text_from=text_from)
     dirs = language_dirs(src, languages)
     ids = UniqueIds()
     dropped: dict[str, Counter] = {lang: Counter() for lang in dirs}
@@ -101,12 +124,13 @@ def prepare_codexglue(
     def entries(file: Path, language: str) -> Iterator[dict]:
         sources.append(str(file))
         return progress(
-            read_jsonl(file, read_entry, strict=strict, dropped=dropped[language]),
-            f"{language}/{file.stem}",
+            read_jsonl(file, read, strict=strict, dropped=dropped[language]),
+            f"{language}/{file.name.split('.')[0]}",
         )
 
     def record(language: str, split: str, entry: dict) -> PairRecord:
-        code = strip_docstring(entry["code"], language)
+        # code_tokens carry no docstring (CodeSearchNet tokenised the function without it)
+        code = entry["code"] if text_from == "tokens" else strip_docstring(entry["code"], language)
         return PairRecord(
             id=ids(language, entry["url"], code),
             language=language,
@@ -121,11 +145,7 @@ def prepare_codexglue(
 
     with PreparedWriter(out) as writer:
         for language, directory in dirs.items():
-            files = {
-                split: directory / f"{split}.jsonl"
-                for split in ALL_SPLITS
-                if (directory / f"{split}.jsonl").is_file()
-            }
+            files = {split: path for split in ALL_SPLITS if (path := split_file(directory, split))}
             if not files:
                 raise UserError(
                     f"{directory}: no train/valid/test/codebase.jsonl in it (run "
@@ -165,11 +185,18 @@ def prepare_codexglue(
         return writer.finish(
             builder="codexglue",
             sources=sources,
-            config={"src": str(src), "languages": list(dirs), "strict": strict},
+            config={
+                "src": str(src),
+                "languages": list(dirs),
+                "strict": strict,
+                "text_from": text_from,
+            },
             filters=[
                 "none (already cleaned by CodeXGLUE)",
                 "query = ' '.join(docstring_tokens)",
-                "python: docstring removed from code (extract.extract_functions)",
+                "code = ' '.join(code_tokens)"
+                if text_from == "tokens"
+                else "python: docstring removed from code (extract.extract_functions)",
             ],
             dropped=dropped_for_manifest(dropped),
             codebase_without_query=without_query,
@@ -177,7 +204,9 @@ def prepare_codexglue(
 
 
 def _run(args: argparse.Namespace) -> int:
-    manifest = prepare_codexglue(args.src, args.out, languages=args.languages, strict=args.strict)
+    manifest = prepare_codexglue(
+        args.src, args.out, languages=args.languages, strict=args.strict, text_from=args.text_from
+    )
     print_summary(args.out, manifest)
     return 0
 
@@ -191,6 +220,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--src", required=True, help="directory with <language>/{train,valid,test,codebase}.jsonl"
+    )
+    parser.add_argument(
+        "--text-from",
+        default="original",
+        choices=TEXT_FROM,
+        help="code text: original_string (docstring removed) or ' '.join(code_tokens), "
+        "as UniXcoder's run.py (default original)",
     )
     add_common_arguments(parser)
     parser.set_defaults(func=_run)
