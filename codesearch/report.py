@@ -703,13 +703,20 @@ def _reading(group: dict, confidence: float) -> list[str]:
     return facts
 
 
+def describe_model(group: dict) -> str:
+    """What a group trained: the nbow encoder only borrows the named model's tokenizer."""
+    if group.get("encoder") == "nbow":
+        return f"encoder nbow from scratch, tokenizer of {group['model']}"
+    return f"model {group['model']}, encoder {group.get('encoder')}"
+
+
 def _group_section(
     name: str, g: dict, metric: str, confidence: float, images: bool = True
 ) -> list[str]:
     samplers = g["samplers"]
     n_seeds = sorted({c["n_seeds"] for c in g["average"].values()})
     lines = [
-        f"## Group `{name}` (model {g['model']}, encoder {g['encoder']})",
+        f"## Group `{name}` ({describe_model(g)})",
         "",
         f"{metric}, mean ± sample std over seeds (seeds per sampler: "
         f"{', '.join(map(str, n_seeds))}; no std with one seed).",

@@ -496,3 +496,15 @@ def test_published_numbers_stand_beside_the_random_baseline(results):
     assert average.split(" | ")[2] == "–"
     random_ruby = summary["groups"]["main"]["mrr"]["ruby"]["random"]["mean"]
     assert f"ruby {random_ruby - 74.0:+.2f}" in text and "published: UniXcoder" in text
+
+
+def test_the_header_names_the_tokenizer_of_an_nbow_group(results):
+    report.write_report(results)  # the fixture's group is nbow with the model "nbow"
+    edit_json(results / "grid.json", lambda g: g["groups"]["main"].update(model="minilm"))
+    report.write_report(results)
+    text = (results / "report.md").read_text()
+    assert "## Group `main` (encoder nbow from scratch, tokenizer of minilm)" in text
+    assert "model minilm" not in text
+    assert report.describe_model({"model": "minilm", "encoder": "transformer"}) == (
+        "model minilm, encoder transformer"
+    )

@@ -1,0 +1,98 @@
+"""Tail Batch Sampling as a batch sampler for the sentence-transformers trainer.
+
+``SentenceTransformerTrainingArguments(batch_sampler=TBSBatchSampler.factory(model))`` makes
+every epoch's batches those of ``codesearch.samplers.TBSSampler`` (arXiv 2210.12874;
+docs/method.md): before each epoch the dataset's anchor and positive columns are embedded with
+the model being trained (``encode_query`` / ``encode_document``, unit norm, no gradient), and
+the rows are ordered by ``tbs_permutation`` and cut into batches, with the same options
+(``TBSOptions``: quantile or knn graph, same-text edges, start epoch, every) and the same batches
+for the same seed, epoch and embeddings as ``codesearch train --sampler tbs``. Epochs before
+``start_epoch`` are random batches. Works with any loss that takes in-batch negatives
+(``MultipleNegativesRankingLoss``, its cached variant).
+
+Guarantee: every row is in exactly one batch per epoch (the last, smaller batch is dropped
+with ``drop_last``); ``len`` is exact before any embedding. Cost per TBS epoch: one no-grad
+pass over both columns and the graph (``make bench`` measures it). One process: with several,
+the trainer shards each batch across processes, so each process's contrastive batch is its
+shard, not the global batch that ``codesearch train`` uses.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from sentence_transformers.base.sampler import DefaultBatchSampler
+
+from codesearch.data.pairs import text_keys
+from codesearch.samplers.base import batches_per_epoch
+from codesearch.samplers.tbs import TBSOptions, TBSSampler
+
+
+class TBSBatchSampler(DefaultBatchSampler):
+    """TBS batches of a sentence-transformers training dataset (module docstring).
+
+    ``model``: the SentenceTransformer being trained; ``options``: ``TBSOptions``;
+    ``columns``: the (query, document) columns, default the dataset's first two;
+    ``encode_batch_size``: rows per encoding batch of the epoch-start pass. The trainer passes
+    the rest (use ``factory`` to bind the model and options)."""
+
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator=None,
+        seed: int = 0,
+        *,
+        model,
+        options: TBSOptions | None = None,
+        columns: tuple[str, str] | None = None,
+        encode_batch_size: int = 64,
+    ):
+        super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
+        self.model, self.encode_batch_size = model, encode_batch_size
+        self.columns = tuple(columns or dataset.column_names[:2])
+        missing = [c for c in self.columns if c not in dataset.column_names]
+        if len(self.columns) != 2 or missing:
+            raise ValueError(
+                f"TBSBatchSampler needs a query and a document column; got {self.columns} "
+                f"(the dataset has {dataset.column_names})"
+            )
+        self.queries, self.documents = (list(dataset[c]) for c in self.columns)
+        self.sampler = TBSSampler(len(dataset), batch_size, seed, options=options or TBSOptions())
+        self.sampler.set_text_keys(text_keys(self.queries), text_keys(self.documents))
+
+    @classmethod
+    def factory(cls, model, **kwargs):
+        """A callable for ``SentenceTransformerTrainingArguments(batch_sampler=...)``."""
+        return functools.partial(cls, model=model, **kwargs)
+
+    def embed(self) -> tuple[np.ndarray, np.ndarray]:
+        """(queries, documents), (N, d) float32 unit norm, with the model as it is now."""
+        training = self.model.training
+        kwargs = {
+            "batch_size": self.encode_batch_size,
+            "convert_to_numpy": True,
+            "normalize_embeddings": True,
+            "show_progress_bar": False,
+        }
+        q = self.model.encode_query(self.queries, **kwargs)
+        d = self.model.encode_document(self.documents, **kwargs)
+        self.model.train(training)
+        return np.asarray(q, dtype=np.float32), np.asarray(d, dtype=np.float32)
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches (``set_epoch`` first): embeds when the epoch recomputes pi."""
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.prepare(self.embed)
+        out = [b.anchors.tolist() for b in self.sampler.batches()]
+        return [b for b in out if len(b) == self.batch_size] if self.drop_last else out
+
+    def __iter__(self):
+        yield from self.batches()
+
+    def __len__(self) -> int:
+        n = len(self.queries)
+        return n // self.batch_size if self.drop_last else batches_per_epoch(n, self.batch_size)

@@ -1,0 +1,126 @@
+"""TBS as a batch sampler of the sentence-transformers trainer, through the real trainer."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets import Dataset
+from sentence_transformers import (
+    SentenceTransformer,
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+)
+from sentence_transformers.sentence_transformer.losses import (
+    CachedMultipleNegativesRankingLoss,
+    MultipleNegativesRankingLoss,
+)
+
+from codesearch.diagnostics import assignment_diagnostics
+from codesearch.model import resolve_model_name
+from codesearch.samplers import TBSOptions
+from codesearch.samplers.random import random_batches
+from codesearch.st_batch_sampler import TBSBatchSampler
+
+FIXTURE = Path(__file__).parents[1] / "experiments" / "fixtures" / "codexglue-tiny"
+N, BATCH = 48, 8
+
+
+@pytest.fixture(scope="module")
+def pairs() -> Dataset:
+    with gzip.open(FIXTURE / "python" / "train.jsonl.gz", "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle][:N]
+    return Dataset.from_dict(
+        {
+            "query": [" ".join(r["docstring_tokens"]) for r in rows],
+            "code": [r["original_string"] for r in rows],
+        }
+    )
+
+
+class Recording(TBSBatchSampler):
+    """Keeps every epoch's batches and the embeddings that built them."""
+
+    made: list[Recording] = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epochs: dict[int, list[list[int]]] = {}
+        self.embedded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        Recording.made.append(self)
+
+    def embed(self):
+        self.embedded[self.epoch] = super().embed()
+        return self.embedded[self.epoch]
+
+    def batches(self):
+        self.epochs[self.epoch] = super().batches()
+        return self.epochs[self.epoch]
+
+
+def train(pairs: Dataset, tmp_path: Path, loss_class, options: TBSOptions) -> Recording:
+    model = SentenceTransformer(resolve_model_name("minilm"), device="cpu")
+    model.max_seq_length = 24
+    Recording.made.clear()
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path),
+        num_train_epochs=2,
+        per_device_train_batch_size=BATCH,
+        batch_sampler=Recording.factory(model, options=options),
+        save_strategy="no",
+        report_to="none",
+        seed=1,
+    )
+    loss = (
+        loss_class(model)
+        if loss_class is MultipleNegativesRankingLoss
+        else loss_class(model, mini_batch_size=4)
+    )
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss).train()
+    (sampler,) = Recording.made
+    return sampler
+
+
+@pytest.mark.parametrize(
+    "loss_class", [MultipleNegativesRankingLoss, CachedMultipleNegativesRankingLoss]
+)
+def test_tbs_batches_in_the_trainer(pairs, tmp_path, loss_class):
+    options = TBSOptions(quantile=0.9, start_epoch=0)
+    sampler = train(pairs, tmp_path, loss_class, options)
+    assert sorted(sampler.epochs) == [0, 1]  # set_epoch reached it each epoch
+    for epoch, batches in sampler.epochs.items():
+        assert sorted(i for b in batches for i in b) == list(range(N))  # every row once
+        assert len(batches) == len(sampler) == N // BATCH
+        assert all(len(b) == BATCH for b in batches)
+        random = [b.anchors.tolist() for b in random_batches(N, BATCH, 1, epoch)]
+        assert batches != random
+        q, c = sampler.embedded[epoch]
+        tbs_gap = assignment_diagnostics(q, c, batches)["gap"]
+        random_gap = assignment_diagnostics(q, c, random)["gap"]
+        assert tbs_gap < random_gap  # harder batches, on the embeddings that built them
+    # the model was trained between the epochs: the second pass embedded other vectors
+    assert not np.allclose(sampler.embedded[0][0], sampler.embedded[1][0])
+
+
+def test_epochs_before_the_start_are_random_and_drop_last_keeps_len_exact(pairs):
+    model = SentenceTransformer(resolve_model_name("minilm"), device="cpu")
+    sampler = TBSBatchSampler(
+        pairs.select(range(45)),
+        BATCH,
+        drop_last=True,
+        seed=3,
+        model=model,
+        options=TBSOptions(start_epoch=1),
+    )
+    assert len(sampler) == 45 // BATCH == len(list(sampler))
+    full = [b.anchors.tolist() for b in random_batches(45, BATCH, 3, 0)]
+    assert list(sampler) == [b for b in full if len(b) == BATCH]
+    keep_last = TBSBatchSampler(
+        pairs.select(range(45)), BATCH, False, model=model, options=TBSOptions(start_epoch=1)
+    )
+    assert len(keep_last) == len(list(keep_last)) == 6
+    with pytest.raises(ValueError, match="a query and a document column"):
+        TBSBatchSampler(pairs, BATCH, False, model=model, columns=("query", "nope"))
