@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check codesearch data_prep tests benchmarks experiments
-	$(PY) -m ruff format --check codesearch data_prep tests benchmarks experiments
+	$(PY) -m ruff check codesearch data_prep tests benchmarks experiments examples
+	$(PY) -m ruff format --check codesearch data_prep tests benchmarks experiments examples
 
 # The offline six-language corpus from registry source packages (docs/data.md).
 data: $(STAMP)

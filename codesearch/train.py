@@ -39,7 +39,7 @@ from codesearch.epoch_embeddings import (
 )
 from codesearch.errors import UserError
 from codesearch.loss import info_nce
-from codesearch.model import DualEncoder, load_tokenizer
+from codesearch.model import DualEncoder, load_tokenizer, point_to_sentence_transformer
 from codesearch.outputs import DirectoryLock, check_output_dir
 from codesearch.run_record import MetricsLog, check_run, tracker_config, write_run_info
 from codesearch.samplers import Batch, batches_digest, sampler_class
@@ -91,6 +91,8 @@ def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
     if accelerator.is_main_process:
         models = {name: f"{name}/best" for name in tasks}
         write_json_atomic(out_dir / "run.json", {"models": models, "summary": summary})
+        if len(models) == 1:  # SentenceTransformer(run directory) loads its one model
+            point_to_sentence_transformer(out_dir, next(iter(models.values())))
     accelerator.end_training()
     return summary
 

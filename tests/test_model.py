@@ -208,7 +208,7 @@ def test_from_pretrained_errors(tokenizer, tmp_path):
     for text, match in [
         ("{not json", "unreadable"),
         (json.dumps({**good, "config": None}), "no 'config'"),
-        (json.dumps({**good, "format_version": 99}), "format_version 99"),
+        (json.dumps({**good, "format_version": 99}), "format_version 99 is not supported"),
         (json.dumps({**good, "config": {**good["config"], "colour": 1}}), "unknown config"),
     ]:
         meta_path.write_text(text)
@@ -316,7 +316,14 @@ def test_minilm_save_load_round_trip(tokenizer, tmp_path, towers):
         with torch.no_grad():  # make the towers differ so that a swap would show
             model.code_tower.encoder.embeddings.word_embeddings.weight.mul_(1.01)
     model.save_pretrained(tmp_path)
-    expected_dirs = {"encoder"} if towers == "shared" else {"query_tower", "code_tower"}
+    # the sentence-transformers layout: a Router with a query and a document route
+    expected_dirs = {
+        "query_0_Transformer",
+        "query_1_Pooling",
+        "document_0_Transformer",
+        "document_1_Pooling",
+        "1_Normalize",
+    }
     assert {p.name for p in tmp_path.iterdir() if p.is_dir()} == expected_dirs
     assert not list(tmp_path.rglob("*.bin"))  # safetensors only
     loaded, _ = load_model(tmp_path)
@@ -325,6 +332,20 @@ def test_minilm_save_load_round_trip(tokenizer, tmp_path, towers):
     batch = tokenize_pairs(tokenizer, QUERIES[:4], CODES[:4], model.config)
     with torch.no_grad():
         for a, b in zip(model(**batch), loaded(**batch), strict=True):
+            assert torch.equal(a, b)
+    # a folder of the first format (encoder/, or query_tower/ and code_tower/) still loads
+    old = tmp_path / "format1"
+    old.mkdir()
+    tokenizer.save_pretrained(str(old))
+    names = {"shared": ["encoder"], "separate": ["query_tower", "code_tower"]}[towers]
+    towers_of = [model.query_tower, model.code_tower][: len(names)]
+    for name, tower in zip(names, towers_of, strict=True):
+        tower.encoder.save_pretrained(str(old / name))
+    meta = json.loads((tmp_path / "codesearch_model.json").read_text())
+    (old / "codesearch_model.json").write_text(json.dumps({**meta, "format_version": 1}))
+    first, _ = load_model(old)
+    with torch.no_grad():
+        for a, b in zip(model(**batch), first.eval()(**batch), strict=True):
             assert torch.equal(a, b)
 
 

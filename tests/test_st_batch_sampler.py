@@ -124,3 +124,27 @@ def test_epochs_before_the_start_are_random_and_drop_last_keeps_len_exact(pairs)
     assert len(keep_last) == len(list(keep_last)) == 6
     with pytest.raises(ValueError, match="a query and a document column"):
         TBSBatchSampler(pairs, BATCH, False, model=model, columns=("query", "nope"))
+
+
+def test_the_example_runs(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "examples" / "sentence_transformers_tbs.py"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--epochs",
+            "1",
+            "--pairs",
+            "64",
+            "--out",
+            str(tmp_path / "st"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "st" / "modules.json").is_file()

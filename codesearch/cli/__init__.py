@@ -1,5 +1,5 @@
 """Command line: `codesearch prepare | train | evaluate | embed | batches | reproduce | report |
-stats | verify`. Only parses arguments and calls the package; every command's errors leave
+export | stats | verify`. Only parses arguments and calls the package; every command's errors leave
 through ``main``'s one error path (one line, exit 2). Starting it (``--help``, ``stats``)
 imports neither torch nor scipy: the commands import what they need when they run."""
 
@@ -26,6 +26,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         f"{args.data}: {len(checked)} files, {sum(checked.values()):,} records, match the "
         "manifest (counts and sha256)"
     )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from codesearch.export import export_run
+
+    out = export_run(args.run, args.out, args.language, args.results, args.push_to_hub)
+    print(f"wrote {out}" + (f" and uploaded it to {args.push_to_hub}" if args.push_to_hub else ""))
     return 0
 
 
@@ -229,6 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     embeddings.add_batches_arguments(batches)
     batches.set_defaults(func=embeddings.cmd_batches)
     experiments.add_parsers(sub)
+
+    export = sub.add_parser(
+        "export", help="a trained run as a sentence-transformers folder with a model card"
+    )
+    export.add_argument("run", help="training run directory")
+    export.add_argument("--out", required=True, help="folder to write (new or empty)")
+    export.add_argument("--language", default=None, help="which model of a multi-language run")
+    export.add_argument("--results", default=None, help="`codesearch evaluate --out` JSON")
+    export.add_argument("--push-to-hub", default=None, metavar="REPO", help="then upload it")
+    export.set_defaults(func=_cmd_export)
 
     stats = sub.add_parser("stats", help="record counts per language and split")
     stats.add_argument("data", help="prepared data directory")

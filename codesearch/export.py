@@ -1,0 +1,155 @@
+"""`codesearch export RUN_DIR --out DIR`: a trained model as a self-contained
+sentence-transformers folder with a model card, ready for the Hugging Face Hub.
+
+The folder is the run's ``<task>/best`` (already a sentence-transformers model: query and
+document routes, ``codesearch.model.save_sentence_transformer``) plus a ``README.md`` holding
+the training config, the seed, the data (path, data_hash, counts), the package versions, the
+evaluation table of ``--results`` (a ``codesearch evaluate --out`` file of this run) and how to
+load it. ``--push-to-hub REPO`` uploads that folder with ``huggingface_hub``'s ``upload_folder``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from codesearch.errors import UserError
+from codesearch.evaluate import format_table
+
+CARD = """---
+library_name: sentence-transformers
+pipeline_tag: sentence-similarity
+tags:
+- sentence-transformers
+- code-search
+- codesearch
+- tail-batch-sampling
+---
+
+# {title}
+
+A dual encoder for code search (natural-language query -> code), trained with codesearch
+(the reference implementation of Tail Batch Sampling, arXiv 2210.12874) from `{base}`,
+sampler `{sampler}`, on {languages}. Queries and code have their own routes (and lengths):
+
+```python
+from sentence_transformers import SentenceTransformer
+
+model = SentenceTransformer("{load_path}")
+queries = model.encode_query(["read a file line by line"])
+codes = model.encode_document(["def read_lines(path):\\n    return open(path).read().splitlines()"])
+scores = model.similarity(queries, codes)  # cosine: the embeddings are unit norm
+```
+
+## Evaluation
+
+{evaluation}
+
+## Training
+
+- seed {seed}, {num_processes} process(es), device {device}, mixed precision {precision}
+- data: `{data_path}`, data_hash `{data_hash}`
+- counts: {counts}
+- packages: {packages}
+
+The resolved training config (`codesearch train --config`):
+
+```yaml
+{config}```
+"""
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable {what} ({exc})") from None
+
+
+def model_card(run_dir: Path, task: str, results: dict | None, load_path: str) -> str:
+    info = _read_json(run_dir / "run_info.json", "run record")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    if results is None:
+        evaluation = "Not evaluated here: pass `--results` (a `codesearch evaluate --out` file)."
+    else:
+        evaluation = (
+            f"MRR and recalls (x100), {results.get('protocol')} protocol, data "
+            f"`{results.get('data')}` (data_hash `{results.get('data_hash')}`):\n\n"
+            + format_table(results)
+        )
+    data = info.get("data", {})
+    packages = ", ".join(f"{k} {v}" for k, v in (info.get("packages") or {}).items())
+    return CARD.format(
+        title=f"codesearch {config['sampler']['name']} {task}",
+        base=config["model"]["model"],
+        sampler=config["sampler"]["name"],
+        languages=", ".join(config["data"]["languages"]),
+        load_path=load_path,
+        evaluation=evaluation,
+        seed=info.get("seed"),
+        num_processes=info.get("num_processes"),
+        device=info.get("device"),
+        precision=info.get("mixed_precision"),
+        data_path=data.get("path"),
+        data_hash=data.get("data_hash"),
+        counts=json.dumps(data.get("counts")),
+        packages=packages or "unknown",
+        config=yaml.safe_dump(config, sort_keys=False),
+    )
+
+
+def export_run(
+    run_dir: str | Path,
+    out: str | Path,
+    task: str | None = None,
+    results: str | Path | None = None,
+    repo_id: str | None = None,
+) -> Path:
+    """Write the export folder (module docstring); with ``repo_id``, upload it."""
+    run_dir, out = Path(run_dir), Path(out)
+    models = _read_json(run_dir / "run.json", "run summary (is it a training run?)")["models"]
+    if task is None:
+        if len(models) != 1:
+            raise UserError(f"{run_dir}: holds {', '.join(models)}; choose one with --language")
+        task = next(iter(models))
+    if task not in models:
+        raise UserError(f"{run_dir}: no model '{task}' (it has: {', '.join(models)})")
+    best = run_dir / models[task]
+    if not (best / "modules.json").is_file():
+        raise UserError(
+            f"{best}: not a sentence-transformers folder (the nbow encoder has none; "
+            "export a transformer run)"
+        )
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: exists and is not empty; choose another --out")
+    evaluation = _read_json(Path(results), "evaluation results") if results else None
+    card = model_card(run_dir, task, evaluation, repo_id or str(out))
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(best, tmp)
+    (tmp / "README.md").write_text(card, encoding="utf-8")
+    shutil.copy2(run_dir / "config.yaml", tmp / "codesearch_train_config.yaml")
+    if out.exists():
+        out.rmdir()
+    tmp.replace(out)
+    if repo_id is not None:
+        push_to_hub(out, repo_id)
+    return out
+
+
+def push_to_hub(folder: Path, repo_id: str) -> None:
+    """Upload ``folder`` to the Hub model repository ``repo_id`` (created if missing)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, repo_type="model", exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model")
+    except Exception as exc:  # network, authentication: the folder is written either way
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(
+            f"{folder}: written, but the upload to {repo_id} failed ({detail})"
+        ) from None

@@ -1,0 +1,256 @@
+"""Saved models are sentence-transformers models: the same embeddings as `codesearch embed`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+from transformers import AutoModel
+
+from codesearch.cli import main as cli_main
+from codesearch.config import ModelConfig
+from codesearch.data.pairs import subsample
+from codesearch.data.prepared import load_records
+from codesearch.model import DualEncoder, load_model, resolve_model_name
+
+
+def train_two_steps(tiny_data: Path, out: Path, towers: str) -> Path:
+    code = cli_main(
+        [
+            "train",
+            "--data",
+            str(tiny_data),
+            "--languages",
+            "python",
+            "--max-train-pairs",
+            "40",
+            "--batch-size",
+            "8",
+            "--max-steps",
+            "2",
+            "--towers",
+            towers,
+            "--seed",
+            "1",
+            "--set",
+            "model.max_query_length=24",
+            "--set",
+            "model.max_code_length=40",
+            "--set",
+            "train.diagnostics=off",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def embed(model_dir: Path, tiny_data: Path, out: Path) -> dict:
+    code = cli_main(
+        [
+            "embed",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(tiny_data),
+            "--language",
+            "python",
+            "--split",
+            "train",
+            "--max-pairs",
+            "40",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    with np.load(out) as npz:
+        return {"queries": npz["queries"], "codes": npz["codes"]}
+
+
+@pytest.mark.parametrize("towers", ["shared", "separate"])
+def test_best_loads_in_sentence_transformers_with_our_embeddings(tiny_data, tmp_path, towers):
+    run = train_two_steps(tiny_data, tmp_path / "run", towers)
+    ours = embed(run, tiny_data, tmp_path / "emb.npz")
+    records = subsample(load_records(tiny_data, "python", "train"), 40, 1)
+    for folder in (run / "python" / "best", run):  # the model, and the run that chooses it
+        st = SentenceTransformer(str(folder), device="cpu")
+        queries = st.encode_query([r.query for r in records], convert_to_numpy=True)
+        codes = st.encode_document([r.code for r in records], convert_to_numpy=True)
+        np.testing.assert_allclose(queries, ours["queries"], atol=1e-4)
+        np.testing.assert_allclose(codes, ours["codes"], atol=1e-4)
+    best = run / "python" / "best"
+    # each route keeps its own length; each tower's folder is a plain Hugging Face model
+    lengths = {m[0].max_seq_length for m in st[0].sub_modules.values()}
+    assert lengths == {24, 40}
+    assert AutoModel.from_pretrained(best / "document_0_Transformer") is not None
+    if towers == "separate":  # the towers were trained apart: the routes differ
+        assert not np.allclose(queries, st.encode_document([r.query for r in records]))
+
+
+def test_training_starts_from_a_sentence_transformers_folder(tiny_data, tmp_path):
+    run = train_two_steps(tiny_data, tmp_path / "run", "shared")
+    best = run / "python" / "best"
+    assert resolve_model_name(str(best)) == str(best / "document_0_Transformer")
+    trained, _ = load_model(best)
+    start = DualEncoder(ModelConfig(model=str(best), max_query_length=24, max_code_length=40))
+    for a, b in zip(
+        trained.code_tower.encoder.state_dict().values(),
+        start.code_tower.encoder.state_dict().values(),
+        strict=True,
+    ):
+        assert np.array_equal(a.numpy(), b.numpy())
+    code = cli_main(
+        [
+            "train",
+            "--data",
+            str(tiny_data),
+            "--languages",
+            "python",
+            "--max-train-pairs",
+            "40",
+            "--batch-size",
+            "8",
+            "--max-steps",
+            "1",
+            "--model",
+            str(best),
+            "--set",
+            "train.diagnostics=off",
+            "--out",
+            str(tmp_path / "again"),
+        ]
+    )
+    assert code == 0
+
+
+def test_the_unixcoder_format_becomes_the_routes_prompt(tmp_path):
+    """The stand-in UniXcoder (paper-tiny) saved with input_format unixcoder: sentence-
+    transformers builds <s> <encoder-only> </s> TEXT </s> from its prompt, so the embeddings
+    equal ours."""
+    import importlib.util
+
+    root = Path(__file__).parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "prepare_paper_tiny", root / "data_prep" / "prepare_paper_tiny.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model_dir = script.build_tiny_unixcoder(
+        root / "experiments" / "fixtures" / "codexglue-tiny", tmp_path / "tiny"
+    )
+    config = ModelConfig(
+        model=str(model_dir), input_format="unixcoder", max_query_length=16, max_code_length=32
+    )
+    DualEncoder(config).eval().save_pretrained(tmp_path / "saved")
+    loaded, tokenizer = load_model(tmp_path / "saved")
+    loaded.eval()
+    texts = ["return the sum of two numbers", "def add ( a , b ) : return a + b"] * 3
+    from codesearch.evaluate import embed_records
+
+    class Text:
+        def __init__(self, text):
+            self.query = self.code = text
+
+    import torch
+
+    with torch.inference_mode():
+        ours_q = embed_records(loaded, tokenizer, [Text(t) for t in texts], "query")
+        ours_c = embed_records(loaded, tokenizer, [Text(t) for t in texts], "code")
+    st = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    saved = json.loads((tmp_path / "saved" / "config_sentence_transformers.json").read_text())
+    assert saved["prompts"]["query"] == "<encoder-only></s>"
+    np.testing.assert_allclose(st.encode_query(texts), ours_q, atol=1e-4)
+    np.testing.assert_allclose(st.encode_document(texts), ours_c, atol=1e-4)
+
+
+def test_export_writes_a_loadable_folder_with_a_model_card(tiny_data, tmp_path, capsys):
+    run = train_two_steps(tiny_data, tmp_path / "run", "shared")
+    results = tmp_path / "eval.json"
+    assert (
+        cli_main(
+            [
+                "evaluate",
+                "--model",
+                str(run),
+                "--data",
+                str(tiny_data),
+                "--languages",
+                "python",
+                "--out",
+                str(results),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "export"
+    assert cli_main(["export", str(run), "--out", str(out), "--results", str(results)]) == 0
+    card = (out / "README.md").read_text()
+    info = json.loads((run / "run_info.json").read_text())
+    assert "library_name: sentence-transformers" in card and "encode_query" in card
+    assert info["data"]["data_hash"] in card and "| python |" in card  # data and evaluation
+    assert "sampler:\n  name: random" in card  # the training config
+    st = SentenceTransformer(str(out), device="cpu")
+    ours = SentenceTransformer(str(run / "python" / "best"), device="cpu")
+    np.testing.assert_allclose(st.encode_query(["a query"]), ours.encode_query(["a query"]))
+    # an existing folder is not overwritten; an nbow run has no sentence-transformers folder
+    capsys.readouterr()
+    assert cli_main(["export", str(run), "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    nbow = tmp_path / "nbow"
+    assert (
+        cli_main(
+            [
+                "train",
+                "--data",
+                str(tiny_data),
+                "--languages",
+                "python",
+                "--encoder",
+                "nbow",
+                "--max-train-pairs",
+                "40",
+                "--batch-size",
+                "8",
+                "--max-steps",
+                "1",
+                "--out",
+                str(nbow),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert cli_main(["export", str(nbow), "--out", str(tmp_path / "x")]) == 2
+    assert "not a sentence-transformers folder" in capsys.readouterr().err
+
+
+def test_push_to_hub_uploads_the_folder_it_wrote(tmp_path, monkeypatch):
+    from codesearch import export
+
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload", kwargs))
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    (tmp_path / "f").mkdir()
+    export.push_to_hub(tmp_path / "f", "me/model")
+    assert calls[1] == (
+        "upload",
+        {"folder_path": str(tmp_path / "f"), "repo_id": "me/model", "repo_type": "model"},
+    )
