@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from codesearch.data.prepared import read_json_object
 from codesearch.errors import UserError
 from codesearch.evaluate import format_table
 
@@ -62,15 +63,8 @@ The resolved training config (`codesearch train --config`):
 """
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: unreadable {what} ({exc})") from None
-
-
 def model_card(run_dir: Path, task: str, results: dict | None, load_path: str) -> str:
-    info = _read_json(run_dir / "run_info.json", "run record")
+    info = read_json_object(run_dir / "run_info.json")
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     if results is None:
         evaluation = "Not evaluated here: pass `--results` (a `codesearch evaluate --out` file)."
@@ -110,7 +104,7 @@ def export_run(
 ) -> Path:
     """Write the export folder (module docstring); with ``repo_id``, upload it."""
     run_dir, out = Path(run_dir), Path(out)
-    models = _read_json(run_dir / "run.json", "run summary (is it a training run?)")["models"]
+    models = read_json_object(run_dir / "run.json")["models"]
     if task is None:
         if len(models) != 1:
             raise UserError(f"{run_dir}: holds {', '.join(models)}; choose one with --language")
@@ -125,7 +119,7 @@ def export_run(
         )
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: exists and is not empty; choose another --out")
-    evaluation = _read_json(Path(results), "evaluation results") if results else None
+    evaluation = read_json_object(results) if results else None
     card = model_card(run_dir, task, evaluation, repo_id or str(out))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -22,7 +22,6 @@ run directory) and summarises it per group:
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from codesearch.data.jsonl import read_jsonl
-from codesearch.data.prepared import write_json_atomic
+from codesearch.data.prepared import read_json_object, write_json_atomic
 from codesearch.errors import DataError, UserError
 from codesearch.metrics import reciprocal_ranks
 from codesearch.versions import package_versions
@@ -144,18 +143,6 @@ def _by_epoch(series: dict, key: str) -> dict:
 # --- loading ------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: malformed JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return obj
-
-
 def grid_path_candidates(path: str | Path, results_dir: str | Path) -> list[Path]:
     """Where a grid.json path may be: absolute, or relative to the repository root the driver
     ran in (the parent of ``results/``, as the layout has it), or to the current directory."""
@@ -216,7 +203,7 @@ def load_grid(results_dir: str | Path) -> dict:
     absent, e.g. results copied without runs/). Also ``grid["missing_metrics"]``."""
     results_dir = Path(results_dir)
     grid_path = results_dir / "grid.json"
-    grid = _read_json(grid_path)
+    grid = read_json_object(grid_path)
     if not isinstance(grid.get("groups"), dict) or not isinstance(grid.get("cells"), list):
         raise UserError(f"{grid_path}: needs a 'groups' object and a 'cells' list")
     for name, spec in grid["groups"].items():
@@ -241,7 +228,7 @@ def load_grid(results_dir: str | Path) -> dict:
         eval_path = results_dir / "cells" / f"{cell['id']}.json"
         if not eval_path.is_file() and cell.get("eval"):
             eval_path = _resolve(cell["eval"], results_dir)
-        cell["result"] = _read_json(eval_path)
+        cell["result"] = read_json_object(eval_path)
         _check_eval(cell["result"], eval_path, languages)
         cell["epochs"] = {}
         for language in languages:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from codesearch.data.jsonl import read_jsonl
 from codesearch.data.readers.codexglue import prepare_codexglue, split_file
+from codesearch.data.readers.csn import print_summary
 from codesearch.errors import UserError
 
 SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<encoder-only>"]
@@ -85,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"prepare_paper_tiny: error: {error}", file=sys.stderr)
         return 2
-    for language, counts in manifest["counts"].items():
-        print(f"{language}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()))
-    print(f"wrote {args.out}")
+    print_summary(args.out, manifest)
     return 0
 
 

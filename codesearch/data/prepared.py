@@ -58,6 +58,21 @@ def json_safe(obj: object) -> object:
     return obj
 
 
+def read_json_object(path: str | Path) -> dict:
+    """A JSON object from a file; UserError naming the file when it is missing, malformed or
+    not an object."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: malformed JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return obj
+
+
 def write_json_atomic(path: str | Path, obj: object) -> None:
     """Write JSON (NaN and infinities as null) through a temporary file and an atomic rename."""
     write_text_atomic(
