@@ -61,7 +61,9 @@ class TBSBatchSampler(DefaultBatchSampler):
                 f"(the dataset has {dataset.column_names})"
             )
         self.queries, self.documents = (list(dataset[c]) for c in self.columns)
-        self.sampler = TBSSampler(len(dataset), batch_size, seed, options=options or TBSOptions())
+        options = options or TBSOptions()
+        # the similarity search runs where the model does (a GPU's tiles, as in codesearch train)
+        self.sampler = TBSSampler(len(dataset), batch_size, seed, 1, options, str(model.device))
         self.sampler.set_text_keys(text_keys(self.queries), text_keys(self.documents))
 
     @classmethod
