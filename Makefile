@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_epoch.py --data $(DATA)
 	$(PY) benchmarks/bench_train.py --data $(DATA) --precision fp32 bf16
 	$(PY) benchmarks/bench_ranking.py
+	$(PY) benchmarks/bench_cpu_speedups.py --data $(DATA)
 	$(PY) benchmarks/summary.py
 
 stats: $(STAMP)

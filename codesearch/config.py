@@ -100,6 +100,8 @@ class TrainConfig:
     tensorboard: bool = False
     # L^Global / L^Train each epoch: auto | fresh (a no-grad pass) | cached | off
     diagnostics: str = "auto"
+    # dropout masks on a CPU: fast (16 random bits per element, codesearch.fast_dropout) | native
+    cpu_dropout: str = "fast"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "log_every", "eval_batch_size"):
@@ -113,6 +115,7 @@ class TrainConfig:
         check_number("train.save_every", self.save_every, low=0)
         check_choice("train.mixed_precision", self.mixed_precision, ("auto", "no", "bf16", "fp16"))
         check_choice("train.diagnostics", self.diagnostics, ("auto", "fresh", "cached", "off"))
+        check_choice("train.cpu_dropout", self.cpu_dropout, ("fast", "native"))
 
 
 def _default_options() -> dict[str, object]:

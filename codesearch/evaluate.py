@@ -22,7 +22,7 @@ from codesearch import metrics
 from codesearch.data.pairs import tokenize_lengths
 from codesearch.data.prepared import load_manifest, load_records, write_json_atomic
 from codesearch.data.schema import CANDIDATE_SPLIT, PairRecord, parse_languages
-from codesearch.encode import encode_ids
+from codesearch.encode import PRECISIONS, encode_ids, precision_context
 from codesearch.errors import UserError
 from codesearch.model import load_model
 
@@ -142,15 +142,19 @@ def evaluate(
     max_query_length: int | None = None,
     max_code_length: int | None = None,
     trust_remote_code: bool = False,
+    precision: str = "fp32",
 ) -> dict:
     """Evaluate ``model`` (run directory, 'minilm', hub id or path) on each language.
 
+    ``precision``: ``fp32`` or ``bf16`` (bfloat16 autocast) encoding;
     ``max_query_length`` / ``max_code_length`` override the model's own truncation lengths;
     ``trust_remote_code`` lets Transformers import code shipped with the model (never taken
     from the model folder itself).
     """
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision '{precision}': expected one of {', '.join(PRECISIONS)}")
     manifest = load_manifest(data)
     languages = (
         parse_languages(languages)
@@ -175,7 +179,8 @@ def evaluate(
             loaded[name][0].eval()
         encoder, tokenizer = loaded[name]
         start = time.perf_counter()
-        with torch.inference_mode():
+        device = next(encoder.parameters()).device
+        with torch.inference_mode(), precision_context(device, precision):
             if protocol == "codebase":
                 ids, ranks = codebase_ranks(
                     encoder, tokenizer, data, language, batch_size=batch_size, progress=progress
@@ -204,6 +209,7 @@ def evaluate(
         **lengths,
         "data_hash": manifest.get("data_hash"),
         "seed": seed,
+        "precision": precision,
         "chunk_size": chunk_size if protocol == "csn1000" else None,
         "languages": per_language,
         "average": average,

