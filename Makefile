@@ -30,12 +30,12 @@ data: $(STAMP)
 	$(PY) data_prep/build_local_corpus.py --out $(DATA)
 	$(VENV)/bin/codesearch stats $(DATA)
 
-# The sampler comparison (experiments/$(PROFILE).yaml: local | smoke | paper | paper-tiny | ablation): prepares missing
+# The sampler comparison (experiments/$(PROFILE).yaml: local | smoke | paper | paper-tiny | ablation | gpu): prepares missing
 # data, skips finished cells, resumes interrupted ones, writes results/$(PROFILE)/report.md.
 reproduce: $(STAMP)
 	$(PY) experiments/reproduce.py $(PROFILE)
 
-# Benchmarks: sampler cost against N, epoch overhead, training throughput, ranking
+# Benchmarks: sampler cost against N, epoch overhead, training throughput, ranking, CPU speedups
 # (results/bench/*.json and results/bench/summary.md; about 40 minutes on 2 idle cores).
 bench: $(STAMP)
 	test -f $(DATA)/manifest.json || $(MAKE) data

@@ -246,6 +246,36 @@ def load_profile(path: str | Path) -> Profile:
     return profile
 
 
+def slice_profile(
+    profile: Profile, languages: list[str] | None = None, seeds: list[int] | None = None
+) -> Profile:
+    """The profile restricted to some languages and seeds (every sampler stays), named
+    ``<name>-<languages>-seed<seeds>`` so that its runs and results default to directories of
+    their own; a group left without a language or a seed is dropped."""
+    if not languages and not seeds:
+        return profile
+    groups = {}
+    for name, spec in profile.groups.items():
+        kept_languages = [lang for lang in spec["languages"] if not languages or lang in languages]
+        kept_seeds = [seed for seed in spec["seeds"] if not seeds or seed in seeds]
+        if kept_languages and kept_seeds:
+            groups[name] = {**spec, "languages": kept_languages, "seeds": kept_seeds}
+    if not groups:
+        raise UserError(
+            f"{profile.path}: no group has the languages {languages or 'any'} and seeds "
+            f"{seeds or 'any'}"
+        )
+    suffix = "-".join(
+        part
+        for part in (
+            "+".join(languages) if languages else "",
+            "seed" + "+".join(map(str, seeds)) if seeds else "",
+        )
+        if part
+    )
+    return dataclasses.replace(profile, name=f"{profile.name}-{suffix}", groups=groups)
+
+
 def parse_published(where: str, value: object) -> dict | None:
     """A group's published numbers to show beside its random baseline: {source: str, mrr:
     {language: MRR in points}} (e.g. UniXcoder's, for the paper profile), or None."""
@@ -554,9 +584,12 @@ def run_profile(
     results_dir: str | Path | None = None,
     report: bool = True,
     progress: bool = True,
+    languages: list[str] | None = None,
+    seeds: list[int] | None = None,
 ) -> dict:
-    """Run every unfinished cell of a profile, then write the report; returns grid.json."""
-    profile = load_profile(profile_path)
+    """Run every unfinished cell of a profile (or of its ``slice_profile`` to some languages
+    and seeds), then write the report; returns grid.json."""
+    profile = slice_profile(load_profile(profile_path), languages, seeds)
     runs_root = Path(runs_root or Path("runs") / profile.name)
     results_dir = Path(results_dir or Path("results") / profile.name)
     prepare_data(profile)

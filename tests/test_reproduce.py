@@ -428,3 +428,26 @@ def test_profiles_use_the_tbs_settings_the_ablation_chose():
     paper = reproduce.load_profile(EXPERIMENTS / "paper.yaml")
     unixcoder = reproduce.group_config(paper, "unixcoder", "tbs", 1).sampler.options["tbs"]
     assert (unixcoder.start_epoch, unixcoder.same_text_edges) == (0, "drop")
+
+
+def test_a_slice_keeps_every_sampler_of_some_languages_and_seeds(capsys, monkeypatch):
+    monkeypatch.chdir(EXPERIMENTS.parent)
+    profile = reproduce.load_profile(EXPERIMENTS / "gpu.yaml")
+    part = reproduce.slice_profile(profile, ["ruby"], [1])
+    assert part.name == "gpu-ruby-seed1" and profile.name == "gpu"
+    cells = reproduce.plan_cells(part, Path("runs") / part.name, Path("results") / part.name)
+    assert [(c.sampler, c.seed, c.languages) for c in cells] == [
+        ("random", 1, ["ruby"]),
+        ("hardneg", 1, ["ruby"]),
+        ("tbs", 1, ["ruby"]),
+    ]
+    assert reproduce.slice_profile(profile) is profile
+    local = reproduce.load_profile(EXPERIMENTS / "local.yaml")
+    assert list(reproduce.slice_profile(local, ["go"]).groups) == ["nbow"]  # minilm has no go
+    with pytest.raises(UserError, match="no group has"):
+        reproduce.slice_profile(local, None, [7])
+    assert cli_main(["reproduce", "gpu", "--check", "--languages", "ruby", "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "gpu-ruby-seed1: 3 cells, valid" in out and "minilm__tbs__seed1: ruby\n" in out
+    assert cli_main(["reproduce", "gpu", "--check", "--seeds", "one"]) == 2
+    assert "--seeds" in capsys.readouterr().err

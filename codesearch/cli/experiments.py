@@ -22,6 +22,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     reproduce.add_argument(
         "--report-only", action="store_true", help="rewrite the report from the finished cells"
     )
+    reproduce.add_argument(
+        "--languages",
+        default=None,
+        help="run a slice: only these languages (comma-separated), into "
+        "runs|results/<profile>-<languages>-seed<seeds>",
+    )
+    reproduce.add_argument(
+        "--seeds", default=None, help="run a slice: only these seeds (comma-separated)"
+    )
     reproduce.set_defaults(func=cmd_reproduce, interrupt_hint="; rerun the same command to resume")
     report = sub.add_parser("report", help="tables, intervals and plots of a results directory")
     report.add_argument("results_dir", help="results/<profile> written by make reproduce")
@@ -32,15 +41,32 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _slice_arguments(args: argparse.Namespace) -> tuple[list[str] | None, list[int] | None]:
+    from codesearch.data.schema import parse_languages
+    from codesearch.errors import UserError
+
+    languages = parse_languages(args.languages) if args.languages else None
+    seeds = None
+    if args.seeds:
+        try:
+            seeds = [int(part) for part in args.seeds.split(",")]
+        except ValueError:
+            raise UserError(
+                f"--seeds: expected comma-separated integers, got {args.seeds}"
+            ) from None
+    return languages, seeds
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from codesearch.reproduce import load_profile, plan_cells, run_profile
+    from codesearch.reproduce import load_profile, plan_cells, run_profile, slice_profile
 
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop: like Ctrl-C
     path = Path(args.profile)
     if not path.suffix:
         path = Path("experiments") / f"{args.profile}.yaml"
+    languages, seeds = _slice_arguments(args)
     if args.check:
-        profile = load_profile(path)
+        profile = slice_profile(load_profile(path), languages, seeds)
         runs = Path(args.runs or f"runs/{profile.name}")
         cells = plan_cells(profile, runs, Path(args.results or f"results/{profile.name}"))
         for cell in cells:
@@ -49,11 +75,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     elif args.report_only:
         from codesearch.report import write_report
 
-        results = Path(args.results or f"results/{load_profile(path).name}")
+        name = slice_profile(load_profile(path), languages, seeds).name
+        results = Path(args.results or f"results/{name}")
         write_report(results)
         print(f"report: {results / 'report.md'}")
     else:
-        run_profile(path, args.runs, args.results)
+        run_profile(path, args.runs, args.results, languages=languages, seeds=seeds)
     return 0
 
 
