@@ -2,7 +2,8 @@
 ``results/bench/summary.md``: the targets of issue 6 (met or not), then one table per benchmark.
 
 Known reports: ``samplers`` (bench_samplers.py), ``epoch_overhead`` (bench_epoch.py),
-``train_throughput`` (bench_train.py) and the ranking report (bench_ranking.py); any other JSON
+``train_throughput`` (bench_train.py), ``cpu_speedups`` (bench_cpu_speedups.py) and the ranking
+report (bench_ranking.py); any other JSON
 in the folder is listed as not summarised.
 
     PYTHONPATH=. python benchmarks/summary.py [--dir results/bench] [--out FILE]
@@ -23,7 +24,12 @@ EPOCH_TARGET, TRAIN_TARGET, RANKING_TARGET = 1.05, 1.0, 3.0
 
 
 def kind(report: dict) -> str | None:
-    if report.get("benchmark") in ("samplers", "epoch_overhead", "train_throughput"):
+    if report.get("benchmark") in (
+        "samplers",
+        "epoch_overhead",
+        "train_throughput",
+        "cpu_speedups",
+    ):
         return report["benchmark"]
     if "speedup" in report and "sentence_transformers" in report:
         return "ranking"
@@ -309,13 +315,48 @@ def ranking_section(name: str, report: dict) -> tuple[list[str], list[list]]:
     ]
 
 
+def cpu_speedups_section(name: str, report: dict) -> tuple[list[str], list[list]]:
+    e, t = report["encode"], report["train"]
+    lines = [
+        f"## CPU speedups (`{name}`)",
+        "",
+        f"{report['language']}, {report['threads']} threads; {_load(report)}.",
+        "",
+        _row(["what", "baseline", "faster path", "ratio"]),
+        "|---|---:|---:|---:|",
+        _row(
+            [
+                f"encode {e['queries']:,} test queries and codes (texts/s)",
+                f"fp32 {e['texts_per_s']['fp32']:.0f}",
+                f"bf16 {e['texts_per_s']['bf16']:.0f}",
+                f"x{e['bf16_over_fp32']:.2f}",
+            ]
+        ),
+        _row(
+            [
+                "MiniLM training, bf16 (pairs/s)",
+                f"torch dropout {t['pairs_per_s']['native']:.1f}",
+                f"fast dropout {t['pairs_per_s']['fast']:.1f}",
+                f"x{t['fast_over_native']:.2f}",
+            ]
+        ),
+        "",
+        f"Ranks under bf16: MRR {100 * e['mrr']['fp32']:.2f} (fp32) against "
+        f"{100 * e['mrr']['bf16']:.2f}; {100 * e['same_rank_share']:.1f}% of gold ranks "
+        f"identical, largest change {e['max_rank_change']}.",
+        "",
+    ]
+    return lines, []
+
+
 SECTIONS = {
     "samplers": samplers_section,
     "epoch_overhead": epoch_section,
     "train_throughput": train_section,
     "ranking": ranking_section,
+    "cpu_speedups": cpu_speedups_section,
 }
-ORDER = ("samplers", "epoch_overhead", "train_throughput", "ranking")
+ORDER = ("samplers", "epoch_overhead", "train_throughput", "ranking", "cpu_speedups")
 
 
 def summarize(directory: Path) -> str:

@@ -308,3 +308,5 @@ def test_cpu_speedups_tiny_report(tiny_data, tmp_path):
     assert 0 <= encode["same_rank_share"] <= 1 and encode["max_rank_change"] >= 0
     assert all(len(s) == 2 for s in encode["seconds"].values())
     assert set(train["pairs_per_s"]) == {"native", "fast"} and train["steps"] == 1
+    summary = _module("summary").summarize(tmp_path)
+    assert "## CPU speedups (`cpu_speedups.json`)" in summary and "Not summarised" not in summary
