@@ -316,36 +316,64 @@ def ranking_section(name: str, report: dict) -> tuple[list[str], list[list]]:
 
 
 def cpu_speedups_section(name: str, report: dict) -> tuple[list[str], list[list]]:
-    e, t = report["encode"], report["train"]
+    e, train = report["encode"], report["train"]
+    if "native" in train:  # reports from before the per-precision rows: bf16, two variants
+        train = {
+            "bf16": {
+                "pairs_per_s": {
+                    "baseline": train["pairs_per_s"]["native"],
+                    "fast_dropout": train["pairs_per_s"]["fast"],
+                }
+            }
+        }
+    machine = report.get("machine", {})
+    where = f"{machine['cpu_model']} ({machine['cpu_capability']})" if machine else "CPU"
     lines = [
         f"## CPU speedups (`{name}`)",
         "",
-        f"{report['language']}, {report['threads']} threads; {_load(report)}.",
+        f"{report['language']}, {report['threads']} threads, {where}; {_load(report)}.",
         "",
         _row(["what", "baseline", "faster path", "ratio"]),
         "|---|---:|---:|---:|",
-        _row(
-            [
-                f"encode {e['queries']:,} test queries and codes (texts/s)",
-                f"fp32 {e['texts_per_s']['fp32']:.0f}",
-                f"bf16 {e['texts_per_s']['bf16']:.0f}",
-                f"x{e['bf16_over_fp32']:.2f}",
-            ]
-        ),
-        _row(
-            [
-                "MiniLM training, bf16 (pairs/s)",
-                f"torch dropout {t['pairs_per_s']['native']:.1f}",
-                f"fast dropout {t['pairs_per_s']['fast']:.1f}",
-                f"x{t['fast_over_native']:.2f}",
-            ]
-        ),
-        "",
-        f"Ranks under bf16: MRR {100 * e['mrr']['fp32']:.2f} (fp32) against "
-        f"{100 * e['mrr']['bf16']:.2f}; {100 * e['same_rank_share']:.1f}% of gold ranks "
-        f"identical, largest change {e['max_rank_change']}.",
-        "",
     ]
+    if "bf16_over_fp32" in e:
+        lines.append(
+            _row(
+                [
+                    f"encode {e['queries']:,} test queries and codes (texts/s)",
+                    f"fp32 {e['texts_per_s']['fp32']:.0f}",
+                    f"bf16 {e['texts_per_s']['bf16']:.0f}",
+                    f"x{e['bf16_over_fp32']:.2f}",
+                ]
+            )
+        )
+    for precision, t in train.items():
+        rate = t["pairs_per_s"]
+        for variant in [v for v in rate if v != "baseline"]:
+            lines.append(
+                _row(
+                    [
+                        f"MiniLM training, {precision} (pairs/s)",
+                        f"torch dropout {rate['baseline']:.1f}",
+                        f"{variant.replace('_', ' ')} {rate[variant]:.1f}",
+                        f"x{rate[variant] / rate['baseline']:.2f}",
+                    ]
+                )
+            )
+    lines.append("")
+    if "bf16_over_fp32" in e:
+        lines += [
+            f"Ranks under bf16: MRR {100 * e['mrr']['fp32']:.2f} (fp32) against "
+            f"{100 * e['mrr']['bf16']:.2f}; {100 * e['same_rank_share']:.1f}% of gold ranks "
+            f"identical, largest change {e['max_rank_change']}.",
+            "",
+        ]
+    else:
+        lines += [
+            f"Encoding in fp32 only, {e['texts_per_s']['fp32']:.0f} texts/s (bf16 is not native "
+            "on this CPU).",
+            "",
+        ]
     return lines, []
 
 

@@ -90,7 +90,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     grad_clip: float = 1.0
-    mixed_precision: str = "auto"  # auto (bf16 on GPUs that have it) | no | bf16 | fp16
+    mixed_precision: str = (
+        "auto"  # auto (launcher, else bf16 where native: precision.py) | no | bf16 | fp16
+    )
     seed: int = 0
     max_steps: int | None = None  # stop after this many optimiser steps in total
     save_every: int = 0  # checkpoint every N steps (0: only at epoch end)
@@ -102,9 +104,13 @@ class TrainConfig:
     diagnostics: str = "auto"
     # dropout masks on a CPU: fast (16 random bits per element, codesearch.fast_dropout) | native
     cpu_dropout: str = "fast"
+    # encode each side of a step's batch in this many length-sorted chunks, each padded only
+    # to its own longest row (model.encode_by_length): 8 makes a MiniLM step 1.9x faster on a
+    # CPU at batch 32; the same loss up to float rounding (dropout draws differ)
+    length_chunks: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "log_every", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "log_every", "eval_batch_size", "length_chunks"):
             check_number(f"train.{name}", getattr(self, name), low=1)
         check_number("train.lr", self.lr, low=0, low_open=True)
         check_number("train.weight_decay", self.weight_decay, low=0)

@@ -19,12 +19,18 @@ import numpy as np
 import torch
 
 from codesearch import metrics
-from codesearch.data.pairs import tokenize_lengths
+from codesearch.data.pairs import subsample, tokenize_lengths
 from codesearch.data.prepared import load_manifest, load_records, write_json_atomic
 from codesearch.data.schema import CANDIDATE_SPLIT, PairRecord, parse_languages
-from codesearch.encode import PRECISIONS, encode_ids, precision_context
+from codesearch.encode import encode_ids, precision_context
 from codesearch.errors import UserError
 from codesearch.model import load_model
+from codesearch.precision import (
+    ENCODING_PRECISIONS,
+    machine_info,
+    resolve_encoding_precision,
+    warn_if_emulated,
+)
 
 PROTOCOLS = ("codebase", "csn1000")
 RUN_INDEX = "run.json"  # written by `codesearch train`: which model serves which language
@@ -78,12 +84,13 @@ def codebase_ranks(
     split: str = "test",
     batch_size: int = 128,
     progress: bool = False,
-    max_queries: int | None = None,
+    max_pairs: int | None = None,
+    subset_seed: int = 0,
 ) -> tuple[list[str], np.ndarray]:
-    """(query ids, 1-based gold ranks) of a language's queries against its candidate set."""
-    queries = load_records(data, language, split)
-    if max_queries is not None:
-        queries = queries[:max_queries]
+    """(query ids, 1-based gold ranks) of a language's queries against its candidate set.
+    ``max_pairs``: a fixed random subset of that many pairs of the split (``subset_seed``);
+    without a separate candidate split their codes are the candidates."""
+    queries = subsample(load_records(data, language, split), max_pairs, subset_seed)
     counts = load_manifest(data)["counts"][language]
     if split == "test" and CANDIDATE_SPLIT in counts:
         candidates = load_records(data, language, CANDIDATE_SPLIT)
@@ -99,8 +106,7 @@ def codebase_ranks(
             )
         gold = np.array([position[q.url] for q in queries])
     else:
-        candidates = load_records(data, language, split)
-        gold = np.arange(len(queries))
+        candidates, gold = queries, np.arange(len(queries))
     if not queries:
         raise UserError(f"{data}/{language}/{split}.jsonl: no queries to evaluate")
     q = embed_records(model, tokenizer, queries, "query", batch_size, progress)
@@ -117,8 +123,9 @@ def csn1000_language_ranks(
     chunk_size: int = 1000,
     batch_size: int = 128,
     progress: bool = False,
+    max_pairs: int | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    records = load_records(data, language, "test")
+    records = subsample(load_records(data, language, "test"), max_pairs, seed)
     if len(records) < chunk_size:
         raise UserError(
             f"{data}/{language}: {len(records)} test pairs make no full chunk of "
@@ -142,19 +149,28 @@ def evaluate(
     max_query_length: int | None = None,
     max_code_length: int | None = None,
     trust_remote_code: bool = False,
-    precision: str = "fp32",
+    precision: str = "auto",
+    max_test_pairs: int | None = None,
 ) -> dict:
     """Evaluate ``model`` (run directory, 'minilm', hub id or path) on each language.
 
-    ``precision``: ``fp32`` or ``bf16`` (bfloat16 autocast) encoding;
+    ``precision``: ``fp32``, ``bf16`` (bfloat16 autocast) or ``auto`` (bf16 where the device
+    executes it natively, else fp32: ``codesearch.precision``); the result records the
+    precision used and the machine (``machine``);
+    ``max_test_pairs``: evaluate on a fixed random subset (``seed``) of each language's test
+    pairs, the same for every model (codebase: their queries against their codes);
     ``max_query_length`` / ``max_code_length`` override the model's own truncation lengths;
     ``trust_remote_code`` lets Transformers import code shipped with the model (never taken
     from the model folder itself).
     """
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision '{precision}': expected one of {', '.join(PRECISIONS)}")
+    if max_test_pairs is not None and max_test_pairs < 1:
+        raise UserError(f"--max-test-pairs must be >= 1, got {max_test_pairs}")
+    if precision not in ENCODING_PRECISIONS:
+        raise UserError(
+            f"unknown precision '{precision}': expected one of {', '.join(ENCODING_PRECISIONS)}"
+        )
     manifest = load_manifest(data)
     languages = (
         parse_languages(languages)
@@ -168,6 +184,7 @@ def evaluate(
             )
     per_language: dict[str, dict] = {}
     loaded: dict[str, tuple] = {}
+    resolved = None
     lengths = {
         k: v
         for k, v in (("max_query_length", max_query_length), ("max_code_length", max_code_length))
@@ -180,14 +197,32 @@ def evaluate(
         encoder, tokenizer = loaded[name]
         start = time.perf_counter()
         device = next(encoder.parameters()).device
-        with torch.inference_mode(), precision_context(device, precision):
+        if resolved is None:
+            resolved = resolve_encoding_precision(precision, device.type)
+            warn_if_emulated(resolved, device.type)
+        with torch.inference_mode(), precision_context(device, resolved):
             if protocol == "codebase":
                 ids, ranks = codebase_ranks(
-                    encoder, tokenizer, data, language, batch_size=batch_size, progress=progress
+                    encoder,
+                    tokenizer,
+                    data,
+                    language,
+                    batch_size=batch_size,
+                    progress=progress,
+                    max_pairs=max_test_pairs,
+                    subset_seed=seed,
                 )
             else:
                 ids, ranks = csn1000_language_ranks(
-                    encoder, tokenizer, data, language, seed, chunk_size, batch_size, progress
+                    encoder,
+                    tokenizer,
+                    data,
+                    language,
+                    seed,
+                    chunk_size,
+                    batch_size,
+                    progress,
+                    max_test_pairs,
                 )
         per_language[language] = {
             **metrics.summarize(ranks),
@@ -209,7 +244,9 @@ def evaluate(
         **lengths,
         "data_hash": manifest.get("data_hash"),
         "seed": seed,
-        "precision": precision,
+        "max_test_pairs": max_test_pairs,
+        "precision": resolved,
+        "machine": machine_info(resolved, device.type),
         "chunk_size": chunk_size if protocol == "csn1000" else None,
         "languages": per_language,
         "average": average,

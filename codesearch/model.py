@@ -167,6 +167,25 @@ def load_encoder(path: str | Path, trust_remote_code: bool, **kwargs: Any) -> nn
         raise UserError(f"cannot load the encoder '{path}': {detail}") from None
 
 
+def encode_by_length(
+    encode_fn, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunks: int
+) -> torch.Tensor:
+    """``encode_fn(input_ids, attention_mask)`` over rows sorted by length and split into
+    ``chunks`` groups, each trimmed to its own longest row: the embeddings one padded call
+    gives (padding is masked out of attention and pooling; equal up to float rounding) for
+    less compute. Rows must be right-padded, as ``encode.pad_batch`` pads them. On a CPU, 8
+    chunks of a MiniLM batch of 32 make a training step 1.9x faster (docs/precision.md)."""
+    if chunks <= 1 or len(input_ids) <= 1:
+        return encode_fn(input_ids, attention_mask)
+    lengths = attention_mask.sum(dim=1)  # (B,)
+    order = torch.argsort(lengths, stable=True)
+    parts = []
+    for rows in torch.tensor_split(order, min(chunks, len(order))):
+        width = int(lengths[rows].max())
+        parts.append(encode_fn(input_ids[rows, :width], attention_mask[rows, :width]))
+    return torch.cat(parts)[torch.argsort(order)]  # (B, d) back in the input's row order
+
+
 def _build_tower(config: ModelConfig, vocab_size: int) -> nn.Module:
     if config.encoder == "nbow":
         return NBOWTower(vocab_size, config.nbow_dim)
@@ -216,11 +235,15 @@ class DualEncoder(nn.Module):
         query_attention_mask: torch.Tensor,
         code_input_ids: torch.Tensor,
         code_attention_mask: torch.Tensor,
+        length_chunks: int = 1,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both towers in one call: (q, c), each (B, d) and unit-norm."""
-        q = self.encode_queries(query_input_ids, query_attention_mask)  # (B, d)
-        c = self.encode_codes(code_input_ids, code_attention_mask)  # (B, d)
-        return q, c
+        """Both towers in one call: (q, c), each (B, d) and unit-norm; ``length_chunks`` > 1
+        encodes each side in that many length-sorted chunks (``encode_by_length``)."""
+        q = encode_by_length(
+            self.encode_queries, query_input_ids, query_attention_mask, length_chunks
+        )
+        c = encode_by_length(self.encode_codes, code_input_ids, code_attention_mask, length_chunks)
+        return q, c  # (B, d), (B, d)
 
     # --- persistence (safetensors only; never torch.load) ---
 

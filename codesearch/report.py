@@ -230,6 +230,8 @@ def load_grid(results_dir: str | Path) -> dict:
             eval_path = _resolve(cell["eval"], results_dir)
         cell["result"] = read_json_object(eval_path)
         _check_eval(cell["result"], eval_path, languages)
+        info_path = _resolve(cell.get("run_dir", ""), results_dir) / "run_info.json"
+        cell["run_info"] = read_json_object(info_path) if info_path.is_file() else {}
         cell["epochs"] = {}
         for language in languages:
             path = _resolve(cell.get("run_dir", ""), results_dir) / language / "metrics.jsonl"
@@ -418,6 +420,33 @@ def _time_and_gap(by_sampler: dict[str, list[dict]], languages: list[str]) -> tu
     return epoch_time, gap
 
 
+def describe_machine(info: dict | None) -> str:
+    """One line from a ``machine`` record (``codesearch.precision.machine_info``): 'no on AMD
+    EPYC (AVX2, no native bf16), 1 thread'; records made before it existed say so."""
+    if not isinstance(info, dict) or "precision" not in info:
+        return "machine not recorded"
+    where = info.get("gpu") or info.get("cpu_model") or "unknown CPU"
+    native = "native bf16" if info.get("cpu_native_bf16") else "no native bf16"
+    threads = info.get("threads")
+    return (
+        f"{info['precision']} on {where} ({info.get('cpu_capability', '?')}, {native}), "
+        f"{threads} thread{'' if threads == 1 else 's'}"
+    )
+
+
+def _machines(cells: list[dict]) -> dict[str, dict[str, int]]:
+    """How many cells trained and evaluated on each machine and precision."""
+    out: dict[str, dict[str, int]] = {"training": {}, "evaluation": {}}
+    for cell in cells:
+        for kind, info in (
+            ("training", cell.get("run_info", {}).get("machine")),
+            ("evaluation", cell["result"].get("machine")),
+        ):
+            line = describe_machine(info)
+            out[kind][line] = out[kind].get(line, 0) + 1
+    return out
+
+
 def _summarize_group(spec: dict, cells: list[dict], bootstrap: dict) -> dict:
     languages = spec["languages"]
     samplers = [*spec["samplers"], *sorted({c["sampler"] for c in cells} - set(spec["samplers"]))]
@@ -443,6 +472,7 @@ def _summarize_group(spec: dict, cells: list[dict], bootstrap: dict) -> dict:
         "bootstrap_average": average_intervals,
         "epoch_time": epoch_time,
         "gap": gap,
+        "machines": _machines(cells),
     }
 
 
@@ -707,6 +737,12 @@ def _group_section(
         "",
         f"{metric}, mean ± sample std over seeds (seeds per sampler: "
         f"{', '.join(map(str, n_seeds))}; no std with one seed).",
+        "",
+        *(
+            f"- {kind}: " + "; ".join(f"{line} ({n} cells)" for line, n in counts.items())
+            for kind, counts in g.get("machines", {}).items()
+            if counts
+        ),
         "",
     ]
     rows = [[lang, *(_mean_pm(g["mrr"][lang][s]) for s in samplers)] for lang in g["languages"]]

@@ -538,6 +538,21 @@ def prepare_data(profile: Profile) -> None:
         )
 
 
+def shared_pools(cells: list[Cell]) -> list[list[Cell]]:
+    """Groups run one after the other, each with its own parallelism; consecutive groups with
+    the same ``jobs`` and ``threads`` share one pool, so the next group's cells start in a
+    slot that the last cells of the previous group leave free (the ``local`` grid's odd
+    number of MiniLM cells would otherwise leave a core idle for a whole cell)."""
+    pools: list[list[Cell]] = []
+    for cell in cells:
+        last = pools[-1][-1] if pools else None
+        if last is not None and (last.jobs, last.threads) == (cell.jobs, cell.threads):
+            pools[-1].append(cell)
+        else:
+            pools.append([cell])
+    return pools
+
+
 def run_group(
     profile: Profile,
     cells: list[Cell],
@@ -546,7 +561,8 @@ def run_group(
     bar: tqdm,
     save_grid: Callable[[], dict],
 ) -> list[Cell]:
-    """Run one group's cells, ``jobs`` at a time; updates ``state``, returns the failed cells."""
+    """Run cells of one parallelism, ``jobs`` at a time, in order; updates ``state``, returns
+    the failed cells."""
     failed = []
     with ThreadPoolExecutor(max_workers=cells[0].jobs) as pool:
         pending = {pool.submit(run_cell, profile, cell, children): cell for cell in cells}
@@ -632,10 +648,8 @@ def run_profile(
     )
     failed = []
     try:
-        for group in profile.groups:  # one after the other, each with its own parallelism
-            group_cells = [c for c in todo if c.group == group]
-            if group_cells:
-                failed += run_group(profile, group_cells, state, children, bar, save_grid)
+        for pool_cells in shared_pools(todo):
+            failed += run_group(profile, pool_cells, state, children, bar, save_grid)
     finally:
         bar.close()
     grid = save_grid()

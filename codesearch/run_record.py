@@ -22,14 +22,26 @@ from codesearch.data.prepared import (
 )
 from codesearch.data.schema import parse_languages
 from codesearch.errors import UserError
+from codesearch.precision import machine_info
 from codesearch.versions import package_versions
 
 
 def write_run_info(
-    out_dir: Path, config: RunConfig, accelerator: Accelerator, resumed_with: dict | None = None
+    out_dir: Path,
+    config: RunConfig,
+    accelerator: Accelerator,
+    resumed_with: dict | None = None,
+    precision_source: str = "config",
 ) -> None:
     """config.yaml and run_info.json; a resumption keeps the original run_info and appends
-    its command, time and the config keys it changed (``resumed_with``) to ``resumes``."""
+    its command, time, machine and the config keys it changed (``resumed_with``) to
+    ``resumes``. ``machine`` is the resolved precision and the hardware that ran
+    (``codesearch.precision.machine_info``); ``precision_source`` says whether the precision
+    came from the config, the launcher or the hardware (``auto``)."""
+    machine = {
+        **machine_info(accelerator.mixed_precision, accelerator.device.type),
+        "precision_source": precision_source,
+    }
     manifest = load_manifest(config.data.path)
     write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     if resumed_with is not None and (out_dir / "run_info.json").is_file():
@@ -39,6 +51,7 @@ def write_run_info(
                 "command": sys.argv,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "num_processes": accelerator.num_processes,
+                "machine": machine,
                 "changed": resumed_with,
             }
         )
@@ -52,6 +65,7 @@ def write_run_info(
             "num_processes": accelerator.num_processes,
             "device": str(accelerator.device),
             "mixed_precision": accelerator.mixed_precision,
+            "machine": machine,
             "packages": package_versions(),
             "data": {
                 "path": config.data.path,

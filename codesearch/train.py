@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -47,6 +48,7 @@ from codesearch.model import (
     point_to_sentence_transformer,
 )
 from codesearch.outputs import DirectoryLock, check_output_dir
+from codesearch.precision import resolve_training_precision, warn_if_emulated
 from codesearch.run_record import MetricsLog, check_run, tracker_config, write_run_info
 from codesearch.samplers import Batch, batches_digest, sampler_class
 from codesearch.task import Task
@@ -71,9 +73,14 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
 def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
     check_run_config(config)
     tasks, resumed_with = check_run(config, out_dir, resume)
-    precision = config.train.mixed_precision
-    if precision == "auto":  # bf16 on GPUs that have it
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    precision, precision_source = resolve_training_precision(
+        config.train.mixed_precision, device_type
+    )
+    # Accelerate keeps one precision per process; a process may train several runs with
+    # different precisions (a notebook, the tests), so forget the last one's (the process
+    # group, PartialState, is kept).
+    AcceleratorState._reset_state()
     # Without a GPU, Accelerate forms a multi-process (gloo) group only when told cpu=True;
     # otherwise `accelerate launch --multi_gpu` / torchrun on CPU give N independent runs.
     accelerator = Accelerator(
@@ -83,8 +90,9 @@ def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
         project_dir=str(out_dir),
     )
     if accelerator.is_main_process:
+        warn_if_emulated(precision, device_type)
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_run_info(out_dir, config, accelerator, resumed_with)
+        write_run_info(out_dir, config, accelerator, resumed_with, precision_source)
     if config.train.tensorboard:
         accelerator.init_trackers("codesearch", config=tracker_config(config))
     accelerator.wait_for_everyone()
@@ -303,7 +311,9 @@ def train_step(task: Task, batch: Batch) -> float:
     inputs = collate(task.data, batch, rank, world, accelerator.device)
     mine = inputs.anchors
     with accelerator.autocast():
-        q, c_all = task.model(*inputs.query, *inputs.code)  # (b, d), (b + e_r, d)
+        q, c_all = task.model(  # (b, d), (b + e_r, d)
+            *inputs.query, *inputs.code, length_chunks=config.train.length_chunks
+        )
         extra_codes = c_all[len(mine) :] if inputs.has_extras else None
         scale, symmetric = config.model.scale, config.train.symmetric_loss
         loss = info_nce(q, c_all[: len(mine)], scale, extra_codes, symmetric, inputs.mask)

@@ -264,9 +264,16 @@ def test_cpu_speedups_tiny_report(tiny_data, tmp_path):
         *("--data", str(tiny_data), "--language", "python", "--threads", "1"),
     )
     encode, train = report["encode"], report["train"]
-    assert encode["queries"] == 24 and set(encode["texts_per_s"]) == {"fp32", "bf16"}
-    assert 0 <= encode["same_rank_share"] <= 1 and encode["max_rank_change"] >= 0
+    # bf16 only where this CPU executes it natively (emulated it is 15-40x slower)
+    native = report["machine"]["cpu_native_bf16"]
+    precisions = {"fp32", "bf16"} if native else {"fp32"}
+    assert encode["queries"] == 24 and set(encode["texts_per_s"]) == precisions
+    if native:
+        assert 0 <= encode["same_rank_share"] <= 1 and encode["max_rank_change"] >= 0
     assert all(len(s) == 2 for s in encode["seconds"].values())
-    assert set(train["pairs_per_s"]) == {"native", "fast"} and train["steps"] == 1
+    assert set(train) == precisions
+    for t in train.values():
+        assert set(t["pairs_per_s"]) == {"baseline", "fast_dropout", "fast_dropout_chunks8"}
+        assert t["steps"] == 1 and t["over_baseline"]["baseline"] == 1.0
     summary = _module("summary").summarize(tmp_path)
     assert "## CPU speedups (`cpu_speedups.json`)" in summary and "Not summarised" not in summary

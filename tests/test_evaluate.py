@@ -87,6 +87,27 @@ def test_csn1000_protocol_and_too_few_pairs(tiny_data, fake_model):
         evaluate("any", tiny_data, ["python"], protocol="csn1000", progress=False)
 
 
+def test_max_test_pairs_is_one_fixed_subset_for_every_model(tiny_data, fake_model):
+    """--max-test-pairs N: the same N test pairs of each language whatever the model, their
+    queries ranked against their own codes (codebase) or chunked (csn1000)."""
+    full = evaluate("any", tiny_data, ["python"], progress=False)["languages"]["python"]
+    first, again = (
+        evaluate("any", tiny_data, ["python"], progress=False, max_test_pairs=10) for _ in range(2)
+    )
+    row = first["languages"]["python"]
+    assert first["max_test_pairs"] == 10 and row["n_queries"] == 10 and max(row["ranks"]) <= 10
+    assert row["query_ids"] == again["languages"]["python"]["query_ids"]
+    assert set(row["query_ids"]) < set(full["query_ids"])
+    other = evaluate("any", tiny_data, ["python"], progress=False, max_test_pairs=10, seed=1)
+    assert other["languages"]["python"]["query_ids"] != row["query_ids"]
+    chunked = evaluate(
+        "any", tiny_data, ["python"], "csn1000", chunk_size=5, progress=False, max_test_pairs=10
+    )
+    assert chunked["languages"]["python"]["n_queries"] == 10
+    with pytest.raises(Exception, match="--max-test-pairs must be >= 1"):
+        evaluate("any", tiny_data, ["python"], progress=False, max_test_pairs=0)
+
+
 def test_run_directory_maps_languages_to_models(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

@@ -297,6 +297,26 @@ def test_minilm_loads_unit_norm_and_padding_invariant(minilm, tokenizer):
     assert (q @ c.T).argmax(dim=1).tolist() == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("chunks", [2, 5, 16, 40])
+def test_length_chunks_give_the_embeddings_and_gradients_of_one_padded_call(
+    minilm, tokenizer, chunks
+):
+    """encode_by_length: rows sorted by length, each chunk trimmed to its own longest row,
+    then put back in order: the same embeddings (and so the same loss and gradients)."""
+    model = copy.deepcopy(minilm).eval()
+    inputs = tokenize_pairs(tokenizer, QUERIES, CODES, model.config)
+    grads = []
+    for n in (1, chunks):
+        model.zero_grad()
+        q, c = model(**inputs, length_chunks=n)
+        info_nce(q, c, 20.0).backward()
+        grads.append(model.query_tower.encoder.embeddings.word_embeddings.weight.grad.clone())
+        if n == 1:
+            q1, c1 = q.detach(), c.detach()
+    assert torch.allclose(q, q1, atol=1e-5) and torch.allclose(c, c1, atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
 @needs_minilm
 def test_minilm_cls_and_mean_pooling_differ(minilm, tokenizer):
     cls_model = DualEncoder(ModelConfig(pooling="cls"), tokenizer).eval()

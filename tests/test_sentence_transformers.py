@@ -68,6 +68,8 @@ def embed(model_dir: Path, tiny_data: Path, out: Path) -> dict:
             "--out",
             str(out),
             "--quiet",
+            "--precision",
+            "fp32",  # compared with sentence-transformers' float32 encoding
         ]
     )
     assert code == 0

@@ -56,6 +56,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         max_code_length=args.max_code_length,
         trust_remote_code=args.trust_remote_code,
         precision=args.precision,
+        max_test_pairs=args.max_test_pairs,
     )
     print(f"{args.protocol} protocol, model {args.model}, data {args.data}")
     print(format_table(results))
@@ -179,7 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, default=None)
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps")
-    train.add_argument("--mixed-precision", default=None, help="auto | no | bf16 | fp16")
+    train.add_argument(
+        "--mixed-precision",
+        default=None,
+        help="auto (default: the launcher's --mixed_precision if given, else bf16 where the "
+        "hardware executes it natively, else no) | no | bf16 | fp16",
+    )
     train.add_argument("--tensorboard", action="store_true", default=None)
     train.add_argument(
         "--set",
@@ -202,13 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--languages", default=None, help="comma-separated (default: all)")
     evaluate.add_argument("--protocol", default="codebase", help="codebase | csn1000")
     evaluate.add_argument("--chunk-size", type=int, default=1000, help="csn1000 chunk size")
-    evaluate.add_argument("--seed", type=int, default=0, help="csn1000 shuffle seed")
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="csn1000 shuffle seed; seed of --max-test-pairs"
+    )
+    evaluate.add_argument(
+        "--max-test-pairs",
+        type=int,
+        default=None,
+        help="per language: a fixed random subset of N test pairs (the same for every model; "
+        "codebase: their queries against their codes)",
+    )
     evaluate.add_argument("--batch-size", type=int, default=128, help="encoding batch size")
     evaluate.add_argument(
         "--precision",
-        default="fp32",
-        help="fp32 | bf16: encode in float32 or under bfloat16 autocast (faster; ranks move "
-        "slightly, docs/evaluation.md)",
+        default="auto",
+        help="auto (default: bf16 where the CPU or GPU executes it natively, else fp32) | fp32 "
+        "| bf16 (bfloat16 autocast: faster on such hardware; ranks move slightly, "
+        "docs/precision.md)",
     )
     evaluate.add_argument(
         "--max-query-length",

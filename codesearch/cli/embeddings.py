@@ -39,8 +39,9 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="encoding batch size")
     parser.add_argument(
         "--precision",
-        default="fp32",
-        help="fp32 | bf16: encode in float32 or under bfloat16 autocast",
+        default="auto",
+        help="auto (default: bf16 where the hardware executes it natively, else fp32) | fp32 "
+        "| bf16 (bfloat16 autocast)",
     )
     parser.add_argument(
         "--trust-remote-code",
@@ -57,17 +58,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from codesearch.data.pairs import subsample, text_keys
     from codesearch.data.prepared import load_records
     from codesearch.data.schema import normalize_language
-    from codesearch.encode import PRECISIONS, precision_context
+    from codesearch.encode import precision_context
     from codesearch.evaluate import embed_records, models_for_languages
     from codesearch.model import load_model
+    from codesearch.precision import (
+        machine_info,
+        resolve_encoding_precision,
+        warn_if_emulated,
+    )
 
     if args.max_pairs is not None and args.max_pairs < 1:
         raise UserError(f"--max-pairs must be >= 1, got {args.max_pairs}")
     check_output_file(args.out, "embeddings file")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.precision not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision}")
+    if args.precision not in ("auto", "fp32", "bf16"):
+        raise UserError(f"--precision must be one of auto, fp32, bf16, got {args.precision}")
     language = normalize_language(args.language)
     records = subsample(load_records(args.data, language, args.split), args.max_pairs, args.seed)
     if not records:
@@ -77,7 +83,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     start = time.perf_counter()
     device = next(model.parameters()).device
-    with torch.inference_mode(), precision_context(device, args.precision):
+    precision = resolve_encoding_precision(args.precision, device.type)
+    warn_if_emulated(precision, device.type)
+    with torch.inference_mode(), precision_context(device, precision):
         queries = embed_records(model, tokenizer, records, "query", args.batch_size, not args.quiet)
         codes = embed_records(model, tokenizer, records, "code", args.batch_size, not args.quiet)
     seconds = time.perf_counter() - start
@@ -101,7 +109,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
                         "split": args.split,
                         "max_pairs": args.max_pairs,
                         "seed": args.seed,
-                        "precision": args.precision,
+                        "precision": precision,
+                        "machine": machine_info(precision, device.type),
                     }
                 )
             ),
