@@ -41,7 +41,7 @@ bench: $(STAMP)
 	test -f $(DATA)/manifest.json || $(MAKE) data
 	$(PY) benchmarks/bench_samplers.py --data $(DATA)
 	$(PY) benchmarks/bench_epoch.py --data $(DATA)
-	$(PY) benchmarks/bench_train.py --data $(DATA) --precision fp32 bf16
+	$(PY) benchmarks/bench_train.py --data $(DATA)
 	$(PY) benchmarks/bench_ranking.py
 	$(PY) benchmarks/bench_cpu_speedups.py --data $(DATA)
 	$(PY) benchmarks/summary.py

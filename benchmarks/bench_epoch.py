@@ -12,8 +12,8 @@ diagnostics excluded (diagnostics are off, so random keeps no embedding cache).
 
 Two configurations (each in its own child process, as Accelerate's precision is per process):
 
-- ``minilm``: MiniLM, bf16 autocast, Ruby, 640 training pairs (20 steps), batch 32,
-  query/code length 64/128, three repetitions: a real fine-tune, where the encoder dominates;
+- ``minilm``: MiniLM, precision auto (bf16 where native), Ruby, 640 training pairs (20 steps),
+  batch 32, query/code length 64/128, three repetitions: a real fine-tune, where the encoder dominates;
 - ``nbow``: the neural-bag-of-words encoder, fp32, 8,000 Ruby training pairs, batch 32, five
   repetitions: a cheap encoder (a step is tens of milliseconds, mostly the dense gradient and
   AdamW update of the 30k x 256 token embeddings), so the sampler's share is larger.
@@ -76,7 +76,7 @@ def configurations(args: argparse.Namespace) -> dict[str, dict]:
                 **common,
                 "model.model": "minilm",
                 "model.encoder": "transformer",
-                "train.mixed_precision": "bf16",
+                "train.mixed_precision": "auto",  # bf16 where native (docs/precision.md)
                 "train.lr": 2e-5,
                 "data.max_train_pairs": args.minilm_pairs,
             },

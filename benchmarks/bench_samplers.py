@@ -31,8 +31,9 @@ the sizes that ran, from which summary.py extrapolates the skipped sizes.
 
 Real data (``--real N``): the first N training pairs across the six languages of ``--data``
 (N / 6 per language, ``train.subsample`` with seed 0, as ``--max-train-pairs``), embedded with
-MiniLM at query length 64 and code length 128 under bf16 autocast (about 100 texts/s on this
-2-core CPU, so 10k pairs take about 3-4 minutes); cached as .npz under ``--cache-dir`` and
+MiniLM at query length 64 and code length 128 under precision auto: bf16 autocast where the
+CPU executes it natively (about 100 texts/s on this 2-core CPU, so 10k pairs take about 3-4
+minutes), fp32 elsewhere; cached as .npz under ``--cache-dir`` and
 reused while the data's hash and the settings match.
 
     PYTHONPATH=. python benchmarks/bench_samplers.py            # defaults: about 15-20 min
@@ -111,9 +112,10 @@ def real_pairs(
 
     from codesearch.data.pairs import subsample, text_keys, tokenize_lengths
     from codesearch.data.prepared import load_manifest, load_records
-    from codesearch.encode import encode_ids
+    from codesearch.encode import encode_ids, precision_context
     from codesearch.errors import UserError
     from codesearch.model import load_model
+    from codesearch.precision import resolve_encoding_precision
 
     manifest = load_manifest(data)
     languages = list(manifest["counts"])
@@ -144,8 +146,9 @@ def real_pairs(
         "minilm", max_query_length=query_length, max_code_length=code_length
     )
     model.eval()
+    precision = resolve_encoding_precision("auto", "cpu")  # bf16 only where native
     start = time.perf_counter()
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.inference_mode(), precision_context("cpu", precision):
         embedded = []
         for side, fn, length in (
             ("query", model.encode_queries, query_length),
@@ -167,7 +170,7 @@ def real_pairs(
     meta.update(
         embed_seconds=seconds,
         texts_per_s=2 * len(records) / seconds,
-        precision="bf16 autocast",
+        precision=precision,
         threads=torch.get_num_threads(),
     )
     path.parent.mkdir(parents=True, exist_ok=True)

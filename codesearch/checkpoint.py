@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ def load_checkpoint(
     try:
         saved = json.loads((ckpt_dir / "trainer_state.json").read_text(encoding="utf-8"))
         state = TrainerState(**saved["trainer"])
+        check_random_states(ckpt_dir, accelerator.process_index)
         accelerator.load_state(str(ckpt_dir))
         if cache is not None:
             cache.load(ckpt_dir, accelerator.process_index)
@@ -94,6 +96,7 @@ def load_checkpoint(
         EOFError,
         RuntimeError,
         SafetensorError,
+        pickle.UnpicklingError,
     ) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(
@@ -101,6 +104,27 @@ def load_checkpoint(
             f"{ckpt_dir.parent} to train that task again"
         ) from None
     return state
+
+
+RANDOM_STATE_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
+
+
+def check_random_states(ckpt_dir: Path, process_index: int) -> None:
+    """Accelerate's ``load_state`` restores the RNGs inside a try that swallows every error, so
+    a damaged ``random_states_<rank>.pkl`` would resume silently with fresh RNGs (dropout and
+    sampling would then not replay). Read it first, as Accelerate does (``weights_only``), and
+    fail naming the file."""
+    from accelerate.utils import RNG_STATE_NAME
+    from accelerate.utils.other import load
+
+    path = ckpt_dir / f"{RNG_STATE_NAME}_{process_index}.pkl"
+    try:
+        states = load(path)
+    except Exception as exc:  # torch.load raises many kinds on a damaged file
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path.name}: the random states cannot be restored ({detail})") from None
+    if not isinstance(states, dict) or not all(k in states for k in RANDOM_STATE_KEYS):
+        raise ValueError(f"{path.name}: not the random states Accelerate saves")
 
 
 def save_best(accelerator: Accelerator, model, best_dir: Path) -> None:

@@ -16,10 +16,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from codesearch.checks import check_choice, check_number
 from codesearch.errors import UserError
+from codesearch.safe_yaml import read_yaml
 from codesearch.samplers import SAMPLERS
 
 
@@ -273,12 +272,7 @@ def apply_overrides(config: RunConfig, overrides: dict[str, object], source: str
 def load_yaml(path: str | Path) -> dict[str, object]:
     """A YAML profile flattened to {'section.key': value}."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such config file")
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    tree = read_yaml(path, "config file") or {}
     if not isinstance(tree, dict):
         raise UserError(f"{path}: expected a mapping of sections")
     flat = {}
@@ -384,10 +378,7 @@ def flat_config(config: RunConfig) -> dict[str, object]:
 def load_run_config(run_dir: str | Path) -> RunConfig:
     """The resolved config a run saved in ``run_dir/config.yaml``."""
     path = Path(run_dir) / "config.yaml"
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: unreadable run config ({exc})".replace("\n", " ")) from None
+    tree = read_yaml(path, "run config")
     if not isinstance(tree, dict) or not all(isinstance(v, dict) for v in tree.values()):
         raise UserError(f"{path}: expected a mapping of sections")
     flat = {f"{s}.{k}": v for s, values in tree.items() for k, v in values.items()}

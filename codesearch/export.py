@@ -19,6 +19,8 @@ import yaml
 from codesearch.data.prepared import read_json_object
 from codesearch.errors import UserError
 from codesearch.evaluate import format_table
+from codesearch.outputs import replace_dir, staging_dir
+from codesearch.safe_yaml import read_yaml
 
 CARD = """---
 library_name: sentence-transformers
@@ -65,7 +67,7 @@ The resolved training config (`codesearch train --config`):
 
 def model_card(run_dir: Path, task: str, results: dict | None, load_path: str) -> str:
     info = read_json_object(run_dir / "run_info.json")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    config = read_yaml(run_dir / "config.yaml", "run config")
     if results is None:
         evaluation = "Not evaluated here: pass `--results` (a `codesearch evaluate --out` file)."
     else:
@@ -121,14 +123,15 @@ def export_run(
         raise UserError(f"{out}: exists and is not empty; choose another --out")
     evaluation = read_json_object(results) if results else None
     card = model_card(run_dir, task, evaluation, repo_id or str(out))
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(best, tmp)
-    (tmp / "README.md").write_text(card, encoding="utf-8")
-    shutil.copy2(run_dir / "config.yaml", tmp / "codesearch_train_config.yaml")
-    if out.exists():
-        out.rmdir()
-    tmp.replace(out)
+    tmp = staging_dir(out)  # a new directory of this process's: the only one removed on error
+    try:
+        shutil.copytree(best, tmp, dirs_exist_ok=True)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        shutil.copy2(run_dir / "config.yaml", tmp / "codesearch_train_config.yaml")
+        replace_dir(tmp, out)  # an existing out is empty (checked above)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if repo_id is not None:
         push_to_hub(out, repo_id)
     return out

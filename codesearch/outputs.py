@@ -1,10 +1,20 @@
-"""Output paths, checked before long work starts, and a lock so that two processes never write
-one run directory at once (e.g. two `codesearch train --resume` of the same run)."""
+"""Output paths, checked before long work starts; the one way outputs are built and put in
+place; and a lock so that two processes never write one run directory at once (e.g. two
+`codesearch train --resume` of the same run).
+
+The rule for deleting: the program removes only what it can prove it created, a directory it
+made itself in this process with a unique name (``staging_dir``) or an output of its own kind
+that the caller has checked (a prepared data directory whose every file its manifest lists).
+A user's file or directory that happens to sit where an output or a temporary name would go
+is never touched.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import secrets
+import shutil
 from pathlib import Path
 
 from codesearch.errors import UserError
@@ -45,6 +55,48 @@ def check_output_dir(path: str | Path, what: str) -> Path:
         raise UserError(f"{path}: exists and is not a directory; the {what} needs a directory")
     _check_creatable(path, path, what)
     return path
+
+
+def _unique_beside(target: Path, suffix: str, make) -> Path:
+    """``make(path)`` on a new name beside ``target`` that nothing holds yet (``make`` fails
+    with FileExistsError otherwise, so the name is this process's alone). Not tempfile's
+    mkdtemp / mkstemp: those create mode 0700 / 0600, and the output would keep it."""
+    for _ in range(100):
+        path = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+        try:
+            make(path)
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"{target.parent}: cannot create a temporary name beside {target.name}")
+
+
+def staging_dir(target: str | Path) -> Path:
+    """A new, empty directory beside ``target`` with a unique name that this process made, to
+    build ``target`` in and then ``replace_dir`` into place."""
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return _unique_beside(target, ".partial", os.mkdir)
+
+
+def replace_dir(staging: Path, target: str | Path) -> None:
+    """Rename ``staging`` to ``target``. An existing ``target`` must be one the caller has
+    checked is its own to replace (or an empty directory): it is first renamed onto a fresh
+    unique name, so a crash in between leaves either the old or the new one in place."""
+    target = Path(target).absolute()
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    aside = _unique_beside(target, ".old", os.mkdir)
+    os.replace(target, aside)  # onto the empty directory just made
+    os.replace(staging, target)
+    shutil.rmtree(aside)
+
+
+def temporary_file_beside(path: str | Path) -> Path:
+    """A new, empty file beside ``path`` with a unique name, for writing ``path`` atomically:
+    write it, then ``os.replace`` it onto ``path``."""
+    return _unique_beside(Path(path), ".tmp", lambda p: open(p, "x").close())
 
 
 class DirectoryLock:

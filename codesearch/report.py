@@ -524,6 +524,7 @@ def summarize_grid(
         "cells": {"done": [c["id"] for c in done], "missing": missing},
         "missing_metrics": grid.get("missing_metrics", []),
         "packages": package_versions(),
+        "machines": _machines(done),
         "groups": groups,
     }
 
@@ -738,13 +739,13 @@ def _group_section(
         f"{metric}, mean ± sample std over seeds (seeds per sampler: "
         f"{', '.join(map(str, n_seeds))}; no std with one seed).",
         "",
-        *(
-            f"- {kind}: " + "; ".join(f"{line} ({n} cells)" for line, n in counts.items())
-            for kind, counts in g.get("machines", {}).items()
-            if counts
-        ),
-        "",
     ]
+    machine_lines = [
+        f"- {kind}: " + "; ".join(f"{line} ({n} cells)" for line, n in counts.items())
+        for kind, counts in g.get("machines", {}).items()
+        if counts
+    ]
+    lines += [*machine_lines, ""] if machine_lines else []
     rows = [[lang, *(_mean_pm(g["mrr"][lang][s]) for s in samplers)] for lang in g["languages"]]
     rows.append(["**average**", *(_mean_pm(g["average"][s]) for s in samplers)])
     header = ["language", *samplers]
@@ -899,6 +900,14 @@ def format_report(summary: dict, images: bool = True) -> str:
         f"{len(summary['cells']['missing'])} missing; wall time "
         f"{_num(wall / 60 if wall is not None else None, 1)} min",
         "- packages: " + ", ".join(f"{k} {v}" for k, v in summary["packages"].items()),
+        *(
+            f"- {verb}: " + "; ".join(f"{line} ({n} cells)" for line, n in counts.items())
+            for verb, counts in (
+                ("trained", summary.get("machines", {}).get("training")),
+                ("evaluated", summary.get("machines", {}).get("evaluation")),
+            )
+            if counts
+        ),
         "",
     ]
     for name, g in summary["groups"].items():

@@ -33,6 +33,7 @@ from codesearch.config import SECTIONS, RunConfig, apply_overrides, check_run_co
 from codesearch.data.prepared import load_manifest, write_json_atomic
 from codesearch.data.schema import normalize_language, parse_languages
 from codesearch.errors import UserError
+from codesearch.safe_yaml import read_yaml
 from codesearch.samplers import sampler_class
 
 PROFILE_KEYS = {"name", "description", "data", "protocol", "launcher", "groups"}
@@ -175,11 +176,7 @@ def load_profile(path: str | Path) -> Profile:
         raise UserError(
             f"{path}: no such profile" + (f" (known: {', '.join(known)})" if known else "")
         )
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
-    tree = _check_keys(str(path), tree, PROFILE_KEYS)
+    tree = _check_keys(str(path), read_yaml(path, "profile"), PROFILE_KEYS)
     data = _check_keys(f"{path}: data", tree.get("data"), DATA_KEYS)
     if "path" not in data:
         raise UserError(f"{path}: data.path is required")

@@ -97,6 +97,33 @@ class MetricsLog:
             self.accelerator.log(numbers, step=row["step"])
 
 
+def is_run_directory(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds a run that ``codesearch train`` wrote: its config.yaml and a
+    run_info.json with the keys ``write_run_info`` gives it."""
+    try:
+        info = json.loads((out_dir / "run_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        (out_dir / "config.yaml").is_file()
+        and isinstance(info, dict)
+        and {"command", "seed", "packages"} <= set(info)
+    )
+
+
+def check_run_directory(out_dir: Path) -> None:
+    """Before anything is written into ``out_dir`` (not even the lock): it is absent, empty or
+    a codesearch run. A user's folder is a one-line error and stays as it was."""
+    if not out_dir.is_dir() or is_run_directory(out_dir):
+        return
+    entries = sorted(p.name for p in out_dir.iterdir() if p.name != ".lock")
+    if entries:
+        raise UserError(
+            f"{out_dir}: exists, is not empty and holds no codesearch run (it holds "
+            f"{entries[0]}); nothing was changed: choose another --out"
+        )
+
+
 def check_run(
     config: RunConfig, out_dir: Path, resume: bool
 ) -> tuple[dict[str, list[str]], dict | None]:

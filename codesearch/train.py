@@ -49,7 +49,13 @@ from codesearch.model import (
 )
 from codesearch.outputs import DirectoryLock, check_output_dir
 from codesearch.precision import resolve_training_precision, warn_if_emulated
-from codesearch.run_record import MetricsLog, check_run, tracker_config, write_run_info
+from codesearch.run_record import (
+    MetricsLog,
+    check_run,
+    check_run_directory,
+    tracker_config,
+    write_run_info,
+)
 from codesearch.samplers import Batch, batches_digest, sampler_class
 from codesearch.task import Task
 
@@ -65,6 +71,7 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
     if int(os.environ.get("RANK", "0")) != 0:  # set by accelerate launch / torchrun
         return _train(config, out_dir, resume)
     check_output_dir(out_dir, "run directory")
+    check_run_directory(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with DirectoryLock(out_dir, "run directory"):
         return _train(config, out_dir, resume)

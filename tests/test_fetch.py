@@ -552,7 +552,7 @@ def test_bad_files_are_user_errors(tmp_path, text, message):
 
 
 def test_unreadable_list_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="cannot read the source list"):
+    with pytest.raises(UserError, match="no such source list"):
         fetch.load_sources(tmp_path / "missing.yaml")
 
 

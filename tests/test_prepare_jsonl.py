@@ -168,3 +168,107 @@ def test_hand_written_pairs_train_and_evaluate(tmp_path, capsys):
     )
     result = json.loads(out.read_text())["languages"]["python"]
     assert 0 < result["mrr"] <= 1 and result["n_queries"] > 0
+
+
+@pytest.mark.parametrize(
+    "fractions", [["nan", "0.5", "0.5"], ["inf", "0", "0"], ["1", "-0.5", "0.5"], ["1", "1", "1"]]
+)
+def test_fractions_that_are_not_three_finite_shares_are_one_line_exit_2(
+    tmp_path, capsys, fractions
+):
+    src = write_pairs(tmp_path / "pairs.jsonl")
+    args = ["prepare", "jsonl", "--src", str(src), "--out", str(tmp_path / "o")]
+    assert cli_main([*args, "--language", "python", "--fractions", *fractions]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--fractions must be 3 finite numbers" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_records_sharing_one_id_are_refused_when_written_and_when_read(
+    tmp_path, capsys, record_factory
+):
+    """Twenty full-schema records with one id would pass as twenty queries of one id."""
+    src = tmp_path / "same.jsonl"
+    lines = [{**record_factory(i, split="test").to_dict(), "id": "python-0"} for i in range(20)]
+    src.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert cli_main(["prepare", "jsonl", "--src", str(src), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "id 'python-0' again" in err and "field 'id'" in err
+    assert not (tmp_path / "o").exists()
+    # a directory edited afterwards: the loaders refuse it too
+    prepare_jsonl(write_pairs(tmp_path / "pairs.jsonl"), tmp_path / "d", language="python")
+    path = tmp_path / "d" / "python" / "train.jsonl"
+    rows = path.read_text().splitlines()
+    twin = {**json.loads(rows[1]), "id": json.loads(rows[0])["id"]}
+    path.write_text("\n".join([rows[0], json.dumps(twin), *rows[2:]]) + "\n")
+    with pytest.raises(DataError, match=r"train.jsonl:2: field 'id': id '.*' again"):
+        load_records(tmp_path / "d", "python", "train")
+
+
+def test_special_files_in_a_source_directory_are_skipped_and_counted(tmp_path, capsys):
+    """A FIFO, /dev/zero and /proc/self/pagemap behind .jsonl names: skipped at once (reading
+    any of them would block or never end), the real file still read."""
+    import os
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write_pairs(src / "real.jsonl")
+    os.mkfifo(src / "fifo.jsonl")
+    (src / "zero.jsonl").symlink_to("/dev/zero")
+    (src / "pagemap.jsonl").symlink_to("/proc/self/pagemap")
+    start = time.perf_counter()
+    out = tmp_path / "o"
+    assert (
+        cli_main(["prepare", "jsonl", "--src", str(src), "--out", str(out), "--language", "python"])
+        == 0
+    )
+    assert time.perf_counter() - start < 30
+    bad = load_manifest(out)["bad_lines"]
+    assert sum(n for reason, n in bad.items() if reason.startswith("file skipped")) == 3
+    assert sum(len(records) for records in splits_of(out).values()) == 120
+    capsys.readouterr()
+    assert cli_main(["prepare", "jsonl", "--src", str(src / "fifo.jsonl"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a regular file" in err
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("../../../../etc/passwd", "lists '../../../../etc/passwd', which is not"),
+        ("/etc/passwd", "lists '/etc/passwd', which is not"),
+        ("python/notes.txt", "lists 'python/notes.txt', which is not"),
+    ],
+)
+def test_verify_vouches_only_for_the_files_the_loaders_read(tmp_path, capsys, edit, message):
+    """A manifest that names a file outside the directory (with its real sha256) no longer
+    passes, and nothing a loader reads may be left unlisted."""
+    from codesearch.data.prepared import data_hash, file_digest
+
+    out = tmp_path / "d"
+    prepare_jsonl(write_pairs(tmp_path / "pairs.jsonl"), out, language="python")
+    manifest = json.loads((out / "manifest.json").read_text())
+    target = (out / edit) if not edit.startswith("/") else Path(edit)
+    sha = file_digest(target) if target.is_file() else "0" * 64
+    manifest["files"] = {edit: {"sha256": sha, "records": 1}}
+    manifest["data_hash"] = data_hash(manifest["files"])
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert cli_main(["verify", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_verify_refuses_a_listed_file_that_links_to_proc(tmp_path, capsys):
+    import time
+
+    out = tmp_path / "d"
+    prepare_jsonl(write_pairs(tmp_path / "pairs.jsonl"), out, language="python")
+    train = out / "python" / "train.jsonl"
+    train.unlink()
+    train.symlink_to("/proc/self/pagemap")
+    start = time.perf_counter()
+    assert cli_main(["verify", str(out)]) == 2
+    assert time.perf_counter() - start < 10
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pseudo filesystem /proc" in err

@@ -40,6 +40,13 @@ def test_tiny_grid_end_to_end(tiny_results):
         assert summary["groups"]["nbow"]["mrr"]["python"][sampler]["n_seeds"] == 1
     assert "| python |" in report and "tbs − random" in report
     assert (tiny_results / "plots" / "mrr_nbow.png").stat().st_size > 0
+    # every cell says which precision and machine trained and evaluated it
+    machines = summary["machines"]
+    assert sum(machines["training"].values()) == sum(machines["evaluation"].values()) == 3
+    line = next(iter(machines["training"]))
+    assert line.endswith("thread") and "machine not recorded" not in line
+    assert f"- trained: {line} (3 cells)" in report
+    assert f"- training: {line} (3 cells)" in report  # and in the group's section
 
 
 def copy_results(tiny_results: Path, tmp_path: Path) -> tuple[Path, Path]:

@@ -194,7 +194,12 @@ def test_export_writes_a_loadable_folder_with_a_model_card(tiny_data, tmp_path, 
         == 0
     )
     out = tmp_path / "export"
+    users = tmp_path / "export.tmp"  # the old fixed staging name: a user's folder stays
+    (users / "keep").mkdir(parents=True)
+    (users / "keep" / "notes.txt").write_text("mine\n")
     assert cli_main(["export", str(run), "--out", str(out), "--results", str(results)]) == 0
+    assert (users / "keep" / "notes.txt").read_text() == "mine\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export.")]
     card = (out / "README.md").read_text()
     info = json.loads((run / "run_info.json").read_text())
     assert "library_name: sentence-transformers" in card and "encode_query" in card

@@ -574,15 +574,49 @@ def test_training_on_data_edited_after_the_build_is_one_line_exit_2(tiny_data, t
     assert "train.jsonl: sha256 differs from the manifest" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("damage", ["trainer_state.json", "model.safetensors"])
-def test_a_damaged_checkpoint_is_one_line_exit_2(tiny_data, finished_run, capsys, damage):
+class Payload:  # a pickle that would run code if unpickled without weights_only
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("trainer_state.json", "trainer_state.json"),
+        ("model.safetensors", "model.safetensors"),
+        # Accelerate swallows a failed RNG restore: it must not resume silently
+        ("random_states_0.pkl", "random_states_0.pkl"),
+    ],
+)
+def test_a_damaged_checkpoint_is_one_line_exit_2(tiny_data, finished_run, capsys, damage, named):
     path = finished_run / "python" / "checkpoint" / damage
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # truncated
     capsys.readouterr()
     assert _train_cli(tiny_data, finished_run, "--resume", "--epochs", "2") == 2
     err = capsys.readouterr().err
-    assert "unreadable checkpoint" in err and err.count("\n") == 1
+    assert "unreadable checkpoint" in err and err.count("\n") == 1 and named in err
+
+
+@pytest.mark.parametrize(
+    ("damage", "content"),
+    [
+        ("random_states_0.pkl", {"not": "random states"}),
+        ("random_states_0.pkl", Payload()),
+        ("optimizer.bin", Payload()),
+    ],
+)
+def test_a_replaced_checkpoint_pickle_is_one_line_exit_2(
+    tiny_data, finished_run, capsys, damage, content
+):
+    import pickle
+
+    (finished_run / "python" / "checkpoint" / damage).write_bytes(pickle.dumps(content))
+    capsys.readouterr()
+    assert _train_cli(tiny_data, finished_run, "--resume", "--epochs", "2") == 2
+    captured = capsys.readouterr()
+    assert "unreadable checkpoint" in captured.err and captured.err.count("\n") == 1
+    assert "pwned" not in captured.out
 
 
 def test_damaged_saved_weights_are_one_line_exit_2(tiny_data, finished_run, capsys):

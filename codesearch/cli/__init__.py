@@ -102,6 +102,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from codesearch.config import load_run_config, resolve_config, resume_base, sampler_overrides
+    from codesearch.run_record import is_run_directory
     from codesearch.samplers import sampler_class
     from codesearch.train import Interrupted, train
 
@@ -111,7 +112,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     # `--resume` starts from the run's saved config, so `train --out RUN --resume` alone
     # continues it; whatever the command line changes is checked by train().
     base = None
-    if args.resume and (Path(args.out) / "config.yaml").is_file():
+    if args.resume and is_run_directory(Path(args.out)):
         base = resume_base(load_run_config(args.out))
     config = resolve_config(args.config, overrides, base)
     sampler_class(config.sampler.name)  # an unknown sampler fails before any work
@@ -288,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "prepare" and getattr(args, "out", None):  # before any reading
+            from codesearch.data.prepared import PreparedWriter
+
+            PreparedWriter(args.out).check_replaceable()
         return args.func(args)
     except UserError as error:
         print(f"codesearch: error: {error}", file=sys.stderr)

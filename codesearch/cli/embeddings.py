@@ -14,7 +14,7 @@ import numpy as np
 
 from codesearch.config import add_sampler_arguments
 from codesearch.errors import UserError
-from codesearch.outputs import check_output_file
+from codesearch.outputs import check_output_file, temporary_file_beside
 
 # --- codesearch embed -----------------------------------------------------------------------
 
@@ -91,7 +91,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = temporary_file_beside(out)
     with open(tmp, "wb") as handle:  # a file handle: np.savez would append '.npz' to a name
         np.savez(
             handle,

@@ -27,12 +27,12 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from tqdm import tqdm
 
 from codesearch.data.prepared import file_digest
 from codesearch.data.schema import LANGUAGES
 from codesearch.errors import UserError
+from codesearch.safe_yaml import read_yaml
 
 DEFAULT_SOURCES = Path(__file__).with_name("local_sources.yaml")
 DEFAULT_CACHE = Path(".cache/sources")
@@ -175,12 +175,7 @@ def load_sources(path: str | Path = DEFAULT_SOURCES) -> list[Source]:
              max_pairs: 5000, generated: false, unzip: [path/to/src.zip]}
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the source list ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = read_yaml(path, "source list")
     if not isinstance(data, dict) or not isinstance(data.get("sources"), list):
         raise UserError(f"{path}: expected a mapping with a 'sources' list")
     unknown = sorted(set(data) - set(TOP_KEYS))

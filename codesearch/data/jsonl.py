@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import stat
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,6 +23,26 @@ MAX_WARNINGS_PER_FILE = 3
 # One record (one line) at most: CodeSearchNet's largest records are a few hundred KB. A longer
 # line is skipped (counted, or an error under strict) without ever being held whole.
 MAX_RECORD_BYTES = 8 << 20
+
+
+# Files there are regular in name but endless or unbounded when read (/proc/self/pagemap).
+PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev")
+
+
+def not_a_plain_file(path: str | Path) -> str | None:
+    """Why ``path`` is not a plain file to read, or None when it is: missing, not regular (a
+    FIFO, a device, a directory, or a link to one), or on a pseudo filesystem."""
+    try:
+        info = os.stat(path)  # follows links
+    except OSError:
+        return "no such file"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a FIFO, a device or a directory)"
+    real = os.path.realpath(path)
+    for root in PSEUDO_FILESYSTEMS:
+        if real == root or real.startswith(root + "/"):
+            return f"{real} is on the pseudo filesystem {root}"
+    return None
 
 
 def _open_binary(path: Path):
@@ -66,8 +88,9 @@ def read_jsonl(
     """
     path = Path(path)
     name = str(path)
-    if not path.is_file():
-        raise DataError("no such file", name)
+    problem = not_a_plain_file(path)
+    if problem is not None:
+        raise DataError(problem, name)
     warned = 0
     try:
         handle = _open_binary(path)

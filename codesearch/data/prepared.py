@@ -1,7 +1,7 @@
 """Prepared data directories: ``DIR/<language>/<split>.jsonl`` and ``DIR/manifest.json``.
 
-Every reader writes through PreparedWriter, which builds into ``DIR.partial`` and renames it
-into place only after the manifest (counts, content hashes, sources, filters, drops) is
+Every reader writes through PreparedWriter, which builds into a new directory of a unique name
+beside ``DIR`` and renames it into place only after the manifest (counts, content hashes, sources, filters, drops) is
 written. A directory without ``manifest.json`` is never taken as complete.
 """
 
@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from codesearch import __version__
-from codesearch.data.jsonl import read_jsonl
+from codesearch.data.jsonl import not_a_plain_file, read_jsonl
 from codesearch.data.schema import ALL_SPLITS, LANGUAGES, PairRecord, record_from_dict
 from codesearch.errors import DataError, UserError
+from codesearch.outputs import replace_dir, staging_dir, temporary_file_beside
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -36,14 +37,18 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write text through a temporary file and an atomic rename."""
+    """Write text through a temporary file of a unique name and an atomic rename."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    tmp = temporary_file_beside(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def json_safe(obj: object) -> object:
@@ -87,28 +92,64 @@ def data_hash(files: dict[str, dict]) -> str:
     ).hexdigest()
 
 
+def foreign_entry(out_dir: Path) -> str | None:
+    """The first entry of an existing ``out_dir`` that is not part of a prepared directory
+    written by codesearch (its manifest and the files the manifest lists), or None when
+    ``out_dir`` is empty or wholly codesearch's, so that it may be replaced. Walks no further
+    than that first entry and follows no links."""
+    try:
+        manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+        listed = set(manifest["files"]) | {MANIFEST}
+        listed |= {name.split("/")[0] for name in listed if "/" in name}  # language folders
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = None
+    for root, dirs, files in os.walk(out_dir):
+        dirs.sort()
+        for name in sorted([*dirs, *files]):
+            entry = (Path(root) / name).relative_to(out_dir).as_posix()
+            if listed is None:
+                return f"{entry} and no readable {MANIFEST} of codesearch"
+            if entry not in listed:
+                return entry
+    return None
+
+
 class PreparedWriter:
     """Write one prepared directory; use as a context manager, call ``finish`` to commit.
 
-    Leaving the block without ``finish`` (an error, Ctrl-C) deletes the partial build and
-    leaves any earlier complete directory untouched.
+    The build goes into a new directory of a unique name beside ``out_dir`` and is renamed
+    into place by ``finish``. An existing ``out_dir`` is replaced only when it is empty or a
+    prepared directory written by codesearch with nothing else in it; anything else is a
+    UserError before any work, and nothing is touched. Leaving the block without ``finish``
+    (an error, Ctrl-C) deletes the partial build and leaves any earlier directory untouched.
     """
 
     def __init__(self, out_dir: str | Path):
         self.out_dir = Path(out_dir)
-        self.partial = self.out_dir.with_name(self.out_dir.name + ".partial")
+        self.partial: Path | None = None
         self.counts: dict[str, dict[str, int]] = {}
+        self.ids: dict[str, str] = {}  # id -> the file it was first written to
         self.finished = False
 
-    def __enter__(self) -> PreparedWriter:
-        if self.out_dir.exists() and not self.out_dir.is_dir():
+    def check_replaceable(self) -> None:
+        if not self.out_dir.exists():
+            return
+        if not self.out_dir.is_dir():
             raise UserError(f"{self.out_dir}: exists and is not a directory")
-        shutil.rmtree(self.partial, ignore_errors=True)
-        self.partial.mkdir(parents=True)
+        entry = foreign_entry(self.out_dir)
+        if entry is not None:
+            raise UserError(
+                f"{self.out_dir}: exists and is not a prepared data directory of codesearch "
+                f"(it holds {entry}); nothing was changed: choose another --out"
+            )
+
+    def __enter__(self) -> PreparedWriter:
+        self.check_replaceable()
+        self.partial = staging_dir(self.out_dir)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if not self.finished:
+        if not self.finished and self.partial is not None:
             shutil.rmtree(self.partial, ignore_errors=True)
 
     def write_split(self, language: str, split: str, records: Iterable[PairRecord]) -> int:
@@ -124,6 +165,15 @@ class PreparedWriter:
                         f"record {record.id} is {record.language}/{record.split}, "
                         f"written to {language}/{split}"
                     )
+                if record.id in self.ids:
+                    raise DataError(
+                        f"id '{record.id}' again (first in {self.ids[record.id]}); ids must "
+                        f"be unique in a prepared directory",
+                        f"{self.out_dir}/{language}/{split}.jsonl",
+                        n + 1,
+                        "id",
+                    )
+                self.ids[record.id] = f"{language}/{split}.jsonl"
                 handle.write(json.dumps(record.to_dict(), ensure_ascii=False))
                 handle.write("\n")
                 n += 1
@@ -153,12 +203,8 @@ class PreparedWriter:
             **manifest_fields,
         }
         write_json_atomic(self.partial / MANIFEST, manifest)
-        old = self.out_dir.with_name(self.out_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.out_dir.exists():
-            os.replace(self.out_dir, old)
-        os.replace(self.partial, self.out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        self.check_replaceable()  # again: the build may have taken hours
+        replace_dir(self.partial, self.out_dir)
         self.finished = True
         return manifest
 
@@ -208,6 +254,16 @@ def load_records(data_dir: str | Path, language: str, split: str) -> list[PairRe
             f"the file changed after the build; {REBUILD}",
             str(path),
         )
+    line_of: dict[str, int] = {}
+    for line, record in enumerate(records, 1):
+        if line_of.setdefault(record.id, line) != line:
+            raise DataError(
+                f"id '{record.id}' again (first on line {line_of[record.id]}); ids must be "
+                f"unique in a prepared directory",
+                str(path),
+                line,
+                "id",
+            )
     return records
 
 
@@ -230,14 +286,40 @@ def verify_prepared(data_dir: str | Path, languages: Iterable[str] | None = None
             str(data_dir / MANIFEST),
             field="data_hash",
         )
+    # Only the files the loaders read, named as the writer names them: no other path (no
+    # '..', no absolute path) can be vouched for, and every file a loader reads is listed.
+    allowed = {f"{lang}/{split}.jsonl" for lang in LANGUAGES for split in ALL_SPLITS}
+    for rel, entry in files.items():
+        if rel not in allowed or not isinstance(entry, dict):
+            raise DataError(
+                f"lists '{rel}', which is not <language>/<split>.jsonl with a record count "
+                f"and sha256; {REBUILD}",
+                str(data_dir / MANIFEST),
+                field="files",
+            )
+    counts = manifest["counts"]
+    for lang, splits in counts.items():
+        for split in splits if isinstance(splits, dict) else ():
+            if f"{lang}/{split}.jsonl" not in files:
+                raise DataError(
+                    f"counts {lang}/{split} but does not list {lang}/{split}.jsonl; {REBUILD}",
+                    str(data_dir / MANIFEST),
+                    field="files",
+                )
     wanted = None if languages is None else set(languages)
     checked = {}
+    root = data_dir.resolve()
     for rel, entry in files.items():
         if wanted is not None and rel.split("/")[0] not in wanted:
             continue
         path = data_dir / rel
-        if not path.is_file():
+        if not path.exists():
             raise DataError(f"missing; {REBUILD}", str(path))
+        problem = not_a_plain_file(path)
+        if problem is None and not path.resolve().is_relative_to(root):
+            problem = f"a link out of {data_dir} (to {path.resolve()})"
+        if problem is not None:
+            raise DataError(f"{problem}; {REBUILD}", str(path))
         with open(path, "rb") as handle:
             records = sum(1 for line in handle if line.strip())
         if records != entry.get("records"):

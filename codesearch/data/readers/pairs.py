@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from codesearch.data import filters
 from codesearch.data.corpus import assign_splits
-from codesearch.data.jsonl import read_jsonl
+from codesearch.data.jsonl import not_a_plain_file, read_jsonl
 from codesearch.data.prepared import PreparedWriter
 from codesearch.data.readers.csn import UniqueIds, dropped_for_manifest, print_summary
 from codesearch.data.schema import (
@@ -42,15 +43,27 @@ from codesearch.errors import DataError, UserError
 OPTIONAL = ("repo", "path", "func_name", "url")
 
 
-def source_files(src: str | Path) -> list[Path]:
+def source_files(src: str | Path, skipped: Counter | None = None) -> list[Path]:
+    """``src`` itself, or the .jsonl(.gz) files under the directory ``src``; in a directory,
+    files that are not plain (FIFOs, devices, links to /proc, ...: ``not_a_plain_file``) are
+    skipped and counted in ``skipped`` by reason."""
     src = Path(src)
-    if src.is_file():
-        return [src]
     if not src.is_dir():
-        raise UserError(f"{src}: no such file or directory")
-    files = sorted(p for p in src.rglob("*") if p.name.endswith((".jsonl", ".jsonl.gz")))
+        problem = not_a_plain_file(src)
+        if problem is not None:
+            raise UserError(f"{src}: {problem}")
+        return [src]
+    files = []
+    for path in sorted(src.rglob("*")):
+        if not path.name.endswith((".jsonl", ".jsonl.gz")) or path.is_dir():
+            continue
+        problem = not_a_plain_file(path)
+        if problem is None:
+            files.append(path)
+        elif skipped is not None:
+            skipped[f"file skipped: {problem}"] += 1
     if not files:
-        raise UserError(f"{src}: no .jsonl or .jsonl.gz files in it")
+        raise UserError(f"{src}: no readable .jsonl or .jsonl.gz files in it")
     return files
 
 
@@ -102,11 +115,18 @@ def prepare_jsonl(
     strict: bool = False,
 ) -> dict:
     """Read pair files into a prepared directory (module docstring); returns the manifest."""
-    if len(fractions) != len(SPLITS) or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
-        raise UserError(f"--fractions must be {len(SPLITS)} numbers >= 0 summing to 1")
-    files = source_files(src)
-    dropped: dict[str, Counter] = defaultdict(Counter)
+    if (
+        len(fractions) != len(SPLITS)
+        or not all(math.isfinite(f) and f >= 0 for f in fractions)
+        or abs(sum(fractions) - 1) > 1e-6
+    ):
+        raise UserError(
+            f"--fractions must be {len(SPLITS)} finite numbers >= 0 summing to 1, got "
+            + " ".join(map(str, fractions))
+        )
     bad = Counter()
+    files = source_files(src, bad)
+    dropped: dict[str, Counter] = defaultdict(Counter)
     ids, by_split = UniqueIds(), defaultdict(lambda: defaultdict(list))
     pending: dict[str, list[PairRecord]] = defaultdict(list)  # records still without a split
     for file in files:
