@@ -80,8 +80,12 @@ def load_checkpoint(
     from safetensors import SafetensorError
 
     try:
-        saved = json.loads((ckpt_dir / "trainer_state.json").read_text(encoding="utf-8"))
-        state = TrainerState(**saved["trainer"])
+        try:
+            saved = json.loads((ckpt_dir / "trainer_state.json").read_text(encoding="utf-8"))
+            state = TrainerState(**saved["trainer"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"trainer_state.json: {exc}") from None
+        check_weight_files(ckpt_dir)
         check_random_states(ckpt_dir, accelerator.process_index)
         accelerator.load_state(str(ckpt_dir))
         if cache is not None:
@@ -104,6 +108,21 @@ def load_checkpoint(
             f"{ckpt_dir.parent} to train that task again"
         ) from None
     return state
+
+
+def check_weight_files(ckpt_dir: Path) -> None:
+    """Open every safetensors file of the checkpoint (its header and the extent of its data),
+    so that a damaged one is named before Accelerate reads it."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(ckpt_dir.rglob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt") as handle:
+                for key in handle.keys():
+                    handle.get_slice(key)
+        except (OSError, SafetensorError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"{path.relative_to(ckpt_dir)}: {detail}") from None
 
 
 RANDOM_STATE_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
