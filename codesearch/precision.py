@@ -3,8 +3,8 @@ every run, evaluation and report records (docs/precision.md).
 
 bfloat16 is fast only where the hardware executes it: a GPU with bf16 support, or a CPU with
 AVX512-BF16 or AMX (oneDNN's bf16 kernels). On an AVX2-only CPU it is emulated and a MiniLM
-training step is 15-40x slower than in float32, so ``auto`` means bf16 there and fp32
-everywhere else. Training speaks Accelerate's names (``no`` | ``bf16`` | ``fp16``), encoding
+training step is 15-40x slower than in float32, so ``auto`` means bf16 only where it is native
+and fp32 everywhere else. Training speaks Accelerate's names (``no`` | ``bf16`` | ``fp16``), encoding
 speaks ``fp32`` | ``bf16``; both accept ``auto``.
 """
 

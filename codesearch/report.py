@@ -231,7 +231,10 @@ def load_grid(results_dir: str | Path) -> dict:
         cell["result"] = read_json_object(eval_path)
         _check_eval(cell["result"], eval_path, languages)
         info_path = _resolve(cell.get("run_dir", ""), results_dir) / "run_info.json"
-        cell["run_info"] = read_json_object(info_path) if info_path.is_file() else {}
+        try:  # only for the machine lines: a run moved or damaged says "not recorded"
+            cell["run_info"] = read_json_object(info_path) if info_path.is_file() else {}
+        except UserError:
+            cell["run_info"] = {}
         cell["epochs"] = {}
         for language in languages:
             path = _resolve(cell.get("run_dir", ""), results_dir) / language / "metrics.jsonl"
@@ -445,6 +448,15 @@ def _machines(cells: list[dict]) -> dict[str, dict[str, int]]:
             line = describe_machine(info)
             out[kind][line] = out[kind].get(line, 0) + 1
     return out
+
+
+def _machine_lines(machines: dict, labels: dict[str, str]) -> list[str]:
+    """'- trained: bf16 on ... (9 cells); no on ... (6 cells)' for each kind in ``labels``."""
+    return [
+        f"- {label}: " + "; ".join(f"{line} ({n} cells)" for line, n in machines[kind].items())
+        for kind, label in labels.items()
+        if machines.get(kind)
+    ]
 
 
 def _summarize_group(spec: dict, cells: list[dict], bootstrap: dict) -> dict:
@@ -740,11 +752,9 @@ def _group_section(
         f"{', '.join(map(str, n_seeds))}; no std with one seed).",
         "",
     ]
-    machine_lines = [
-        f"- {kind}: " + "; ".join(f"{line} ({n} cells)" for line, n in counts.items())
-        for kind, counts in g.get("machines", {}).items()
-        if counts
-    ]
+    machine_lines = _machine_lines(
+        g.get("machines", {}), {"training": "training", "evaluation": "evaluation"}
+    )
     lines += [*machine_lines, ""] if machine_lines else []
     rows = [[lang, *(_mean_pm(g["mrr"][lang][s]) for s in samplers)] for lang in g["languages"]]
     rows.append(["**average**", *(_mean_pm(g["average"][s]) for s in samplers)])
@@ -900,13 +910,8 @@ def format_report(summary: dict, images: bool = True) -> str:
         f"{len(summary['cells']['missing'])} missing; wall time "
         f"{_num(wall / 60 if wall is not None else None, 1)} min",
         "- packages: " + ", ".join(f"{k} {v}" for k, v in summary["packages"].items()),
-        *(
-            f"- {verb}: " + "; ".join(f"{line} ({n} cells)" for line, n in counts.items())
-            for verb, counts in (
-                ("trained", summary.get("machines", {}).get("training")),
-                ("evaluated", summary.get("machines", {}).get("evaluation")),
-            )
-            if counts
+        *_machine_lines(
+            summary.get("machines", {}), {"training": "trained", "evaluation": "evaluated"}
         ),
         "",
     ]

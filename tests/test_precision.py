@@ -19,6 +19,21 @@ def no_launcher(monkeypatch):
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
 
 
+def nbow_config(data, precision: str, **extra):
+    return resolve_config(
+        None,
+        {
+            "data.path": str(data),
+            "data.languages": "python",
+            "model.encoder": "nbow",
+            "train.batch_size": 16,
+            "train.epochs": 1,
+            "train.mixed_precision": precision,
+            **extra,
+        },
+    )
+
+
 def fake_cpu(monkeypatch, mkldnn_bf16: bool, capability: str):
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: mkldnn_bf16)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
@@ -88,18 +103,7 @@ def test_a_run_records_the_resolved_precision_and_the_machine(
     tiny_data, tmp_path, monkeypatch, no_launcher
 ):
     fake_cpu(monkeypatch, False, "AVX2")
-    config = resolve_config(
-        None,
-        {
-            "data.path": str(tiny_data),
-            "data.languages": "python",
-            "model.encoder": "nbow",
-            "train.batch_size": 16,
-            "train.epochs": 1,
-            "train.mixed_precision": "auto",
-        },
-    )
-    train_module.train(config, tmp_path / "run")
+    train_module.train(nbow_config(tiny_data, "auto"), tmp_path / "run")
     info = json.loads((tmp_path / "run" / "run_info.json").read_text())
     assert info["mixed_precision"] == "no"
     machine = info["machine"]
@@ -114,18 +118,7 @@ def test_an_evaluation_records_the_resolved_precision_and_the_machine(
     from codesearch.evaluate import evaluate
 
     run = tmp_path / "run"
-    config = resolve_config(
-        None,
-        {
-            "data.path": str(tiny_data),
-            "data.languages": "python",
-            "model.encoder": "nbow",
-            "train.batch_size": 16,
-            "train.max_steps": 1,
-            "train.mixed_precision": "no",
-        },
-    )
-    train_module.train(config, run)
+    train_module.train(nbow_config(tiny_data, "no", **{"train.max_steps": 1}), run)
     fake_cpu(monkeypatch, False, "AVX2")
     result = evaluate(str(run), tiny_data, ["python"], progress=False)
     assert result["precision"] == "fp32"

@@ -1,8 +1,9 @@
 """Prepared data directories: ``DIR/<language>/<split>.jsonl`` and ``DIR/manifest.json``.
 
 Every reader writes through PreparedWriter, which builds into a new directory of a unique name
-beside ``DIR`` and renames it into place only after the manifest (counts, content hashes, sources, filters, drops) is
-written. A directory without ``manifest.json`` is never taken as complete.
+beside ``DIR`` and renames it into place only after the manifest (counts, content hashes,
+sources, filters, drops) is written. A directory without ``manifest.json`` is never taken as
+complete, and an existing ``DIR`` is replaced only when it is empty or wholly codesearch's.
 """
 
 from __future__ import annotations
