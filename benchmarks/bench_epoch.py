@@ -1,5 +1,5 @@
-"""Benchmark: wall time of one training epoch per batch sampler, as ratios to random (issue 6,
-part 2; target: tbs with cached embeddings at most 5% over random).
+"""Benchmark: wall time of one training epoch per batch sampler, as ratios to random
+(target: tbs with cached embeddings at most 5% over random).
 
 One fixed training configuration per encoder, ``codesearch.train.train`` run for each sampler: random,
 tbs fresh (a no-grad embedding pass at the epoch start, then the graph and RCM), tbs cached

@@ -1,4 +1,4 @@
-"""Benchmark: cost of each batch sampler against N, and the loss gap it leaves (issue 6, part 1).
+"""Benchmark: cost of each batch sampler against N, and the loss gap it leaves.
 
 For each N, on synthetic clustered embeddings (d = 384) and on real MiniLM embeddings of the
 offline corpus, one epoch's assignment of every method, each in a fresh child process:

@@ -1,5 +1,5 @@
 """Summary of the benchmarks: reads every ``results/bench/*.json`` that exists and writes
-``results/bench/summary.md``: the targets of issue 6 (met or not), then one table per benchmark.
+``results/bench/summary.md``: the benchmark targets (met or not), then one table per benchmark.
 
 Known reports: ``samplers`` (bench_samplers.py), ``epoch_overhead`` (bench_epoch.py),
 ``train_throughput`` (bench_train.py), ``cpu_speedups`` (bench_cpu_speedups.py) and the ranking
@@ -418,7 +418,7 @@ def summarize(directory: Path) -> str:
     out = [
         "# Benchmarks",
         "",
-        "Every comparison is a ratio measured side by side in one run (issue 6). Written by "
+        "Every comparison is a ratio measured side by side in one run. Written by "
         "`benchmarks/summary.py` from the JSON reports in this folder.",
         "",
         "## Targets",

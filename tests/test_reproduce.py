@@ -142,7 +142,7 @@ def test_ablation_profile_has_the_arms_the_issue_asks_for():
     nbow, minilm = profile.groups["nbow"], profile.groups["minilm"]
     assert nbow["languages"] == list(LANGUAGES) and nbow["seeds"] == [1, 2, 3]
     assert nbow["config"]["train"]["epochs"] == 2 and nbow["config"]["train"]["batch_size"] == 128
-    # the first release's local nbow group, whose TBS result the ablation explains
+    # the original local nbow group, whose TBS result the ablation explains
     assert nbow["config"]["data"] == {"max_train_pairs": 10000, "max_valid_queries": 2000}
     arms = {
         label: reproduce.group_config(profile, "nbow", label, 1).sampler

@@ -1,4 +1,4 @@
-"""The pair record every part of codesearch reads (issue: foundation and data layer).
+"""The pair record every part of codesearch reads.
 
 A pair is (query, code): the first paragraph of a function's doc comment and the function
 without that doc comment, as in CodeSearchNet (Husain et al. 2019, arXiv 1909.09436).
