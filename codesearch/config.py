@@ -89,9 +89,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     grad_clip: float = 1.0
-    mixed_precision: str = (
-        "auto"  # auto (launcher, else bf16 where native: precision.py) | no | bf16 | fp16
-    )
+    # auto (the launcher's, else bf16 where native: codesearch/precision.py) | no | bf16 | fp16
+    mixed_precision: str = "auto"
     seed: int = 0
     max_steps: int | None = None  # stop after this many optimiser steps in total
     save_every: int = 0  # checkpoint every N steps (0: only at epoch end)

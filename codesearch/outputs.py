@@ -11,10 +11,12 @@ is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from codesearch.errors import UserError
@@ -97,6 +99,19 @@ def temporary_file_beside(path: str | Path) -> Path:
     """A new, empty file beside ``path`` with a unique name, for writing ``path`` atomically:
     write it, then ``os.replace`` it onto ``path``."""
     return _unique_beside(Path(path), ".tmp", lambda p: open(p, "x").close())
+
+
+@contextlib.contextmanager
+def replacing_file(path: str | Path) -> Iterator[Path]:
+    """Write ``path`` atomically: yields a new temporary file beside it, renamed onto ``path``
+    when the block ends, removed (it is this process's own) when the block raises."""
+    tmp = temporary_file_beside(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class DirectoryLock:

@@ -230,14 +230,15 @@ def load_grid(results_dir: str | Path) -> dict:
             eval_path = _resolve(cell["eval"], results_dir)
         cell["result"] = read_json_object(eval_path)
         _check_eval(cell["result"], eval_path, languages)
-        info_path = _resolve(cell.get("run_dir", ""), results_dir) / "run_info.json"
+        run_dir = _resolve(cell.get("run_dir", ""), results_dir)
         try:  # only for the machine lines: a run moved or damaged says "not recorded"
-            cell["run_info"] = read_json_object(info_path) if info_path.is_file() else {}
+            info = run_dir / "run_info.json"
+            cell["run_info"] = read_json_object(info) if info.is_file() else {}
         except UserError:
             cell["run_info"] = {}
         cell["epochs"] = {}
         for language in languages:
-            path = _resolve(cell.get("run_dir", ""), results_dir) / language / "metrics.jsonl"
+            path = run_dir / language / "metrics.jsonl"
             if path.is_file():
                 cell["epochs"][language] = read_epoch_rows(path)
             else:

@@ -91,7 +91,7 @@ def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
     # Without a GPU, Accelerate forms a multi-process (gloo) group only when told cpu=True;
     # otherwise `accelerate launch --multi_gpu` / torchrun on CPU give N independent runs.
     accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
+        cpu=device_type == "cpu",
         mixed_precision=precision,
         log_with="tensorboard" if config.train.tensorboard else None,
         project_dir=str(out_dir),

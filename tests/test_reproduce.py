@@ -137,7 +137,7 @@ def test_shipped_profiles_validate(name):
         assert config.sampler.name == cell.sampler_name and config.train.seed == cell.seed
 
 
-def test_ablation_profile_has_the_arms_the_issue_asks_for():
+def test_ablation_profile_has_the_arms_its_docs_describe():
     profile = reproduce.load_profile(EXPERIMENTS / "ablation.yaml")
     nbow, minilm = profile.groups["nbow"], profile.groups["minilm"]
     assert nbow["languages"] == list(LANGUAGES) and nbow["seeds"] == [1, 2, 3]
@@ -197,7 +197,7 @@ def test_an_arm_runs_its_sampler_with_its_own_keys(tiny_data, tmp_path):
     assert "tbs-warm − random" in (tmp_path / "results" / "report.md").read_text()
 
 
-def test_local_profile_covers_the_grid_the_issue_asks_for():
+def test_local_profile_covers_the_grid_the_readme_describes():
     """The headline: a pretrained fine-tune over >= 3 languages x 3 samplers x >= 3 seeds
     (800 training pairs per cell and 1,000 test pairs: what fits 60 minutes on an AVX2-only
     CPU in fp32); and an nbow row for every language."""

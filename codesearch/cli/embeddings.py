@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from codesearch.config import add_sampler_arguments
 from codesearch.errors import UserError
-from codesearch.outputs import check_output_file, temporary_file_beside
+from codesearch.outputs import check_output_file, replacing_file
 
 # --- codesearch embed -----------------------------------------------------------------------
 
@@ -62,6 +61,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from codesearch.evaluate import embed_records, models_for_languages
     from codesearch.model import load_model
     from codesearch.precision import (
+        ENCODING_PRECISIONS,
         machine_info,
         resolve_encoding_precision,
         warn_if_emulated,
@@ -72,8 +72,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
     check_output_file(args.out, "embeddings file")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.precision not in ("auto", "fp32", "bf16"):
-        raise UserError(f"--precision must be one of auto, fp32, bf16, got {args.precision}")
+    if args.precision not in ENCODING_PRECISIONS:
+        raise UserError(
+            f"--precision must be one of {', '.join(ENCODING_PRECISIONS)}, got {args.precision}"
+        )
     language = normalize_language(args.language)
     records = subsample(load_records(args.data, language, args.split), args.max_pairs, args.seed)
     if not records:
@@ -91,31 +93,30 @@ def cmd_embed(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_file_beside(out)
-    with open(tmp, "wb") as handle:  # a file handle: np.savez would append '.npz' to a name
-        np.savez(
-            handle,
-            queries=queries.astype(np.float32),
-            codes=codes.astype(np.float32),
-            ids=np.array([r.id for r in records]),
-            query_keys=text_keys([r.query for r in records]),
-            code_keys=text_keys([r.code for r in records]),
-            meta=np.array(
-                json.dumps(
-                    {
-                        "model": name,
-                        "data": str(args.data),
-                        "language": language,
-                        "split": args.split,
-                        "max_pairs": args.max_pairs,
-                        "seed": args.seed,
-                        "precision": precision,
-                        "machine": machine_info(precision, device.type),
-                    }
-                )
-            ),
-        )
-    os.replace(tmp, out)
+    with replacing_file(out) as tmp:
+        with open(tmp, "wb") as handle:  # a file handle: np.savez would append '.npz' to a name
+            np.savez(
+                handle,
+                queries=queries.astype(np.float32),
+                codes=codes.astype(np.float32),
+                ids=np.array([r.id for r in records]),
+                query_keys=text_keys([r.query for r in records]),
+                code_keys=text_keys([r.code for r in records]),
+                meta=np.array(
+                    json.dumps(
+                        {
+                            "model": name,
+                            "data": str(args.data),
+                            "language": language,
+                            "split": args.split,
+                            "max_pairs": args.max_pairs,
+                            "seed": args.seed,
+                            "precision": precision,
+                            "machine": machine_info(precision, device.type),
+                        }
+                    )
+                ),
+            )
     print(f"wrote {out}: {len(records):,} pairs x {queries.shape[1]} dims ({seconds:.1f} s)")
     return 0
 

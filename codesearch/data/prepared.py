@@ -22,7 +22,7 @@ from codesearch import __version__
 from codesearch.data.jsonl import not_a_plain_file, read_jsonl
 from codesearch.data.schema import ALL_SPLITS, LANGUAGES, PairRecord, record_from_dict
 from codesearch.errors import DataError, UserError
-from codesearch.outputs import replace_dir, staging_dir, temporary_file_beside
+from codesearch.outputs import replace_dir, replacing_file, staging_dir
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -39,17 +39,10 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write text through a temporary file of a unique name and an atomic rename."""
-    path = Path(path)
-    tmp = temporary_file_beside(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with replacing_file(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def json_safe(obj: object) -> object:
