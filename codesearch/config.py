@@ -36,6 +36,8 @@ class DataConfig:
 
 
 ENCODERS = ("transformer", "nbow")
+MAX_SCALE = 1000.0  # the logit scale; the paper's is 20 (temperature 0.05)
+MAX_NBOW_DIM = 16384  # 2 GB of float32 with MiniLM's 30,522-token vocabulary
 TOWERS = ("shared", "separate")
 POOLINGS = ("mean", "cls")
 INPUT_FORMATS = ("plain", "unixcoder")
@@ -67,11 +69,13 @@ class ModelConfig:
             raise ValueError("model.pooling must be mean when encoder is nbow")
         if not self.model:
             raise ValueError("model.model must be a non-empty name or path")
-        check_number("model.scale", self.scale, low=0, low_open=True)
+        check_number("model.scale", self.scale, low=0, high=MAX_SCALE, low_open=True)
         for name in ("nbow_dim", "max_query_length", "max_code_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"model.{name} must be a positive integer; got {value!r}")
+        if self.nbow_dim > MAX_NBOW_DIM:  # the table is vocabulary x dim floats, per tower
+            raise ValueError(f"model.nbow_dim must be at most {MAX_NBOW_DIM}; got {self.nbow_dim}")
         if (
             self.input_format == "unixcoder"
             and min(self.max_query_length, self.max_code_length) < 5
@@ -232,7 +236,7 @@ def _coerce(value: object, annotation: object, where: str) -> object:
     if hints in (int, float):
         try:
             number = hints(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # int(.inf), int(1e400)
             number = None
         if number is None or (hints is int and isinstance(value, float) and value != number):
             raise UserError(f"{where}: expected {hints.__name__}, got {value!r}")

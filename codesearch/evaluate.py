@@ -20,7 +20,12 @@ import torch
 
 from codesearch import metrics
 from codesearch.data.pairs import subsample, tokenize_lengths
-from codesearch.data.prepared import load_manifest, load_records, write_json_atomic
+from codesearch.data.prepared import (
+    load_manifest,
+    load_records,
+    read_json_object,
+    write_json_atomic,
+)
 from codesearch.data.schema import CANDIDATE_SPLIT, PairRecord, parse_languages
 from codesearch.encode import encode_ids, precision_context
 from codesearch.errors import UserError
@@ -253,9 +258,30 @@ def evaluate(
     }
 
 
+TABLE_COLUMNS = ("mrr", "recall@1", "recall@5", "recall@10", "ndcg@10")
+
+
+def read_results(path: str | Path) -> dict:
+    """A ``codesearch evaluate --out`` file, checked for what ``format_table`` reads: a
+    UserError naming the file and the field that is missing or of another type."""
+    results = read_json_object(path)
+    languages, average = results.get("languages"), results.get("average")
+    if not isinstance(languages, dict) or not languages or not isinstance(average, dict):
+        raise UserError(
+            f"{path}: not a `codesearch evaluate --out` file (expected 'languages' and "
+            "'average' objects)"
+        )
+    for name, row in [*languages.items(), ("average", average)]:
+        for column in (*TABLE_COLUMNS, *(("n_queries",) if name != "average" else ())):
+            value = row.get(column) if isinstance(row, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise UserError(f"{path}: '{name}' has no number '{column}' (got {value!r:.40})")
+    return results
+
+
 def format_table(results: dict) -> str:
     """Markdown table of MRR and recalls per language, with the average row."""
-    cols = ["mrr", "recall@1", "recall@5", "recall@10", "ndcg@10"]
+    cols = list(TABLE_COLUMNS)
     lines = [
         "| language | " + " | ".join(c.upper() if c == "mrr" else c for c in cols) + " | queries |",
         "|---|" + "---:|" * (len(cols) + 1),

@@ -11,16 +11,17 @@ load it. ``--push-to-hub REPO`` uploads that folder with ``huggingface_hub``'s `
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import yaml
 
+from codesearch.config import load_run_config
 from codesearch.data.prepared import read_json_object
 from codesearch.errors import UserError
-from codesearch.evaluate import format_table
+from codesearch.evaluate import format_table, read_results
 from codesearch.outputs import replace_dir, staging_dir
-from codesearch.safe_yaml import read_yaml
 
 CARD = """---
 library_name: sentence-transformers
@@ -67,7 +68,7 @@ The resolved training config (`codesearch train --config`):
 
 def model_card(run_dir: Path, task: str, results: dict | None, load_path: str) -> str:
     info = read_json_object(run_dir / "run_info.json")
-    config = read_yaml(run_dir / "config.yaml", "run config")
+    config = load_run_config(run_dir).to_dict()  # checked: a damaged file is one line
     if results is None:
         evaluation = "Not evaluated here: pass `--results` (a `codesearch evaluate --out` file)."
     else:
@@ -76,8 +77,9 @@ def model_card(run_dir: Path, task: str, results: dict | None, load_path: str) -
             f"`{results.get('data')}` (data_hash `{results.get('data_hash')}`):\n\n"
             + format_table(results)
         )
-    data = info.get("data", {})
-    packages = ", ".join(f"{k} {v}" for k, v in (info.get("packages") or {}).items())
+    data = info.get("data") if isinstance(info.get("data"), dict) else {}
+    packages = info.get("packages") if isinstance(info.get("packages"), dict) else {}
+    packages = ", ".join(f"{k} {v}" for k, v in packages.items())
     return CARD.format(
         title=f"codesearch {config['sampler']['name']} {task}",
         base=config["model"]["model"],
@@ -106,7 +108,12 @@ def export_run(
 ) -> Path:
     """Write the export folder (module docstring); with ``repo_id``, upload it."""
     run_dir, out = Path(run_dir), Path(out)
-    models = read_json_object(run_dir / "run.json")["models"]
+    models = read_json_object(run_dir / "run.json").get("models")
+    if not isinstance(models, dict) or not all(isinstance(v, str) for v in models.values()):
+        raise UserError(
+            f"{run_dir / 'run.json'}: expected 'models' {{task: folder}}, as `codesearch train` "
+            "writes it"
+        )
     if task is None:
         if len(models) != 1:
             raise UserError(f"{run_dir}: holds {', '.join(models)}; choose one with --language")
@@ -119,9 +126,11 @@ def export_run(
             f"{best}: not a sentence-transformers folder (the nbow encoder has none; "
             "export a transformer run)"
         )
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out}: exists and is not empty; choose another --out")
-    evaluation = read_json_object(results) if results else None
+    if out.is_symlink() and not out.exists():
+        raise UserError(f"{out}: a link to nothing ({os.readlink(out)}); choose another --out")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: exists and is not an empty directory; choose another --out")
+    evaluation = read_results(results) if results else None
     card = model_card(run_dir, task, evaluation, repo_id or str(out))
     tmp = staging_dir(out)  # a new directory of this process's: the only one removed on error
     try:

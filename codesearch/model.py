@@ -127,6 +127,19 @@ class TransformerTower(nn.Module):
     def dim(self) -> int:
         return int(self.encoder.config.hidden_size)
 
+    @property
+    def max_positions(self) -> int | None:
+        """The longest input the encoder's position embeddings hold (RoBERTa-style models
+        start positions after the padding index, so 514 entries hold 512 tokens)."""
+        config = self.encoder.config
+        limit = getattr(config, "max_position_embeddings", None)
+        relative = getattr(config, "position_embedding_type", None) not in (None, "absolute")
+        if not isinstance(limit, int) or relative:
+            return None
+        if "roberta" in str(getattr(config, "model_type", "")):
+            limit -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+        return limit
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         return pool(out.last_hidden_state, attention_mask, self.pooling)  # (B, d)
@@ -218,6 +231,13 @@ class DualEncoder(nn.Module):
             code = query if config.towers == "shared" else _build_tower(config, len(self.tokenizer))
             towers = (query, code)
         self.query_tower, self.code_tower = towers
+        for side, length in (("query", config.max_query_length), ("code", config.max_code_length)):
+            limit = getattr(towers[side == "code"], "max_positions", None)
+            if limit is not None and length > limit:
+                raise UserError(
+                    f"max {side} length {length} is longer than the {limit} positions of the "
+                    f"encoder '{config.model}'; use at most {limit}"
+                )
 
     @property
     def dim(self) -> int:
@@ -289,7 +309,12 @@ class DualEncoder(nn.Module):
             str(directory), trust_remote_code=config.trust_remote_code
         )
         if config.encoder == "nbow":
-            vocab_size = int(meta["vocab_size"])
+            vocab_size = meta.get("vocab_size")
+            if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+                raise UserError(
+                    f"{directory / META_FILE}: 'vocab_size' must be a positive integer for the "
+                    f"nbow encoder; got {vocab_size!r}"
+                )
             query = NBOWTower(vocab_size, config.nbow_dim)
             shared = config.towers == "shared"
             code = query if shared else NBOWTower(vocab_size, config.nbow_dim)
@@ -341,6 +366,7 @@ def save_sentence_transformer(model: DualEncoder, out: Path) -> None:
     for side, length in (("query", config.max_query_length), ("code", config.max_code_length)):
         folder = staging / side
         towers[side].encoder.save_pretrained(str(folder))
+        drop_remote_code(folder, towers[side].encoder)
         model.tokenizer.save_pretrained(str(folder))
         try:  # no pooler, as load_encoder: it would be saved with random weights
             kwargs = {"model_kwargs": {"add_pooling_layer": False}}
@@ -359,6 +385,19 @@ def save_sentence_transformer(model: DualEncoder, out: Path) -> None:
     st = SentenceTransformer(modules=[router, Normalize()], device="cpu", prompts=prompts)
     st.save(str(out))
     shutil.rmtree(staging)
+
+
+def drop_remote_code(folder: Path, encoder: nn.Module) -> None:
+    """Remove ``auto_map`` and ``trust_remote_code`` from ``folder/config.json`` when the
+    encoder is a class of Transformers itself: a base model's folder may carry them, and a
+    saved run (and its export) would otherwise ask whoever loads it to run that code."""
+    path = folder / "config.json"
+    if not type(encoder).__module__.startswith("transformers.") or not path.is_file():
+        return
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if {"auto_map", "trust_remote_code"} & set(saved):
+        saved = {k: v for k, v in saved.items() if k not in ("auto_map", "trust_remote_code")}
+        path.write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
 
 
 def point_to_sentence_transformer(folder: Path, model_dir: str) -> bool:
@@ -413,7 +452,15 @@ def _config_with_overrides(
                 f"(saved {saved.get(name)!r}, asked {value!r}); only {', '.join(RUNTIME_FIELDS)} "
                 "may differ"
             )
-    return ModelConfig(**{**saved, **overrides})
+    return model_config({**saved, **overrides}, str(directory / META_FILE))
+
+
+def model_config(values: dict[str, Any], source: str) -> ModelConfig:
+    """``ModelConfig(**values)``; a value it refuses is a UserError naming ``source``."""
+    try:
+        return ModelConfig(**values)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{source}: {error}") from None
 
 
 def load_model(name_or_dir: str | Path, **overrides: Any) -> tuple[DualEncoder, Any]:
@@ -422,5 +469,5 @@ def load_model(name_or_dir: str | Path, **overrides: Any) -> tuple[DualEncoder, 
     if (Path(name_or_dir) / META_FILE).is_file():
         model = DualEncoder.from_pretrained(name_or_dir, **overrides)
     else:
-        model = DualEncoder(ModelConfig(model=str(name_or_dir), **overrides))
+        model = DualEncoder(model_config({"model": str(name_or_dir), **overrides}, "model options"))
     return model, model.tokenizer

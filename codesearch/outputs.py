@@ -116,21 +116,32 @@ def replacing_file(path: str | Path) -> Iterator[Path]:
 
 class DirectoryLock:
     """An exclusive, non-blocking lock on ``directory/.lock`` (flock: released when the process
-    ends, even by SIGKILL, so a crash never leaves a stale lock)."""
+    ends, even by SIGKILL, so a crash never leaves a stale lock). With ``beside=True`` the lock
+    is ``.<name>.lock`` next to ``directory`` instead, for a directory that is replaced as a
+    whole (a prepared data directory); that file is removed again on exit."""
 
-    def __init__(self, directory: str | Path, what: str):
-        self.path, self.what, self._handle = Path(directory) / ".lock", what, None
+    def __init__(self, directory: str | Path, what: str, beside: bool = False):
+        directory = Path(directory)
+        self.directory, self.what, self.beside, self._handle = directory, what, beside, None
+        if beside:
+            self.path = directory.absolute().with_name(f".{directory.absolute().name}.lock")
+        else:
+            self.path = directory / ".lock"
 
     def __enter__(self) -> DirectoryLock:
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until __exit__)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise UserError(
-                f"{self.path.parent}: another process is using this {self.what} "
-                f"(locked: {self.path}); wait for it to finish"
-            ) from None
+        for _ in range(100):
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until __exit__)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise UserError(
+                    f"{self.directory}: another process is writing this {self.what} "
+                    f"(locked: {self.path}); wait for it to finish"
+                ) from None
+            if self._still_linked(handle):
+                break
+            handle.close()  # its holder removed the file before we locked it: lock anew
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -138,8 +149,16 @@ class DirectoryLock:
         self._handle = handle
         return self
 
+    def _still_linked(self, handle) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
     def __exit__(self, *exc) -> None:
         if self._handle is not None:
+            if self.beside:  # while still held, so no one else can be holding this file
+                self.path.unlink(missing_ok=True)
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None

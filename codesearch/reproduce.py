@@ -112,6 +112,17 @@ FIXED_KEYS = ("data.path", "data.languages", "sampler.name", "train.seed")
 ARM_KEYS = {"label", "sampler", "set"}
 
 
+def check_name(where: str, name: str) -> str:
+    """``name`` if it is safe as one path component under runs/ and results/ (letters, digits,
+    '-', '_', '.', not only dots), else a UserError: a profile, group or arm named '../x' would
+    write outside them."""
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or not name.strip("."):
+        raise UserError(
+            f"{where} '{name}' may hold only letters, digits, '-', '_' and '.' (and not only dots)"
+        )
+    return name
+
+
 def parse_arm(where: str, entry: object) -> tuple[str, dict]:
     """One entry of a group's ``samplers`` list: a sampler name, or an arm
     ``{label: NAME, sampler: SAMPLER, set: {section.key: value, ...}}`` (a sampler with its own
@@ -122,8 +133,7 @@ def parse_arm(where: str, entry: object) -> tuple[str, dict]:
     label, sampler = arm.get("label"), arm.get("sampler")
     if not isinstance(label, str) or not label or not isinstance(sampler, str):
         raise UserError(f"{where}: an arm needs a 'label' and a 'sampler' (strings)")
-    if not all(c.isalnum() or c in "-_." for c in label):
-        raise UserError(f"{where}: label '{label}' may hold only letters, digits, '-', '_', '.'")
+    check_name(f"{where}: label", label)
     overrides = arm.get("set") or {}
     if not isinstance(overrides, dict) or not all(
         isinstance(v, (str, int, float, bool)) for v in overrides.values()
@@ -184,7 +194,7 @@ def load_profile(path: str | Path) -> Profile:
     if not isinstance(groups, dict) or not groups:
         raise UserError(f"{path}: groups must name at least one group of cells")
     profile = Profile(
-        name=str(tree.get("name") or path.stem),
+        name=check_name(f"{path}: name", str(tree.get("name") or path.stem)),
         description=str(tree.get("description", "")),
         path=path,
         data_path=str(data["path"]),
@@ -199,6 +209,7 @@ def load_profile(path: str | Path) -> Profile:
     )
     for name, spec in groups.items():
         where = f"{path}: groups.{name}"
+        check_name(f"{path}: group", str(name))
         spec = dict(_check_keys(where, spec, GROUP_KEYS))
         try:
             spec["languages"] = parse_languages(spec.get("languages", "all"))
@@ -591,6 +602,26 @@ def run_group(
     return failed
 
 
+def previous_cells(path: Path) -> list[dict]:
+    """The cell rows of an earlier grid.json, for the timings of finished cells; which cells
+    are finished comes from their evaluation files, so a damaged grid.json costs only those
+    timings (one warning) and is rewritten."""
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8")).get("cells")
+        if not isinstance(rows, list):
+            raise TypeError("no list of cells")
+    except (ValueError, TypeError, AttributeError) as error:
+        print(
+            f"warning: {path}: unreadable ({error}); it is rewritten, without the timings of "
+            "the cells already done",
+            file=sys.stderr,
+        )
+        return []
+    return [row for row in rows if isinstance(row, dict)]
+
+
 def run_profile(
     profile_path: str | Path,
     runs_root: str | Path | None = None,
@@ -611,13 +642,11 @@ def run_profile(
     state = {
         cell.id: {"status": "done" if cell.eval_path.is_file() else "pending"} for cell in cells
     }
-    previous = results_dir / "grid.json"
-    if previous.is_file():
-        for row in json.loads(previous.read_text(encoding="utf-8")).get("cells", []):
-            if row.get("id") in state and state[row["id"]]["status"] == "done":
-                state[row["id"]].update(
-                    {k: row[k] for k in ("train_seconds", "eval_seconds") if k in row}
-                )
+    for row in previous_cells(results_dir / "grid.json"):
+        if row.get("id") in state and state[row["id"]]["status"] == "done":
+            state[row["id"]].update(
+                {k: row[k] for k in ("train_seconds", "eval_seconds") if k in row}
+            )
     todo = [c for c in cells if state[c.id]["status"] != "done"]
     start = time.perf_counter()
 

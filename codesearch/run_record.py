@@ -22,6 +22,7 @@ from codesearch.data.prepared import (
 )
 from codesearch.data.schema import parse_languages
 from codesearch.errors import UserError
+from codesearch.outputs import replacing_file
 from codesearch.precision import machine_info
 from codesearch.versions import package_versions
 
@@ -84,6 +85,29 @@ class MetricsLog:
     def __init__(self, path: Path, enabled: bool, accelerator: Accelerator | None = None):
         self.path, self.enabled, self.accelerator = path, enabled, accelerator
 
+    def keep_until(self, step: int, epoch: int) -> int:
+        """On resuming from the checkpoint at global ``step`` in ``epoch``: drop the rows that
+        a crash after that checkpoint left (a later checkpoint that failed, on a full disk
+        say), which the resumed run writes again; a torn last line too. Returns the rows
+        dropped."""
+        if not self.enabled or not self.path.is_file():
+            return 0
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = []
+        for line in lines:
+            try:
+                row = json.loads(line)
+                step_done = row["step"] <= step
+                epoch_done = row.get("event") != "epoch" or row["epoch"] < epoch
+            except (ValueError, KeyError, TypeError):
+                continue
+            if step_done and epoch_done and line.endswith("\n"):
+                kept.append(line)
+        if len(kept) < len(lines):
+            with replacing_file(self.path) as tmp:
+                tmp.write_text("".join(kept), encoding="utf-8")
+        return len(lines) - len(kept)
+
     def write(self, **row) -> None:
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as handle:
@@ -108,6 +132,20 @@ def is_run_directory(out_dir: Path) -> bool:
         (out_dir / "config.yaml").is_file()
         and isinstance(info, dict)
         and {"command", "seed", "packages"} <= set(info)
+    )
+
+
+def has_trained(out_dir: Path) -> bool:
+    """Whether a run in ``out_dir`` got as far as training: a metrics row, a checkpoint, a
+    best model or run.json. A run that failed before (a wrong --model, too little memory)
+    left only its config.yaml and run_info.json, which a new ``train`` there rewrites."""
+    if (out_dir / "run.json").exists():
+        return True
+    return out_dir.is_dir() and any(
+        (task / name).exists()
+        for task in out_dir.iterdir()
+        if task.is_dir()
+        for name in ("metrics.jsonl", "checkpoint", "best")
     )
 
 
@@ -150,8 +188,7 @@ def check_run(
                 f"--batch-size {batch_size} is larger than the training data "
                 f"({n} pairs of {', '.join(task_languages)})"
             )
-    holds_run = out_dir.is_dir() and any(p.name != ".lock" for p in out_dir.iterdir())
-    if holds_run and not resume and (out_dir / "config.yaml").is_file():
+    if not resume and has_trained(out_dir):
         raise UserError(
             f"{out_dir}: already holds a run; pass --resume to continue it or choose another --out"
         )

@@ -61,6 +61,14 @@ class TBSBatchSampler(DefaultBatchSampler):
                 f"(the dataset has {dataset.column_names})"
             )
         self.queries, self.documents = (list(dataset[c]) for c in self.columns)
+        for column, values in zip(self.columns, (self.queries, self.documents), strict=True):
+            wrong = next((v for v in values if not isinstance(v, str)), None)
+            if wrong is not None:
+                raise ValueError(
+                    f"TBSBatchSampler embeds the column '{column}' as text, but it holds "
+                    f"{type(wrong).__name__} values ({wrong!r:.40}); pass columns=(query, "
+                    "document) naming two string columns"
+                )
         options = options or TBSOptions()
         # the similarity search runs where the model does (a GPU's tiles, as in codesearch train)
         self.sampler = TBSSampler(len(dataset), batch_size, seed, 1, options, str(model.device))

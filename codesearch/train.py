@@ -12,6 +12,7 @@ replays the remaining batches of the interrupted epoch exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import sys
@@ -188,6 +189,7 @@ def setup_task(
     if resume and (ckpt_dir / "trainer_state.json").is_file():
         task.state = load_checkpoint(accelerator, ckpt_dir, sampler, task.scheduler, cache)
         task.state.finished = task.done()  # more epochs on resume reopen a finished task
+        log.keep_until(task.state.global_step, task.state.epoch)
         if accelerator.is_main_process:
             where = f"epoch {task.state.epoch}, step {task.state.global_step}"
             print(f"resumed {task_dir.name} at {where}", file=sys.stderr)
@@ -324,6 +326,15 @@ def train_step(task: Task, batch: Batch) -> float:
         extra_codes = c_all[len(mine) :] if inputs.has_extras else None
         scale, symmetric = config.model.scale, config.train.symmetric_loss
         loss = info_nce(q, c_all[: len(mine)], scale, extra_codes, symmetric, inputs.mask)
+    # the global mean, the same in every process, so that all of them stop together
+    global_loss = float(accelerator.reduce(loss.detach(), reduction="mean"))
+    if not math.isfinite(global_loss):
+        raise UserError(
+            f"{task.task_dir}: the loss of step {task.state.global_step + 1} is {global_loss} "
+            f"(model.scale {config.model.scale}, train.lr {config.train.lr}, precision "
+            f"{accelerator.mixed_precision}); stopped before that step's update, the last "
+            "checkpoint is kept"
+        )
     if task.cache is not None:
         task.cache.record(mine, q, c_all[: len(mine)])
     accelerator.backward(loss)
@@ -332,4 +343,4 @@ def train_step(task: Task, batch: Batch) -> float:
     task.optimizer.step()
     task.scheduler.step()
     task.optimizer.zero_grad(set_to_none=True)
-    return float(accelerator.reduce(loss.detach(), reduction="mean"))
+    return global_loss

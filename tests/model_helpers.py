@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,3 +37,25 @@ def tokenize_pairs(
         "code_input_ids": c_ids,
         "code_attention_mask": c_mask,
     }
+
+
+def tiny_bert_dir(root: Path) -> Path:
+    """A randomly initialised one-layer BERT (64 positions) with MiniLM's tokenizer, saved as
+    a local model folder: a transformer base model in milliseconds."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from codesearch.model import resolve_model_name
+
+    path = root / "tiny-bert"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path

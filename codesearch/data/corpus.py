@@ -14,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import stat
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from multiprocessing import get_context
@@ -23,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from codesearch.data import extract, filters
+from codesearch.data.jsonl import not_a_plain_file
 from codesearch.data.prepared import PreparedWriter
 from codesearch.data.schema import SPLITS, PairRecord, make_id
 from codesearch.errors import UserError
@@ -65,12 +65,11 @@ def _extract_file(job: tuple) -> tuple[list[PairRecord], Counter]:
     root, rel, language, package, unit_depth, url_base = job
     dropped: Counter = Counter()
     path = Path(root, rel)
+    if not_a_plain_file(path) is not None:  # a FIFO, a device, a link into /proc, gone
+        dropped["file_not_regular"] += 1
+        return [], dropped
     try:
-        info = path.stat()  # follows symlinks: a link to a device or FIFO is not regular
-        if not stat.S_ISREG(info.st_mode):
-            dropped["file_not_regular"] += 1
-            return [], dropped
-        if info.st_size > MAX_FILE_BYTES:
+        if path.stat().st_size > MAX_FILE_BYTES:
             dropped["file_too_large"] += 1
             return [], dropped
         with open(path, "rb") as handle:

@@ -23,6 +23,7 @@ MAX_WARNINGS_PER_FILE = 3
 # One record (one line) at most: CodeSearchNet's largest records are a few hundred KB. A longer
 # line is skipped (counted, or an error under strict) without ever being held whole.
 MAX_RECORD_BYTES = 8 << 20
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 # Files there are regular in name but endless or unbounded when read (/proc/self/pagemap).
@@ -103,6 +104,8 @@ def read_jsonl(
                         raise DataError(
                             f"record too large (over {MAX_RECORD_BYTES >> 20} MiB)", name, line_no
                         )
+                    if line_no == 1 and raw.startswith(UTF8_BOM):  # some editors write one
+                        raw = raw[len(UTF8_BOM) :]
                     try:
                         text = raw.decode("utf-8")
                     except UnicodeDecodeError as exc:

@@ -22,7 +22,7 @@ from codesearch import __version__
 from codesearch.data.jsonl import not_a_plain_file, read_jsonl
 from codesearch.data.schema import ALL_SPLITS, LANGUAGES, PairRecord, record_from_dict
 from codesearch.errors import DataError, UserError
-from codesearch.outputs import replace_dir, replacing_file, staging_dir
+from codesearch.outputs import DirectoryLock, replace_dir, replacing_file, staging_dir
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -138,13 +138,21 @@ class PreparedWriter:
             )
 
     def __enter__(self) -> PreparedWriter:
-        self.check_replaceable()
-        self.partial = staging_dir(self.out_dir)
+        self.out_dir.absolute().parent.mkdir(parents=True, exist_ok=True)
+        self.lock = DirectoryLock(self.out_dir, "prepared data directory", beside=True)
+        self.lock.__enter__()  # two builds into one --out: the second stops here
+        try:
+            self.check_replaceable()
+            self.partial = staging_dir(self.out_dir)
+        except BaseException:
+            self.lock.__exit__()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self.finished and self.partial is not None:
             shutil.rmtree(self.partial, ignore_errors=True)
+        self.lock.__exit__()
 
     def write_split(self, language: str, split: str, records: Iterable[PairRecord]) -> int:
         if language not in LANGUAGES or split not in ALL_SPLITS:
@@ -218,9 +226,59 @@ def load_manifest(data_dir: str | Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"not valid JSON: {exc}", str(path)) from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("counts"), dict):
-        raise DataError("expected an object with 'counts'", str(path), field="counts")
+    check_manifest_shape(manifest, str(path))
     return manifest
+
+
+def check_manifest_shape(manifest: object, path: str) -> None:
+    """DataError naming the field unless ``manifest`` has the types ``finish`` writes:
+    ``counts`` {language: {split: records}} and, when present, ``files`` {"<language>/<split>
+    .jsonl": {"sha256": hex, "records": count}}."""
+    if not isinstance(manifest, dict):
+        raise DataError(f"expected a JSON object, got {type(manifest).__name__}", path)
+    counts = manifest.get("counts")
+    if not isinstance(counts, dict):
+        raise DataError("expected an object {language: {split: records}}", path, field="counts")
+    for lang, splits in counts.items():
+        if lang not in LANGUAGES or not isinstance(splits, dict):
+            raise DataError(
+                f"expected {{language: {{split: records}}}} with a language of "
+                f"{', '.join(LANGUAGES)}; got {lang!r}: {splits!r:.60}",
+                path,
+                field="counts",
+            )
+        for split, n in splits.items():
+            if split not in ALL_SPLITS or not _is_count(n):
+                raise DataError(
+                    f"expected {{split: records}} with a split of {', '.join(ALL_SPLITS)} and "
+                    f"a count >= 0; got {split!r}: {n!r:.60}",
+                    path,
+                    field=f"counts.{lang}",
+                )
+    files = manifest.get("files")
+    if files is None:
+        return
+    if not isinstance(files, dict):
+        raise DataError(
+            f"expected an object {{file: {{sha256, records}}}}, got {type(files).__name__}",
+            path,
+            field="files",
+        )
+    for rel, entry in files.items():
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or not _is_count(entry.get("records"))
+        ):
+            raise DataError(
+                f"expected {{sha256: hex, records: count}} for {rel!r}; got {entry!r:.60}",
+                path,
+                field="files",
+            )
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def available_languages(data_dir: str | Path) -> list[str]:

@@ -72,6 +72,24 @@ def make_id(language: str, *parts: str) -> str:
     return f"{language}-{digest}"
 
 
+def check_text(value: object, path: str | None, line: int | None, name: str) -> str:
+    """``value`` if it is a string that UTF-8 can hold, else a DataError naming the field. JSON's
+    escapes can spell a lone surrogate (``"\\ud800"``), which no file or tokenizer accepts."""
+    if not isinstance(value, str):
+        raise DataError(f"expected a string, got {type(value).__name__}", path, line, name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(
+            f"holds a lone surrogate (U+{ord(value[exc.start]):04X} at character "
+            f"{exc.start + 1}), which is not text",
+            path,
+            line,
+            name,
+        ) from None
+    return value
+
+
 def record_from_dict(obj: object, path: str | None = None, line: int | None = None) -> PairRecord:
     """Validate one decoded jsonl object against the schema; DataError names the field."""
     if not isinstance(obj, dict):
@@ -80,10 +98,7 @@ def record_from_dict(obj: object, path: str | None = None, line: int | None = No
     for name in FIELDS:
         if name not in obj:
             raise DataError("missing", path, line, name)
-        value = obj[name]
-        if not isinstance(value, str):
-            raise DataError(f"expected a string, got {type(value).__name__}", path, line, name)
-        values[name] = value
+        values[name] = check_text(obj[name], path, line, name)
     if values["language"] not in LANGUAGES:
         raise DataError(f"unknown language '{values['language']}'", path, line, "language")
     if values["split"] not in ALL_SPLITS:

@@ -30,6 +30,7 @@ from codesearch.data.schema import (
     LANGUAGES,
     SPLITS,
     PairRecord,
+    check_text,
     make_id,
     normalize_language,
     parse_languages,
@@ -51,10 +52,7 @@ def require_str(obj: dict, field: str, path: str, line: int | None) -> str:
     """obj[field] as a string, else a DataError naming the field."""
     if field not in obj:
         raise DataError("missing", path, line, field)
-    value = obj[field]
-    if not isinstance(value, str):
-        raise DataError(f"expected a string, got {type(value).__name__}", path, line, field)
-    return value
+    return check_text(obj[field], path, line, field)
 
 
 def require_str_list(obj: dict, field: str, path: str, line: int | None) -> list[str]:
@@ -65,6 +63,8 @@ def require_str_list(obj: dict, field: str, path: str, line: int | None) -> list
         raise DataError(
             f"expected a list of strings, got {type(value).__name__}", path, line, field
         )
+    for token in value:
+        check_text(token, path, line, field)
     return value
 
 

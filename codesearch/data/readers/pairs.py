@@ -35,6 +35,7 @@ from codesearch.data.schema import (
     FIELDS,
     SPLITS,
     PairRecord,
+    check_text,
     normalize_language,
     record_from_dict,
 )
@@ -79,9 +80,7 @@ def read_line(obj: object, path: str, line: int, language: str | None) -> dict:
             if name in ("query", "code"):
                 raise DataError("missing", path, line, name)
             continue
-        if not isinstance(obj[name], str):
-            raise DataError(f"expected a string, got {type(obj[name]).__name__}", path, line, name)
-        fields[name] = obj[name]
+        fields[name] = check_text(obj[name], path, line, name)
     if not fields["query"].strip() or not fields["code"].strip():
         raise DataError("empty", path, line, "query" if not fields["query"].strip() else "code")
     given = fields.get("language") or language
