@@ -211,7 +211,7 @@ def test_export_writes_a_loadable_folder_with_a_model_card(tiny_data, tmp_path, 
     # an existing folder is not overwritten; an nbow run has no sentence-transformers folder
     capsys.readouterr()
     assert cli_main(["export", str(run), "--out", str(out)]) == 2
-    assert "not empty" in capsys.readouterr().err
+    assert "is not an empty directory" in capsys.readouterr().err
     nbow = tmp_path / "nbow"
     assert (
         cli_main(

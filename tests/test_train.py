@@ -542,7 +542,7 @@ def test_two_runs_in_one_directory_exclude_each_other(tiny_data, finished_run, c
         capsys.readouterr()
         assert _train_cli(tiny_data, finished_run, "--resume", "--epochs", "2") == 2
         err = capsys.readouterr().err
-        assert "another process is using this run directory" in err and err.count("\n") == 1
+        assert "another process is writing this run directory" in err and err.count("\n") == 1
     assert (
         json.loads((finished_run / "python" / "checkpoint" / "trainer_state.json").read_text())[
             "trainer"
