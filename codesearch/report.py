@@ -9,12 +9,13 @@ run directory) and summarises it per group:
   i.e. MRR@1000; ``codesearch.metrics.mrr``), as mean and sample standard deviation
   (ddof=1) over seeds; the std is null with one seed.
 - every arm other than the baselines (random, hardneg) against each baseline, per language
-  and averaged over languages, with two intervals: Efron's percentile bootstrap of the mean
-  difference paired over queries (each query's reciprocal rank first averaged over the arm's
-  seeds; one resample of query indices applied to both arms), which leaves training noise out;
-  and a two-level bootstrap that resamples seeds (paired: seed k of one arm with seed k of the
-  other, which share their training subset and initialisation) and then queries, which
-  includes seed-to-seed variation. The per-seed differences are listed too.
+  and averaged over languages (``codesearch.significance``). Primary: the paired t interval
+  over per-seed differences (seed k of one arm against seed k of the other, which share their
+  training subset and initialisation), its p-value Holm-adjusted across the group's languages,
+  the exact sign-flip p, the smallest effect the design could detect, and "resolved" only
+  when the t interval excludes 0. Secondary, test-set noise only: Efron's percentile
+  bootstrap of the mean difference paired over queries (each query's reciprocal rank first
+  averaged over the arm's seeds).
 - epoch time and sampler time per epoch (``metrics.jsonl`` epoch rows), the overhead ratio
   over random, the L^Global - L^Train gap per epoch without and with the loss's false-negative
   mask, and the anchors that mask leaves without negatives (``diag_*``).
@@ -32,6 +33,7 @@ from codesearch.data.jsonl import read_jsonl
 from codesearch.data.prepared import read_json_object, write_json_atomic
 from codesearch.errors import DataError, UserError
 from codesearch.metrics import reciprocal_ranks
+from codesearch.significance import compare_over_seeds, holm, paired_bootstrap
 from codesearch.versions import package_versions
 
 MRR_CUTOFF = 1000
@@ -45,81 +47,12 @@ GAP_KEYS = (
     "diag_l_train_masked",
 )
 COUNT_KEYS = ("diag_anchors_no_negatives", "diag_anchors_under_half_negatives")
-_BOOTSTRAP_CHUNK_ELEMENTS = 2**22  # resampled indices held at once (16 MiB as int32)
-
-
-# --- statistics ---------------------------------------------------------------------------
-
-
-def paired_bootstrap(
-    a, b, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
-) -> dict:
-    """Efron percentile bootstrap of ``mean(a - b)``, paired: each resample draws query
-    indices with replacement and uses the same indices for ``a`` and ``b``.
-
-    Returns ``{"diff", "low", "high", "n"}``; the interval holds the central ``confidence``
-    share of the resampled means. Resamples go in chunks of at most 2**22 indices.
-    """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.ndim != 1 or a.shape != b.shape:
-        raise ValueError(f"a and b must be 1-d of the same length, got {a.shape} and {b.shape}")
-    if a.size == 0:
-        raise ValueError("paired_bootstrap needs at least one pair")
-    if n_resamples < 1 or not 0 < confidence < 1:
-        raise ValueError("need n_resamples >= 1 and 0 < confidence < 1")
-    diff = a - b  # pairing: resampling queries resamples their differences
-    n = diff.size
-    rng = np.random.default_rng(seed)
-    rows = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
-    means = np.empty(n_resamples)
-    for start in range(0, n_resamples, rows):
-        stop = min(start + rows, n_resamples)
-        idx = rng.integers(0, n, size=(stop - start, n), dtype=np.int32)  # (chunk, n)
-        means[start:stop] = diff[idx].mean(axis=1)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return {"diff": float(diff.mean()), "low": float(low), "high": float(high), "n": int(n)}
-
-
-def seed_query_bootstrap(
-    diffs: list[np.ndarray], n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
-) -> dict:
-    """Two-level percentile bootstrap of a mean difference that includes seed variation.
-
-    ``diffs``: one (S, Q_l) array per language of paired differences (row s: seed s of both
-    arms, column q: query q); every language has the same S seeds in the same order. Each
-    resample draws S seeds with replacement (the same draw for every language), then Q_l
-    queries with replacement per language, and takes the mean over languages of the mean
-    over the drawn (seed, query) cells. Returns ``{"diff", "low", "high", "n_seeds"}``. With
-    identical seed rows it is the query-level paired bootstrap; seed noise widens it."""
-    if not diffs or any(np.ndim(d) != 2 for d in diffs):
-        raise ValueError("diffs must be a non-empty list of (seeds, queries) arrays")
-    diffs = [np.asarray(d, dtype=np.float64) for d in diffs]
-    n_seeds = diffs[0].shape[0]
-    if any(d.shape[0] != n_seeds or d.shape[1] == 0 for d in diffs):
-        raise ValueError("every language needs the same number of seeds and >= 1 query")
-    if n_resamples < 1 or not 0 < confidence < 1:
-        raise ValueError("need n_resamples >= 1 and 0 < confidence < 1")
-    rng = np.random.default_rng(seed)
-    seed_weights = rng.multinomial(
-        n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_resamples
-    )  # (R, S) draw counts
-    means = np.zeros(n_resamples)
-    for d in diffs:
-        n_queries = d.shape[1]
-        rows = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n_queries)
-        for start in range(0, n_resamples, rows):
-            stop = min(start + rows, n_resamples)
-            counts = rng.multinomial(
-                n_queries, np.full(n_queries, 1 / n_queries), size=stop - start
-            )  # (chunk, Q) draw counts
-            per_seed = counts @ d.T / n_queries  # (chunk, S): each seed's resampled mean
-            means[start:stop] += (seed_weights[start:stop] * per_seed).sum(axis=1) / n_seeds
-    means /= len(diffs)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    point = float(np.mean([d.mean() for d in diffs]))
-    return {"diff": point, "low": float(low), "high": float(high), "n_seeds": n_seeds}
+DENSITY_KEYS = (  # ordering.graph_density, per epoch (TBS epochs only)
+    "graph_edges_per_pair",
+    "graph_isolated_share",
+    "graph_neighbour_in_batch",
+    "graph_neighbour_in_random_batch",
+)
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -165,6 +98,9 @@ def _epoch_row(obj, path: str, line: int) -> dict | None:
         return None
     if not isinstance(obj.get("epoch"), int):
         raise DataError("epoch row without an integer epoch", path, line, "epoch")
+    graph = obj.get("sampler_graph")
+    if isinstance(graph, dict):  # flat keys for the per-epoch series
+        obj.update({f"graph_{k}": v for k, v in graph.items() if isinstance(v, (int, float))})
     return obj
 
 
@@ -347,12 +283,14 @@ def comparisons(arms: list[str]) -> list[tuple[str, str]]:
 def _intervals(
     by_sampler: dict[str, list[dict]], languages: list[str], bootstrap: dict
 ) -> tuple[dict, dict]:
-    """Per language {"arm-base": query-level interval + "seed_level" + "per_seed"}, and the
-    same over the average of the languages (seed-level and per-seed only)."""
+    """Per language {"arm-base": query-level bootstrap + "seeds" (``compare_over_seeds``, with
+    "p_holm" across the languages)}, and {"arm-base": {"seeds": ...}} over the per-seed
+    average of the languages."""
     present = [s for s, cells in by_sampler.items() if cells]
     pairs = comparisons(present)
     if not pairs:
         return {}, {}
+    confidence = bootstrap["confidence"]
     cells = [c for sampler_cells in by_sampler.values() for c in sampler_cells]
     rr = {lang: _aligned_rr(cells, lang) for lang in languages}
     intervals: dict = {lang: {} for lang in languages}
@@ -360,31 +298,28 @@ def _intervals(
     for arm, base in pairs:
         key = f"{arm}-{base}"
         seeds = sorted(set(rr[languages[0]][arm]) & set(rr[languages[0]][base]))
-        diffs = []
+        per_seed_by_language = {}
         for lang in languages:
             a, b = rr[lang][arm], rr[lang][base]
-            query_level = paired_bootstrap(
+            entry = paired_bootstrap(
                 100 * np.mean(list(a.values()), axis=0),
                 100 * np.mean(list(b.values()), axis=0),
                 **bootstrap,
             )
             if seeds:
-                diff = 100 * np.stack([a[k] - b[k] for k in seeds])  # (S, Q)
-                diffs.append(diff)
-                query_level["seed_level"] = seed_query_bootstrap([diff], **bootstrap)
-                query_level["per_seed"] = dict(zip(seeds, diff.mean(axis=1).tolist(), strict=True))
-            intervals[lang][key] = query_level
+                per_seed = {k: 100 * float(np.mean(a[k] - b[k])) for k in seeds}
+                per_seed_by_language[lang] = per_seed
+                entry["seeds"] = compare_over_seeds(per_seed, confidence)
+            intervals[lang][key] = entry
         if seeds:
-            average[key] = {
-                "seed_level": seed_query_bootstrap(diffs, **bootstrap),
-                "per_seed": dict(
-                    zip(
-                        seeds,
-                        np.mean([d.mean(axis=1) for d in diffs], axis=0).tolist(),
-                        strict=True,
-                    )
-                ),
+            adjusted = holm({lang: intervals[lang][key]["seeds"]["p"] for lang in languages})
+            for lang in languages:
+                intervals[lang][key]["seeds"]["p_holm"] = adjusted[lang]
+            mean_over_languages = {
+                k: float(np.mean([per_seed_by_language[lang][k] for lang in languages]))
+                for k in seeds
             }
+            average[key] = {"seeds": compare_over_seeds(mean_over_languages, confidence)}
     return intervals, average
 
 
@@ -413,11 +348,11 @@ def _time_and_gap(by_sampler: dict[str, list[dict]], languages: list[str]) -> tu
             "total_seconds": float(sum(known)) if known else None,
             "overhead_vs_random": overhead,
         }
-        series = {k: _epoch_series(cells, languages, k, "mean") for k in GAP_KEYS}
+        series = {k: _epoch_series(cells, languages, k, "mean") for k in (*GAP_KEYS, *DENSITY_KEYS)}
         series.update({k: _epoch_series(cells, languages, k, "sum") for k in COUNT_KEYS})
         gap[sampler] = {
             "epochs": series["diag_gap"]["epochs"],
-            **{k: series[k]["values"] for k in (*GAP_KEYS, *COUNT_KEYS)},
+            **{k: series[k]["values"] for k in (*GAP_KEYS, *COUNT_KEYS, *DENSITY_KEYS)},
             "per_language": series["diag_gap"]["per_language"],
             "per_language_masked": series["diag_gap_masked"]["per_language"],
         }
@@ -528,9 +463,10 @@ def summarize_grid(
         "mrr_cutoff": MRR_CUTOFF,
         "std": "sample standard deviation over seeds (ddof=1); null with one seed",
         "bootstrap": {
-            "method": "Efron percentile, paired over queries (RR averaged over "
-            "seeds), in MRR points; seed_level: two-level bootstrap, seeds (paired "
-            "by seed) then queries",
+            "method": "seeds (primary): paired t over per-seed differences, exact "
+            "sign-flip p, Holm-adjusted p across languages; queries (test-set noise only): "
+            "Efron percentile bootstrap paired over queries (RR averaged over seeds); MRR "
+            "points",
             **bootstrap,
         },
         "wall_seconds": grid.get("wall_seconds"),
@@ -658,6 +594,51 @@ def _interval(b: dict | None) -> str:
     return "–" if b is None else f"{_signed(b['diff'])} [{_signed(b['low'])}, {_signed(b['high'])}]"
 
 
+def _density(series: dict, epoch: int) -> str:
+    """'2.0 / 81% / 12% (3%)' for one epoch of the graph series; '–' on random epochs."""
+    value = {k: _by_epoch(series, k).get(epoch) for k in DENSITY_KEYS}
+    if value["graph_edges_per_pair"] is None:
+        return "–"
+    return (
+        f"{value['graph_edges_per_pair']:.1f} / {value['graph_isolated_share']:.0%} / "
+        f"{value['graph_neighbour_in_batch']:.0%} "
+        f"({value['graph_neighbour_in_random_batch']:.0%})"
+    )
+
+
+def _t_interval(t: dict | None) -> str:
+    """'+0.65 [+0.14, +1.16]' from a ``compare_over_seeds`` result; the bare mean without
+    an interval (one seed)."""
+    if t is None:
+        return "–"
+    if t["low"] is None:
+        why = "one seed" if t["n"] < 2 else "every seed the same"
+        return f"{_signed(t['diff'])} (no interval: {why})"
+    return f"{_signed(t['diff'])} [{_signed(t['low'])}, {_signed(t['high'])}]"
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else ("< 0.001" if value < 0.001 else f"{value:.3f}")
+
+
+def _verdict(t: dict) -> str:
+    """The words of the primary test: resolved, or not resolved with N seeds and what the
+    design could have detected."""
+    text = f"{_t_interval(t)} (paired t over {t['n']} seeds, p {_p(t['p'])}; sign-flip p " + (
+        f"{_p(t['p_sign_flip'])})"
+    )
+    if t["resolved"]:
+        return f"{text}: resolved, {'higher' if t['low'] > 0 else 'lower'}"
+    detectable = t.get("detectable")
+    reach = (
+        f"; with this seed-to-seed spread the design detects about {detectable:.2f} points "
+        "(80% power)"
+        if detectable is not None
+        else ""
+    )
+    return f"{text}: not resolved with {t['n']} seeds{reach}"
+
+
 def _reading(group: dict, confidence: float) -> list[str]:
     """Facts read off the tables (no conclusions written in advance)."""
     facts = []
@@ -686,29 +667,25 @@ def _reading(group: dict, confidence: float) -> list[str]:
         rows = {lang: b[key] for lang, b in group["bootstrap"].items() if key in b}
         if not rows:
             continue
-        for level, name in (("query", "query-level"), ("seed", "seed-inclusive")):
-            chosen = {
-                lang: b if level == "query" else b.get("seed_level") for lang, b in rows.items()
-            }
-            chosen = {lang: b for lang, b in chosen.items() if b is not None}
-            if not chosen or (level == "seed" and next(iter(chosen.values()))["n_seeds"] < 2):
-                continue
-            above = [lang for lang, b in chosen.items() if b["low"] > 0]
-            below = [lang for lang, b in chosen.items() if b["high"] < 0]
+        by_seeds = {lang: b["seeds"] for lang, b in rows.items() if b.get("seeds")}
+        if by_seeds and next(iter(by_seeds.values()))["n"] >= 2:
+            above = [lang for lang, t in by_seeds.items() if t["resolved"] and t["low"] > 0]
+            below = [lang for lang, t in by_seeds.items() if t["resolved"] and t["high"] < 0]
+            n = next(iter(by_seeds.values()))["n"]
             facts.append(
-                f"The {confidence:.0%} {name} interval of {arm} − {base} excludes 0 "
-                f"in {len(above) + len(below)} of {len(chosen)} languages ({arm} "
-                f"higher: {', '.join(above) or 'none'}; lower: "
-                f"{', '.join(below) or 'none'})."
+                f"Per language, the {confidence:.0%} paired t interval over {n} seeds of "
+                f"{arm} − {base} excludes 0 in {len(above) + len(below)} of {len(by_seeds)} "
+                f"({arm} higher: {', '.join(above) or 'none'}; lower: "
+                f"{', '.join(below) or 'none'}); the others are not resolved with {n} seeds."
             )
-        overall = group.get("bootstrap_average", {}).get(key)
-        if overall and overall["seed_level"]["n_seeds"] >= 2:
-            facts.append(
-                f"Averaged over languages, {arm} − {base} is "
-                f"{_interval(overall['seed_level'])} (seed-inclusive); per seed: "
-                + ", ".join(_signed(v) for v in overall["per_seed"].values())
-                + "."
-            )
+        overall = group.get("bootstrap_average", {}).get(key, {}).get("seeds")
+        if overall and overall["n"] >= 2:
+            facts.append(f"Averaged over languages, {arm} − {base}: {_verdict(overall)}.")
+        queries = [lang for lang, b in rows.items() if b["low"] > 0 or b["high"] < 0]
+        facts.append(
+            f"Test-set noise alone (queries) would separate {arm} and {base} in "
+            f"{len(queries)} of {len(rows)} languages; it leaves training noise out."
+        )
     overheads = {
         s: t["overhead_vs_random"]
         for s, t in group["epoch_time"].items()
@@ -779,42 +756,49 @@ def _group_section(
     ]
     if pairs:
         lines += [
-            f"Differences in MRR points, [{confidence:.0%} interval]: **queries** — "
-            "paired bootstrap over test queries, each query's reciprocal rank averaged "
-            "over seeds (training noise left out); **seeds + queries** — two-level "
-            "bootstrap, seeds paired by seed number then queries; **per seed** — the "
-            "difference for each seed.",
+            f"Differences in MRR points. **seeds** (primary): paired t over the per-seed "
+            f"differences, {confidence:.0%} interval, its p Holm-adjusted across the languages, "
+            "and the exact sign-flip p (which cannot go below 2/2^seeds); **resolved** only "
+            f"when the t interval excludes 0. **queries** ({confidence:.0%}, test-set noise "
+            "only): paired bootstrap over test queries, each query's reciprocal rank averaged "
+            "over seeds.",
             "",
         ]
         rows = []
         for arm, base in pairs:
             key, label = f"{arm}-{base}", f"{arm} − {base}"
-            for lang, b in g["bootstrap"].items():
-                entry = b[key]
+            entries = [(lang, b[key], b[key].get("seeds")) for lang, b in g["bootstrap"].items()]
+            overall = g.get("bootstrap_average", {}).get(key)
+            if overall:
+                entries.append(("**average**", None, overall["seeds"]))
+            for lang, entry, t in entries:
                 rows.append(
                     [
                         label,
                         lang,
-                        _interval(entry),
-                        _interval(entry.get("seed_level")),
-                        ", ".join(_signed(v) for v in entry.get("per_seed", {}).values()),
-                        _num(entry["n"], 0),
-                    ]
-                )
-            overall = g.get("bootstrap_average", {}).get(key)
-            if overall:
-                rows.append(
-                    [
-                        label,
-                        "**average**",
-                        "",
-                        _interval(overall["seed_level"]),
-                        ", ".join(_signed(v) for v in overall["per_seed"].values()),
-                        "",
+                        _t_interval(t),
+                        "–" if t is None else _p(t["p"]),
+                        "–" if t is None else _p(t.get("p_holm")),
+                        "–" if t is None else _p(t["p_sign_flip"]),
+                        "–" if t is None else ("yes" if t["resolved"] else "no"),
+                        "" if t is None else ", ".join(_signed(v) for v in t["per_seed"].values()),
+                        "" if entry is None else _interval(entry),
+                        "" if entry is None else _num(entry["n"], 0),
                     ]
                 )
         lines += _table(
-            ["comparison", "language", "queries", "seeds + queries", "per seed", "test queries"],
+            [
+                "comparison",
+                "language",
+                "seeds: paired t",
+                "p",
+                "p Holm",
+                "p sign-flip",
+                "resolved",
+                "per seed",
+                "queries",
+                "test queries",
+            ],
             rows,
         )
 
@@ -880,6 +864,16 @@ def _group_section(
                 ]
                 for s, t in g["gap"].items()
             ]
+            lines += _table(["sampler", *(f"epoch {e}" for e in epochs)], rows)
+        graphs = {s: t for s, t in g["gap"].items() if any(t.get("graph_edges_per_pair") or [])}
+        if graphs:
+            lines += [
+                "The TBS graph per epoch, mean over seeds and languages: edges per pair / "
+                "share of pairs without an edge / share of pairs with a graph neighbour in "
+                "their batch, under TBS and (in brackets) under that epoch's random order:",
+                "",
+            ]
+            rows = [[s, *(_density(t, e) for e in epochs)] for s, t in graphs.items()]
             lines += _table(["sampler", *(f"epoch {e}" for e in epochs)], rows)
 
     names = plot_names(name)

@@ -238,6 +238,9 @@ def run_epoch(task: Task, bar: tqdm, stop: dict) -> dict:
     sampler_start = time.perf_counter()
     sampler.prepare(embeddings.for_sampler)  # called only when this epoch needs them
     sampler_seconds = time.perf_counter() - sampler_start
+    warning = sampler.density_warning()
+    if warning and task.accelerator.is_main_process:
+        tqdm.write(warning, file=sys.stderr)
     digest = batches_digest(sampler.batches())
     check_processes_agree(
         digest, f"{task.task_dir.name} epoch {state.epoch}", task.accelerator.device
@@ -278,6 +281,7 @@ def run_epoch(task: Task, bar: tqdm, stop: dict) -> dict:
         "epoch_seconds": epoch_seconds,
         "sampler_seconds": sampler_seconds,
         "sampler_timings": sampler.timings,
+        "sampler_graph": sampler.graph_stats,
         "diagnostics_seconds": pass_seconds,
         "batches_digest": digest,
         **diagnostics,

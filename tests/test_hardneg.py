@@ -9,7 +9,7 @@ import pytest
 
 from codesearch.config import RunConfig, SamplerConfig, apply_overrides
 from codesearch.errors import UserError
-from codesearch.samplers import RandomSampler, sampler_class
+from codesearch.samplers import RandomOptions, RandomSampler, batches_digest, sampler_class
 from codesearch.samplers.hardneg import HardNegativeOptions, HardNegativeSampler
 
 N, D = 60, 12
@@ -284,3 +284,66 @@ def test_state_of_another_data_size_raises():
     other = HardNegativeSampler(N + 1, 8, seed=3)
     with pytest.raises(ValueError, match="pairs, this run has"):
         other.load_state_dict(sampler.state_dict())
+
+
+# --- the equal-cost control: random batches with uniform extra codes ------------------------
+
+
+def random_extra_sampler(extra_codes: int, keys: bool = True) -> RandomSampler:
+    _, _, qk, ck = make_data()
+    options = RandomOptions(extra_codes=extra_codes)
+    sampler = RandomSampler(N, 8, seed=3, options=options)
+    if keys:
+        sampler.set_text_keys(qk, ck)
+    return sampler
+
+
+def test_random_extra_codes_follow_the_exclusions_and_keep_the_random_anchors():
+    _, _, qk, ck = make_data()
+    plain, extra = random_extra_sampler(0), random_extra_sampler(2)
+    config = apply_overrides(RunConfig(), {"sampler.random_extra_codes": "2"}, "test")
+    assert config.sampler.options["random"].extra_codes == 2
+    for epoch in range(3):
+        plain.set_epoch(epoch)
+        extra.set_epoch(epoch)
+        assert all(b.extra_codes is None for b in plain.batches())
+        drawn = set()
+        for p, batch in zip(plain.batches(), extra.batches(), strict=True):
+            np.testing.assert_array_equal(p.anchors, batch.anchors)  # the same anchors
+            extras, anchors = batch.extra_codes, batch.anchors
+            assert len(extras) > 0 and len(extras) <= 2 * len(anchors)
+            assert not np.isin(ck[extras], ck[anchors]).any()  # no positive nor its copy
+            assert len(set(ck[extras])) == len(extras)  # deduplicated by code text
+            # no extra is paired anywhere in the data with an anchor's query text: checked
+            # per anchor on the per-anchor draws below
+            drawn.update(extras.tolist())
+        assert len(drawn) > N // 3  # spread over the data, not a few favourites
+    from codesearch.samplers.random import uniform_extras
+
+    table = uniform_extras(N, 3, np.random.default_rng(0), qk, ck)
+    for i in range(N):
+        row = table[i][table[i] >= 0]
+        assert len(row) == 3 and len(set(ck[row])) == 3
+        for j in row:
+            assert j != i and ck[j] != ck[i] and qk[j] != qk[i]
+            assert not ((ck == ck[j]) & (qk == qk[i])).any()
+
+
+def test_random_extra_codes_are_reproducible_and_change_with_the_epoch():
+    a, b = random_extra_sampler(1), random_extra_sampler(1)
+    a.set_epoch(1)
+    b.set_epoch(1)
+    assert batches_digest(a.batches()) == batches_digest(b.batches())
+    b.set_epoch(2)
+    assert batches_digest(a.batches()) != batches_digest(b.batches())
+    without_keys = random_extra_sampler(1, keys=False)
+    without_keys.set_epoch(0)
+    for batch in without_keys.batches():
+        assert not np.isin(batch.extra_codes, batch.anchors).any()
+        assert len(set(batch.extra_codes)) == len(batch.extra_codes)
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "1.5"])
+def test_random_extra_codes_must_be_a_count(value):
+    with pytest.raises(UserError, match="random_extra_codes"):
+        apply_overrides(RunConfig(), {"sampler.random_extra_codes": value}, "test")

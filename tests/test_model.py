@@ -377,7 +377,9 @@ def test_encoder_without_add_pooling_layer(tokenizer, tmp_path):
     config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tokenizer), n_positions=64)
     GPT2Model(config).save_pretrained(tmp_path / "base")
     tokenizer.save_pretrained(tmp_path / "base")
-    model, _ = load_model(tmp_path / "base", towers="separate", max_query_length=32, max_code_length=32)
+    model, _ = load_model(
+        tmp_path / "base", towers="separate", max_query_length=32, max_code_length=32
+    )
     batch = tokenize_pairs(tokenizer, QUERIES[:2], CODES[:2], model.config)
     q, c = model(**batch)
     assert q.shape == (2, 16)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from codesearch import report
+from codesearch import report, significance
 from codesearch.cli import main as cli_main
 from codesearch.errors import UserError
 
@@ -153,27 +154,31 @@ def test_reciprocal_ranks_cut_at_1000():
 def test_bootstrap_two_queries_by_hand():
     # differences [0, 1]: the resampled mean is 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4,
     # so the 2.5% and 97.5% percentiles are 0 and 1.
-    result = report.paired_bootstrap([0.0, 1.0], [0.0, 0.0])
+    result = significance.paired_bootstrap([0.0, 1.0], [0.0, 0.0])
     assert result == {"diff": 0.5, "low": 0.0, "high": 1.0, "n": 2}
 
 
 def test_bootstrap_equal_differences_give_zero_width_and_same_seed_same_interval():
     rng = np.random.default_rng(1)
     a = rng.random(50)
-    constant = report.paired_bootstrap(a + 0.25, a)
+    constant = significance.paired_bootstrap(a + 0.25, a)
     assert constant["high"] - constant["low"] == 0
     assert constant["low"] == pytest.approx(0.25)
     b = rng.random(50)
-    assert report.paired_bootstrap(a, b, seed=3) == report.paired_bootstrap(a, b, seed=3)
-    assert report.paired_bootstrap(a, b, seed=3) != report.paired_bootstrap(a, b, seed=4)
+    assert significance.paired_bootstrap(a, b, seed=3) == significance.paired_bootstrap(
+        a, b, seed=3
+    )
+    assert significance.paired_bootstrap(a, b, seed=3) != significance.paired_bootstrap(
+        a, b, seed=4
+    )
 
 
 def test_bootstrap_chunks_do_not_change_the_distribution(monkeypatch):
     rng = np.random.default_rng(2)
     a, b = rng.random(300), rng.random(300)
-    whole = report.paired_bootstrap(a, b, n_resamples=2000)
-    monkeypatch.setattr(report, "_BOOTSTRAP_CHUNK_ELEMENTS", 300 * 7)  # 7 resamples a chunk
-    chunked = report.paired_bootstrap(a, b, n_resamples=2000)
+    whole = significance.paired_bootstrap(a, b, n_resamples=2000)
+    monkeypatch.setattr(significance, "_BOOTSTRAP_CHUNK_ELEMENTS", 300 * 7)  # 7 resamples a chunk
+    chunked = significance.paired_bootstrap(a, b, n_resamples=2000)
     assert chunked["diff"] == whole["diff"]
     assert chunked["low"] == pytest.approx(whole["low"], abs=0.01)
     assert chunked["high"] == pytest.approx(whole["high"], abs=0.01)
@@ -184,8 +189,8 @@ def test_pairing_narrows_the_interval_for_correlated_samplers():
     n = 400
     b = rng.random(n)  # per-query difficulty dominates both samplers' scores
     a = b + 0.02 + rng.normal(0, 0.01, n)
-    paired = report.paired_bootstrap(a, b)
-    unpaired = report.paired_bootstrap(a, rng.permutation(b))  # pairing broken
+    paired = significance.paired_bootstrap(a, b)
+    unpaired = significance.paired_bootstrap(a, rng.permutation(b))  # pairing broken
     width = paired["high"] - paired["low"]
     # the normal approximation of each interval: 2 * 1.96 * sd / sqrt(n)
     assert width == pytest.approx(2 * 1.96 * np.std(a - b) / math.sqrt(n), rel=0.15)
@@ -196,36 +201,10 @@ def test_pairing_narrows_the_interval_for_correlated_samplers():
 @pytest.mark.parametrize("a, b", [([1.0, 2.0], [1.0]), ([], []), ([[1.0]], [[1.0]])])
 def test_bootstrap_rejects_bad_input(a, b):
     with pytest.raises(ValueError):
-        report.paired_bootstrap(a, b)
+        significance.paired_bootstrap(a, b)
 
 
 # --- summary ------------------------------------------------------------------------------
-
-
-def test_seed_bootstrap_over_seeds_alone_by_hand():
-    # one query per seed: resampled means of seeds {0, 1} are 0, 0.5, 1 (p = 1/4, 1/2, 1/4)
-    b = report.seed_query_bootstrap([np.array([[0.0], [1.0]])], n_resamples=20_000)
-    assert b == {"diff": 0.5, "low": 0.0, "high": 1.0, "n_seeds": 2}
-
-
-def test_identical_seeds_give_the_query_level_width_and_seed_noise_widens_it():
-    rng = np.random.default_rng(0)
-    diff = rng.normal(1.0, 3.0, size=500)
-    query = report.paired_bootstrap(diff, np.zeros_like(diff), n_resamples=4000)
-    same = report.seed_query_bootstrap([np.stack([diff] * 3)], n_resamples=4000)
-    assert same["diff"] == pytest.approx(query["diff"])
-    width = query["high"] - query["low"]
-    assert same["high"] - same["low"] == pytest.approx(width, rel=0.1)
-    noisy = np.stack([diff + shift for shift in (-1.0, 0.0, 1.0)])  # seeds disagree by +-1
-    wide = report.seed_query_bootstrap([noisy], n_resamples=4000)
-    assert wide["high"] - wide["low"] > 1.5 * width
-
-
-def test_seed_bootstrap_rejects_bad_input():
-    with pytest.raises(ValueError, match="non-empty list"):
-        report.seed_query_bootstrap([])
-    with pytest.raises(ValueError, match="same number of seeds"):
-        report.seed_query_bootstrap([np.zeros((2, 3)), np.zeros((3, 3))])
 
 
 def test_summary_numbers_by_hand(results):
@@ -252,16 +231,20 @@ def test_summary_numbers_by_hand(results):
     # seeds averaged per query after aligning ids: random [1, .75, .25, .125] and
     # tbs [1, 1, .75, .5] (x100)
     interval = group["bootstrap"]["ruby"]["tbs-random"]
-    expected = report.paired_bootstrap(
+    expected = significance.paired_bootstrap(
         np.array([100, 100, 75, 50.0]), np.array([100, 75, 25, 12.5])
     )
     assert {k: interval[k] for k in expected} == expected
     assert interval["diff"] == pytest.approx(28.125)
     # per seed: tbs 75 - random 43.75 (seed 0), 87.5 - 62.5 (seed 1)
-    assert interval["per_seed"] == {0: pytest.approx(31.25), 1: pytest.approx(25.0)}
-    seed_level = interval["seed_level"]
-    assert seed_level["n_seeds"] == 2 and seed_level["diff"] == pytest.approx(28.125)
-    assert seed_level["low"] <= 28.125 <= seed_level["high"]
+    seeds = interval["seeds"]
+    assert seeds["per_seed"] == {0: pytest.approx(31.25), 1: pytest.approx(25.0)}
+    # the paired t over (31.25, 25.0): mean 28.125, sd 6.25 / sqrt(2), t with 1 df
+    half = stats.t.ppf(0.975, 1) * (6.25 / math.sqrt(2)) / math.sqrt(2)
+    assert seeds["n"] == 2 and seeds["diff"] == pytest.approx(28.125)
+    assert (seeds["low"], seeds["high"]) == pytest.approx((28.125 - half, 28.125 + half))
+    assert seeds["p_sign_flip"] == pytest.approx(0.5) and not seeds["resolved"]
+    assert seeds["p_holm"] == pytest.approx(seeds["p"])  # go's identical seeds have no p
     go = group["bootstrap"]["go"]["tbs-hardneg"]
     assert {k: go[k] for k in ("diff", "low", "high", "n")} == {
         "diff": 0.0,
@@ -269,11 +252,12 @@ def test_summary_numbers_by_hand(results):
         "high": 0.0,
         "n": 4,
     }
-    assert go["seed_level"] == {"diff": 0.0, "low": 0.0, "high": 0.0, "n_seeds": 2}
+    assert go["seeds"]["low"] is None and go["seeds"]["p"] is None  # no seed variance
+    assert not go["seeds"]["resolved"] and go["seeds"]["p_holm"] is None
     # the average over languages: go adds 0 for both seeds, so half of ruby's per-seed numbers
-    average = group["bootstrap_average"]["tbs-random"]
+    average = group["bootstrap_average"]["tbs-random"]["seeds"]
     assert average["per_seed"] == {0: pytest.approx(15.625), 1: pytest.approx(12.5)}
-    assert average["seed_level"]["diff"] == pytest.approx(14.0625)
+    assert average["diff"] == pytest.approx(14.0625)
 
     # epoch time: per epoch, the mean over seeds (15, 16) summed over two languages
     tbs_time = group["epoch_time"]["tbs"]
@@ -313,10 +297,13 @@ def test_write_report_files_and_every_cell(results):
     assert "| random | 1.0 / 2.0 | 1.0 / 4.0 |" in text
     assert "| tbs − random | **average** |" in text
     assert (
-        "query-level interval of tbs − random excludes 0 in 1 of 2 languages (tbs higher: "
-        "ruby; lower: none)"
+        "paired t interval over 2 seeds of tbs − random excludes 0 in 0 of 2 (tbs higher: "
+        "none; lower: none); the others are not resolved with 2 seeds"
     ) in text
-    assert "Averaged over languages, tbs − random is +14.06 [" in text
+    assert "| tbs − random | go | +0.00 (no interval: every seed the same) |" in text
+    assert "Averaged over languages, tbs − random: +14.06 [-5.79, +33.92] (paired t" in text
+    assert "not resolved with 2 seeds; with this seed-to-seed spread the design detects" in text
+    assert "Test-set noise alone (queries) would separate tbs and random in 1 of 2" in text
     for name in ("mrr_main.png", "gap_main.png", "epoch_time_main.png"):
         png = results / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000

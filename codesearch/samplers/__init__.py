@@ -12,7 +12,7 @@ from __future__ import annotations
 from codesearch.errors import UserError
 from codesearch.samplers.base import Batch, BatchSampler, batches_digest, chunk, local_slice
 from codesearch.samplers.hardneg import HardNegativeOptions, HardNegativeSampler
-from codesearch.samplers.random import RandomSampler
+from codesearch.samplers.random import RandomOptions, RandomSampler
 from codesearch.samplers.tbs import TBSOptions, TBSSampler
 
 SAMPLERS: dict[str, type[BatchSampler]] = {
@@ -32,6 +32,7 @@ __all__ = [
     "BatchSampler",
     "HardNegativeOptions",
     "HardNegativeSampler",
+    "RandomOptions",
     "RandomSampler",
     "TBSOptions",
     "TBSSampler",

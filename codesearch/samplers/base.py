@@ -66,6 +66,24 @@ def batches_digest(batches: list[Batch]) -> str:
     return digest.hexdigest()
 
 
+def batch_extras(
+    anchors: np.ndarray, per_anchor: np.ndarray, code_keys: np.ndarray | None
+) -> np.ndarray:
+    """A batch's extra codes from (n, l) per-anchor candidates (-1 = none): its anchors'
+    candidates in anchor order, one per code text (``code_keys``; the index itself without
+    keys), minus any whose code text is an anchor's own."""
+    candidates = per_anchor[anchors].ravel()
+    candidates = candidates[candidates >= 0]
+    if code_keys is not None:
+        key, anchor_keys = code_keys[candidates], code_keys[anchors]
+    else:
+        key, anchor_keys = candidates, anchors
+    _, first = np.unique(key, return_index=True)
+    first = np.sort(first)  # first occurrence, in anchor order
+    candidates, key = candidates[first], key[first]
+    return candidates[~np.isin(key, anchor_keys)].astype(np.int64)
+
+
 def local_slice(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """This process's contiguous slice of a global batch (sizes differ by at most one)."""
     return np.array_split(batch, world_size)[rank]
@@ -81,8 +99,10 @@ class BatchSampler(ABC):
     What the trainer asks of every sampler, declared here: ``Options`` (the dataclass of its
     config keys ``sampler.<name>_<field>``, or None), ``wants_cached_embeddings`` (whether
     ``embed()`` may return last epoch's embeddings from the training passes instead of a fresh
-    pass), ``needs_embeddings()`` and ``timings`` (seconds of each step of the last
-    ``prepare``, embedding excluded; empty when nothing was computed).
+    pass), ``needs_embeddings()``, ``timings`` (seconds of each step of the last
+    ``prepare``, embedding excluded; empty when nothing was computed), ``graph_stats`` (the
+    density of the similarity graph behind the batches, ``ordering.graph_density``; empty
+    for samplers without one) and ``density_warning()`` (a line to show once, or None).
     """
 
     name = "base"
@@ -110,6 +130,7 @@ class BatchSampler(ABC):
         self.device = device  # where the similarity search runs: the training device
         self.epoch = 0
         self.timings: dict[str, float] = {}
+        self.graph_stats: dict = {}
         self.query_keys: np.ndarray | None = None
         self.code_keys: np.ndarray | None = None
         self._batches: list[Batch] | None = None
@@ -127,6 +148,11 @@ class BatchSampler(ABC):
     def needs_embeddings(self) -> bool:
         """Whether ``prepare`` for the current epoch will call ``embed()``."""
         return False
+
+    def density_warning(self) -> str | None:
+        """A line to show once when the batches are close to random for lack of graph
+        edges; None for samplers without a graph."""
+        return None
 
     def set_text_keys(self, query_keys: np.ndarray, code_keys: np.ndarray) -> None:
         """Stable int64 hashes of each pair's query and code text (``data.pairs.text_keys``;

@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codesearch.checks import check_choice, check_number
-from codesearch.samplers.base import Batch, BatchSampler, EmbedFn, chunk, epoch_rng
+from codesearch.samplers.base import (
+    Batch,
+    BatchSampler,
+    EmbedFn,
+    batch_extras,
+    chunk,
+    epoch_rng,
+)
 
 
 def parse_ranks(text: str) -> tuple[int, int]:
@@ -120,7 +127,7 @@ class HardNegativeSampler(BatchSampler):
         mined = self.sample(epoch)
         order = epoch_rng(self.seed, epoch).permutation(self.n)  # RandomSampler's anchors
         batches = [
-            Batch(a, self.batch_extras(a, mined))
+            Batch(a, batch_extras(a, mined, self.code_keys))
             for a in chunk(order, self.batch_size, self.min_last)
         ]
         timings["sampling"] = time.perf_counter() - start
@@ -138,19 +145,6 @@ class HardNegativeSampler(BatchSampler):
         mined = np.take_along_axis(window, pick, axis=1)
         mined[~np.take_along_axis(available, pick, axis=1)] = -1
         return mined
-
-    def batch_extras(self, anchors: np.ndarray, mined: np.ndarray) -> np.ndarray:
-        """The batch's extra codes: its anchors' negatives, deduplicated, minus its anchors."""
-        candidates = mined[anchors].ravel()
-        candidates = candidates[candidates >= 0]
-        if self.code_keys is not None:
-            key, anchor_keys = self.code_keys[candidates], self.code_keys[anchors]
-        else:
-            key, anchor_keys = candidates, anchors
-        _, first = np.unique(key, return_index=True)
-        first = np.sort(first)  # first occurrence, in anchor order
-        candidates, key = candidates[first], key[first]
-        return candidates[~np.isin(key, anchor_keys)].astype(np.int64)
 
     # --- state ----------------------------------------------------------------------------
 

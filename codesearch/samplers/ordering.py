@@ -108,6 +108,41 @@ def tbs_permutation(
     return order, info
 
 
+def neighbour_in_batch_share(adjacency: sp.sparray, batches: list[np.ndarray]) -> float:
+    """The share of pairs with at least one graph neighbour (an edge of A either way) in
+    their own batch: how far a batching is from ignoring the graph."""
+    n = adjacency.shape[0]
+    label = np.empty(n, dtype=np.int64)
+    for index, anchors in enumerate(batches):
+        label[np.asarray(anchors, dtype=np.int64)] = index
+    edges = sp.coo_array(adjacency)
+    rows, cols = edges.row, edges.col
+    same = (label[rows] == label[cols]) & (rows != cols)
+    has_neighbour = np.zeros(n, dtype=bool)
+    has_neighbour[rows[same]] = True
+    has_neighbour[cols[same]] = True
+    return float(has_neighbour.mean())
+
+
+def graph_density(
+    adjacency: sp.sparray, isolated: int, batches: list[np.ndarray], random: list[np.ndarray]
+) -> dict:
+    """How much structure the TBS graph gives its batches: ``edges_per_pair`` (edges of A
+    per pair; about (1 - quantile) N for the quantile graph), ``isolated_pairs`` and
+    ``isolated_share`` (pairs without an edge either way: their place in pi, and so their
+    batch, is arbitrary), and the share of pairs with a graph neighbour in their batch under
+    TBS (``neighbour_in_batch``) and under this epoch's random order
+    (``neighbour_in_random_batch``)."""
+    n = adjacency.shape[0]
+    return {
+        "edges_per_pair": float(adjacency.nnz / n),
+        "isolated_pairs": int(isolated),
+        "isolated_share": float(isolated / n),
+        "neighbour_in_batch": neighbour_in_batch_share(adjacency, batches),
+        "neighbour_in_random_batch": neighbour_in_batch_share(adjacency, random),
+    }
+
+
 def permutation_seed(seed: int, epoch: int) -> int:
     """The ``seed`` of ``tbs_permutation`` for a run seed and the epoch that computes pi."""
     return int(epoch_rng(seed, epoch, stream=1).integers(2**31))
@@ -131,11 +166,17 @@ def batches_from_permutation(
 
 
 def tbs_order(
-    queries, codes, options: TBSOptions, seed: int, text_keys, device: str | torch.device = "cpu"
+    queries,
+    codes,
+    options: TBSOptions,
+    seed: int,
+    text_keys,
+    device: str | torch.device = "cpu",
+    keep_graph: bool = False,
 ) -> tuple[np.ndarray, dict]:
-    """pi and its info (``tbs_permutation``, on ``device``) of (N, d) queries and codes under
-    ``options``; ``text_keys`` (query keys, code keys) are required with
-    ``same_text_edges="drop"``."""
+    """pi and its info (``tbs_permutation``, on ``device``; with ``keep_graph`` the adjacency
+    too) of (N, d) queries and codes under ``options``; ``text_keys`` (query keys, code keys)
+    are required with ``same_text_edges="drop"``."""
     if options.same_text_edges == "keep":
         text_keys = None
     elif text_keys is None:
@@ -146,7 +187,9 @@ def tbs_order(
         )
     o = options
     graph = (o.quantile, o.graph, o.knn, o.knn_backend, o.block_size)
-    return tbs_permutation(queries, codes, *graph, seed, text_keys=text_keys, device=device)
+    return tbs_permutation(
+        queries, codes, *graph, seed, text_keys=text_keys, device=device, keep_graph=keep_graph
+    )
 
 
 def tbs_batches(

@@ -76,6 +76,7 @@ class TBSSampler(BatchSampler):
         self._permutation: np.ndarray | None = None
         self._permutation_epoch: int | None = None
         self.last_info: dict = {}
+        self._warned = False
 
     @classmethod
     def check_epochs(cls, options: TBSOptions, epochs: int) -> None:
@@ -106,14 +107,16 @@ class TBSSampler(BatchSampler):
         # read (`codesearch --help` starts without them)
         from codesearch.samplers.ordering import (
             batches_from_permutation,
+            graph_density,
             permutation_seed,
             tbs_order,
         )
 
         if epoch < self.options.start_epoch:
-            self.timings, self.last_info = {}, {"random_epoch": True}
+            self.timings, self.last_info, self.graph_stats = {}, {"random_epoch": True}, {}
             return random_batches(self.n, self.batch_size, self.seed, epoch, self.min_last)
         timings: dict[str, float] = {}
+        adjacency = None
         if self._recomputes(epoch):
             if embed is None:
                 raise ValueError(
@@ -125,9 +128,12 @@ class TBSSampler(BatchSampler):
                 raise ValueError(f"embed() returned {len(queries)} pairs, the sampler has {self.n}")
             keys = None if self.query_keys is None else (self.query_keys, self.code_keys)
             seed_pi = permutation_seed(self.seed, epoch)
-            order, info = tbs_order(queries, codes, self.options, seed_pi, keys, self.device)
+            order, info = tbs_order(
+                queries, codes, self.options, seed_pi, keys, self.device, keep_graph=True
+            )
             self._permutation, self._permutation_epoch = order, epoch
             timings.update(info.pop("timings"))
+            adjacency = info.pop("adjacency")
             self.last_info = info
         start = time.perf_counter()
         batches = batches_from_permutation(
@@ -141,7 +147,34 @@ class TBSSampler(BatchSampler):
         timings["chunk"] = time.perf_counter() - start
         timings["total"] = sum(timings.values())
         self.timings = timings
+        if adjacency is not None:  # epochs that reuse pi keep its density (same batch members)
+            random = random_batches(self.n, self.batch_size, self.seed, epoch, self.min_last)
+            random = [b.anchors for b in random]
+            isolated = self.last_info["isolated"]
+            self.graph_stats = graph_density(adjacency, isolated, batches, random)
         return [Batch(b) for b in batches]
+
+    def density_warning(self) -> str | None:
+        """Once per sampler: a line when most pairs have no edge in the TBS graph (their
+        batches are as good as random), saying what would connect them."""
+        stats = self.graph_stats
+        if self._warned or not stats or stats["isolated_share"] <= 0.5:
+            return None
+        self._warned = True
+        target = 16  # edges per pair to aim for: a batch then holds many of each pair's
+        quantile = max(0.0, 1 - target / self.n)
+        where = (
+            f"quantile {self.options.quantile}"
+            if self.options.graph == "quantile"
+            else f"knn {self.options.knn}"
+        )
+        return (
+            f"warning: tbs graph ({where}, {self.n} pairs): {stats['isolated_pairs']} pairs "
+            f"({stats['isolated_share']:.0%}) have no edge, {stats['edges_per_pair']:.1f} edges "
+            f"per pair, so most batches are close to random; sampler.tbs_quantile {quantile:.4g} "
+            f"(about {target} edges per pair at this size) or sampler.tbs_graph knn connects "
+            "every pair"
+        )
 
     def state_dict(self) -> dict:
         """Adds what cannot be recomputed without embeddings: this epoch's batches and the
@@ -152,6 +185,7 @@ class TBSSampler(BatchSampler):
             batches=None if self._batches is None else [b.anchors.tolist() for b in self._batches],
             permutation=None if self._permutation is None else self._permutation.tolist(),
             permutation_epoch=self._permutation_epoch,
+            graph_stats=self.graph_stats,
         )
         return state
 
@@ -164,5 +198,6 @@ class TBSSampler(BatchSampler):
         permutation, batches = state.get("permutation"), state.get("batches")
         self._permutation = None if permutation is None else np.asarray(permutation, np.int64)
         self._permutation_epoch = state.get("permutation_epoch")
+        self.graph_stats = dict(state.get("graph_stats") or {})
         if batches is not None:
             self._batches = [Batch(np.asarray(b, dtype=np.int64)) for b in batches]
