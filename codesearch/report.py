@@ -273,21 +273,24 @@ def _mrr_tables(by_sampler: dict[str, list[dict]], languages: list[str]) -> tupl
     return mrr, average
 
 
-def comparisons(arms: list[str]) -> list[tuple[str, str]]:
-    """(arm, baseline) pairs: every arm that is not a baseline against each baseline present."""
+def comparisons(arms: list[str], compare: list | None = None) -> list[tuple[str, str]]:
+    """(arm, baseline) pairs: the group's own ``compare`` list where it has one (of the arms
+    present), else every arm that is not a baseline against each baseline present."""
+    if compare:
+        return [(arm, base) for arm, base in compare if arm in arms and base in arms]
     return [
         (arm, base) for arm in arms if arm not in BASELINES for base in BASELINES if base in arms
     ]
 
 
 def _intervals(
-    by_sampler: dict[str, list[dict]], languages: list[str], bootstrap: dict
+    by_sampler: dict[str, list[dict]], languages: list[str], bootstrap: dict, compare=None
 ) -> tuple[dict, dict]:
     """Per language {"arm-base": query-level bootstrap + "seeds" (``compare_over_seeds``, with
     "p_holm" across the languages)}, and {"arm-base": {"seeds": ...}} over the per-seed
     average of the languages."""
     present = [s for s, cells in by_sampler.items() if cells]
-    pairs = comparisons(present)
+    pairs = comparisons(present, compare)
     if not pairs:
         return {}, {}
     confidence = bootstrap["confidence"]
@@ -404,7 +407,8 @@ def _summarize_group(spec: dict, cells: list[dict], bootstrap: dict) -> dict:
     }
     mrr, average = _mrr_tables(by_sampler, languages)
     epoch_time, gap = _time_and_gap(by_sampler, languages)
-    intervals, average_intervals = _intervals(by_sampler, languages, bootstrap)
+    compare = spec.get("compare")
+    intervals, average_intervals = _intervals(by_sampler, languages, bootstrap, compare)
     return {
         "model": spec.get("model"),
         "encoder": spec.get("encoder"),
@@ -414,6 +418,7 @@ def _summarize_group(spec: dict, cells: list[dict], bootstrap: dict) -> dict:
         "languages": languages,
         "samplers": samplers,
         "seeds": spec.get("seeds", []),
+        "compare": compare,
         "mrr": mrr,
         "average": average,
         "bootstrap": intervals,
@@ -439,7 +444,8 @@ def summarize_grid(
     listed = {(c["group"], c["sampler"], c["seed"]) for c in grid["cells"]}
     for name, spec in grid["groups"].items():
         for sampler in spec.get("samplers", []):
-            for s in spec.get("seeds", []):
+            arm = (spec.get("arms") or {}).get(sampler) or {}
+            for s in arm.get("seeds") or spec.get("seeds", []):
                 if (name, sampler, s) not in listed:
                     missing.append({"id": f"{name}__{sampler}__seed{s}", "status": "absent"})
     hashes = {c["id"]: c["result"].get("data_hash") for c in done}
@@ -491,6 +497,7 @@ def plot_names(group: str) -> dict[str, str]:
         "mrr": f"mrr_{slug}.png",
         "gap": f"gap_{slug}.png",
         "epoch_time": f"epoch_time_{slug}.png",
+        "mrr_time": f"mrr_time_{slug}.png",
     }
 
 
@@ -521,8 +528,25 @@ def _line_plot(series: dict, key: str, title: str, ylabel: str, path: Path) -> N
     fig.savefig(path, dpi=100)
 
 
+def _mrr_time_plot(group: dict, title: str, path: Path) -> None:
+    """Average MRR (mean ± std over seeds) against the arm's measured training time (total
+    epoch seconds summed over languages, mean over seeds): methods at equal cost line up."""
+    fig, ax = _figure(title, "training seconds (epochs, summed over languages)", "MRR (points)")
+    for sampler in group["samplers"]:
+        seconds = group["epoch_time"].get(sampler, {}).get("total_seconds")
+        mrr = group["average"][sampler]
+        if seconds is None or mrr["mean"] is None:
+            continue
+        ax.errorbar(seconds, mrr["mean"], yerr=mrr["std"] or 0.0, fmt="o", capsize=3)
+        ax.annotate(sampler, (seconds, mrr["mean"]), textcoords="offset points", xytext=(4, 4))
+    if not ax.lines:
+        ax.text(0.5, 0.5, "no timed arm", ha="center", transform=ax.transAxes)
+    fig.savefig(path, dpi=100)
+
+
 def write_plots(summary: dict, out_dir: str | Path) -> list[Path]:
-    """Per group: MRR bars with std error bars, gap per epoch, epoch time per epoch."""
+    """Per group: MRR bars with std error bars, gap per epoch, epoch time per epoch, MRR
+    against training time."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -560,6 +584,7 @@ def write_plots(summary: dict, out_dir: str | Path) -> list[Path]:
             "seconds (summed over languages)",
             names["epoch_time"],
         )
+        _mrr_time_plot(g, f"{group}: MRR against training time", names["mrr_time"])
         written += names.values()
     return written
 
@@ -662,7 +687,7 @@ def _reading(group: dict, confidence: float) -> list[str]:
                 + ", ".join(f"{lang} {_signed(d)}" for lang, d in diffs.items())
                 + "; read the sampler differences against a baseline that reproduced."
             )
-    for arm, base in comparisons(group["samplers"]):
+    for arm, base in comparisons(group["samplers"], group.get("compare")):
         key = f"{arm}-{base}"
         rows = {lang: b[key] for lang, b in group["bootstrap"].items() if key in b}
         if not rows:
@@ -708,6 +733,17 @@ def _reading(group: dict, confidence: float) -> list[str]:
                 + ", ".join(f"{s} {v:.3f}" for s, v in last.items())
                 + f"; smallest: {min(last, key=last.get)}."
             )
+    for sampler, series in group["gap"].items():
+        edges = [v for v in series.get("graph_edges_per_pair") or [] if v is not None]
+        if edges:
+            last = {k: [v for v in series[k] if v is not None][-1] for k in DENSITY_KEYS}
+            facts.append(
+                f"The {sampler} graph (last TBS epoch): {last['graph_edges_per_pair']:.1f} "
+                f"edges per pair, {last['graph_isolated_share']:.0%} of pairs without an edge; "
+                f"{last['graph_neighbour_in_batch']:.0%} of pairs shared their batch with a "
+                f"graph neighbour ({last['graph_neighbour_in_random_batch']:.0%} under the "
+                "random order)."
+            )
     return facts
 
 
@@ -751,7 +787,7 @@ def _group_section(
 
     pairs = [
         (arm, base)
-        for arm, base in comparisons(samplers)
+        for arm, base in comparisons(samplers, g.get("compare"))
         if any(f"{arm}-{base}" in b for b in g["bootstrap"].values())
     ]
     if pairs:
@@ -880,7 +916,8 @@ def _group_section(
     if images:
         lines += [
             f"![MRR](plots/{names['mrr']}) ![gap](plots/{names['gap']}) "
-            f"![epoch time](plots/{names['epoch_time']})",
+            f"![epoch time](plots/{names['epoch_time']}) "
+            f"![MRR against time](plots/{names['mrr_time']})",
             "",
         ]
     return lines + [

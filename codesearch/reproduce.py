@@ -47,6 +47,7 @@ GROUP_KEYS = {
     "config",
     "evaluate",
     "published",
+    "compare",
 }
 DATA_KEYS = {"path", "prepare"}
 
@@ -109,7 +110,7 @@ def _as_command(where: str, value: object) -> list[str]:
 
 
 FIXED_KEYS = ("data.path", "data.languages", "sampler.name", "train.seed")
-ARM_KEYS = {"label", "sampler", "set"}
+ARM_KEYS = {"label", "sampler", "set", "seeds"}
 
 
 def check_name(where: str, name: str) -> str:
@@ -125,10 +126,11 @@ def check_name(where: str, name: str) -> str:
 
 def parse_arm(where: str, entry: object) -> tuple[str, dict]:
     """One entry of a group's ``samplers`` list: a sampler name, or an arm
-    ``{label: NAME, sampler: SAMPLER, set: {section.key: value, ...}}`` (a sampler with its own
-    config keys, e.g. one row of an ablation). Returns (label, {"sampler", "set"})."""
+    ``{label: NAME, sampler: SAMPLER, set: {section.key: value, ...}, seeds: [...]}`` (a
+    sampler with its own config keys, e.g. one row of an ablation, run with some of the
+    group's seeds). Returns (label, {"sampler", "set", "seeds"}); seeds None means all."""
     if isinstance(entry, str):
-        return entry, {"sampler": entry, "set": {}}
+        return entry, {"sampler": entry, "set": {}, "seeds": None}
     arm = _check_keys(where, entry, ARM_KEYS)
     label, sampler = arm.get("label"), arm.get("sampler")
     if not isinstance(label, str) or not label or not isinstance(sampler, str):
@@ -142,7 +144,18 @@ def parse_arm(where: str, entry: object) -> tuple[str, dict]:
     fixed = [k for k in overrides if k in FIXED_KEYS]
     if fixed:
         raise UserError(f"{where}.set: '{fixed[0]}' is set by the grid, not by an arm")
-    return label, {"sampler": sampler, "set": dict(overrides)}
+    seeds = arm.get("seeds")
+    if seeds is not None and not _is_seed_list(seeds):
+        raise UserError(f"{where}.seeds: expected a non-empty list of integers")
+    return label, {"sampler": sampler, "set": dict(overrides), "seeds": seeds}
+
+
+def _is_seed_list(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in value)
+    )
 
 
 def group_config(profile: Profile, group: str, sampler: str, seed: int) -> RunConfig:
@@ -219,11 +232,7 @@ def load_profile(path: str | Path) -> Profile:
         seeds = spec.get("seeds", [0])
         if not isinstance(samplers, list) or not samplers:
             raise UserError(f"{where}.samplers: expected a non-empty list")
-        if (
-            not isinstance(seeds, list)
-            or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-        ):
+        if not _is_seed_list(seeds):
             raise UserError(f"{where}.seeds: expected a non-empty list of integers")
         spec["arms"] = {}
         for number, entry in enumerate(samplers):
@@ -234,6 +243,13 @@ def load_profile(path: str | Path) -> Profile:
                 sampler_class(arm["sampler"])
             except UserError as exc:
                 raise UserError(f"{where}.samplers: {exc}") from None
+            if arm["seeds"] is None:
+                arm["seeds"] = list(seeds)
+            elif not set(arm["seeds"]) <= set(seeds):
+                raise UserError(
+                    f"{where}.samplers[{number}].seeds: {arm['seeds']} are not all among the "
+                    f"group's seeds {seeds}"
+                )
             spec["arms"][label] = arm
         for key in ("jobs", "threads"):
             value = spec.setdefault(key, 1)
@@ -244,11 +260,12 @@ def load_profile(path: str | Path) -> Profile:
         )
         spec["samplers"], spec["seeds"] = list(spec["arms"]), seeds
         spec["published"] = parse_published(f"{where}.published", spec.get("published"))
+        spec["compare"] = parse_compare(f"{where}.compare", spec.get("compare"), spec["samplers"])
         profile.groups[name] = spec
         configs = [
             group_config(profile, name, sampler, seed)
             for sampler in spec["samplers"]
-            for seed in seeds
+            for seed in spec["arms"][sampler]["seeds"]
         ]
         spec["model"], spec["encoder"] = configs[0].model.model, configs[0].model.encoder
     return profile
@@ -266,8 +283,19 @@ def slice_profile(
     for name, spec in profile.groups.items():
         kept_languages = [lang for lang in spec["languages"] if not languages or lang in languages]
         kept_seeds = [seed for seed in spec["seeds"] if not seeds or seed in seeds]
-        if kept_languages and kept_seeds:
-            groups[name] = {**spec, "languages": kept_languages, "seeds": kept_seeds}
+        arms = {
+            label: {**arm, "seeds": [s for s in arm["seeds"] if s in kept_seeds]}
+            for label, arm in spec["arms"].items()
+        }
+        arms = {label: arm for label, arm in arms.items() if arm["seeds"]}
+        if kept_languages and kept_seeds and arms:
+            groups[name] = {
+                **spec,
+                "languages": kept_languages,
+                "seeds": kept_seeds,
+                "arms": arms,
+                "samplers": list(arms),
+            }
     if not groups:
         raise UserError(
             f"{profile.path}: no group has the languages {languages or 'any'} and seeds "
@@ -282,6 +310,33 @@ def slice_profile(
         if part
     )
     return dataclasses.replace(profile, name=f"{profile.name}-{suffix}", groups=groups)
+
+
+def parse_compare(where: str, value: object, labels: list[str]) -> list[list[str]] | None:
+    """A group's own comparisons, ``[[arm, baseline], ...]`` by arm label (e.g. a 2-epoch TBS
+    arm against a 2-epoch random arm); None (the default: every arm against random and
+    hardneg) when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{where}: expected a non-empty list of [arm, baseline] pairs")
+    pairs = []
+    for number, pair in enumerate(value):
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(label, str) for label in pair)
+            or pair[0] == pair[1]
+        ):
+            raise UserError(f"{where}[{number}]: expected [arm, baseline], two different labels")
+        unknown = [label for label in pair if label not in labels]
+        if unknown:
+            raise UserError(
+                f"{where}[{number}]: no arm '{unknown[0]}' in this group (arms: "
+                f"{', '.join(labels)})"
+            )
+        pairs.append(list(pair))
+    return pairs
 
 
 def parse_published(where: str, value: object) -> dict | None:
@@ -309,7 +364,7 @@ def plan_cells(profile: Profile, runs_root: Path, results_dir: Path) -> list[Cel
     for group, spec in profile.groups.items():
         config_path = runs_root / group / "config.yaml"
         for sampler in spec["samplers"]:
-            for seed in spec["seeds"]:
+            for seed in spec["arms"][sampler]["seeds"]:
                 cell_id = f"{group}__{sampler}__seed{seed}"
                 cells.append(
                     Cell(
@@ -504,6 +559,7 @@ def grid_record(
                     "jobs",
                     "threads",
                     "published",
+                    "compare",
                 )
             }
             | {"config": spec.get("config") or {}}

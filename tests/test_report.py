@@ -56,6 +56,15 @@ def epoch_row(language: str, sampler: str, seed: int, epoch: int, **changes) -> 
         "train_loss": 1.0,
         "valid_mrr": 0.5,
         "pairs_per_s": 100.0,
+        "sampler_graph": {}
+        if sampler != "tbs"
+        else {
+            "edges_per_pair": 2.0 + seed,
+            "isolated_pairs": 80,
+            "isolated_share": 0.8,
+            "neighbour_in_batch": 0.1 * (epoch + 1),
+            "neighbour_in_random_batch": 0.01,
+        },
         **changes,
     }
 
@@ -296,6 +305,10 @@ def test_write_report_files_and_every_cell(results):
     # anchors without negatives: summed over the two languages, mean over seeds 0 and 1
     assert "| random | 1.0 / 2.0 | 1.0 / 4.0 |" in text
     assert "| tbs − random | **average** |" in text
+    # the graph's density: edges per pair mean over seeds 0 and 1 (2 and 3); tbs only
+    assert "| tbs | 2.5 / 80% / 10% (1%) | 2.5 / 80% / 20% (1%) |" in text
+    assert "| random | 2." not in text
+    assert summary["groups"]["main"]["gap"]["tbs"]["graph_edges_per_pair"] == [2.5, 2.5]
     assert (
         "paired t interval over 2 seeds of tbs − random excludes 0 in 0 of 2 (tbs higher: "
         "none; lower: none); the others are not resolved with 2 seeds"
@@ -304,11 +317,24 @@ def test_write_report_files_and_every_cell(results):
     assert "Averaged over languages, tbs − random: +14.06 [-5.79, +33.92] (paired t" in text
     assert "not resolved with 2 seeds; with this seed-to-seed spread the design detects" in text
     assert "Test-set noise alone (queries) would separate tbs and random in 1 of 2" in text
-    for name in ("mrr_main.png", "gap_main.png", "epoch_time_main.png"):
+    for name in ("mrr_main.png", "gap_main.png", "epoch_time_main.png", "mrr_time_main.png"):
         png = results / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
         assert f"(plots/{name})" in text
     assert "(plots/" not in report.format_report(summary, images=False)  # e.g. in a notebook
+
+
+def test_a_group_with_its_own_comparisons(results):
+    edit_json(
+        results / "grid.json",
+        lambda grid: grid["groups"]["main"].update(compare=[["hardneg", "random"]]),
+    )
+    summary = report.write_report(results)
+    group = summary["groups"]["main"]
+    assert group["compare"] == [["hardneg", "random"]]
+    assert set(group["bootstrap"]["ruby"]) == {"hardneg-random"}  # not tbs − random/hardneg
+    text = (results / "report.md").read_text()
+    assert "| hardneg − random | ruby |" in text and "tbs − random" not in text
 
 
 def test_one_seed_one_epoch(tmp_path):
@@ -495,3 +521,16 @@ def test_the_header_names_the_tokenizer_of_an_nbow_group(results):
     assert report.describe_model({"model": "minilm", "encoder": "transformer"}) == (
         "model minilm, encoder transformer"
     )
+
+
+def test_an_arm_with_fewer_seeds_is_not_missing_the_others(results):
+    def tbs_seed0_only(grid):
+        grid["cells"] = [c for c in grid["cells"] if c["id"] != "main__tbs__seed1"]
+        grid["groups"]["main"]["arms"] = {"tbs": {"sampler": "tbs", "set": {}, "seeds": [0]}}
+
+    edit_json(results / "grid.json", tbs_seed0_only)
+    summary = report.write_report(results)
+    assert summary["cells"]["missing"] == []
+    # tbs − random is on the one seed both have: no interval, and not resolved
+    seeds = summary["groups"]["main"]["bootstrap"]["ruby"]["tbs-random"]["seeds"]
+    assert seeds["n"] == 1 and seeds["low"] is None and not seeds["resolved"]

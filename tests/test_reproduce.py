@@ -174,6 +174,35 @@ def test_ablation_profile_has_the_arms_its_docs_describe():
     ]
 
 
+def test_evidence_profile_has_eight_seeds_for_the_headline_and_three_for_the_rest(tmp_path):
+    profile = reproduce.load_profile(EXPERIMENTS / "evidence.yaml")
+    group = profile.groups["minilm"]
+    assert len(group["languages"]) >= 2
+    cells = reproduce.plan_cells(profile, tmp_path / "runs", tmp_path / "results")
+    seeds = {}
+    for cell in cells:
+        seeds.setdefault(cell.sampler, []).append(cell.seed)
+    assert len(seeds["random"]) >= 8 and seeds["tbs"] == seeds["random"]
+    assert all(len(s) >= 3 for s in seeds.values())
+    config = {
+        label: reproduce.group_config(profile, "minilm", label, 1) for label in group["samplers"]
+    }
+    assert config["random-extra1"].sampler.options["random"].extra_codes == 1
+    assert config["hardneg"].sampler.options["hardneg"].negatives == 1
+    assert config["tbs-2ep"].train.epochs == 2 and config["tbs"].train.epochs == 1
+    assert config["tbs-2ep"].sampler.options["tbs"].every == 1  # pi recomputed each epoch
+    assert config["tbs-2ep"].sampler.options["tbs"].embeddings == "fresh"
+    assert [config[f"tbs-q{q}"].sampler.options["tbs"].quantile for q in ("0.99", "0.98")] == [
+        0.99,
+        0.98,
+    ]
+    assert ["hardneg", "random-extra1"] in group["compare"]
+    assert ["tbs-2ep", "random-2ep"] in group["compare"]
+    # a slice keeps each arm's own seeds
+    sliced = reproduce.slice_profile(profile, seeds=[5])
+    assert sliced.groups["minilm"]["samplers"] == ["random", "tbs"]
+
+
 def test_an_arm_runs_its_sampler_with_its_own_keys(tiny_data, tmp_path):
     profile = tmp_path / "arms.yaml"
     tree = yaml.safe_load(Path(write_tiny_profile(profile, tiny_data)).read_text())
@@ -341,6 +370,27 @@ def test_paper_profile_is_the_unixcoder_recipe():
             ),
             "'tbs' appears twice",
         ),
+        (
+            lambda p: p["groups"]["nbow"].update(
+                samplers=["random", {"label": "x", "sampler": "tbs", "seeds": [99]}]
+            ),
+            "are not all among the group's seeds",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(
+                samplers=["random", {"label": "x", "sampler": "tbs", "seeds": "1"}]
+            ),
+            "x.*seeds: expected a non-empty list of integers|samplers\\[1\\].seeds",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(compare=[["tbs", "bm25"]]),
+            r"groups.nbow.compare\[0\]: no arm 'bm25'",
+        ),
+        (
+            lambda p: p["groups"]["nbow"].update(compare=[["tbs", "tbs"]]),
+            "two different labels",
+        ),
+        (lambda p: p["groups"]["nbow"].update(compare="tbs"), "list of \\[arm, baseline\\]"),
         (lambda p: p["groups"]["nbow"].update(languages=["cobol"]), "groups.nbow.languages"),
         (lambda p: p["groups"]["nbow"].update(jobs=0), "groups.nbow.jobs"),
         (lambda p: p.update(groups={}), "groups must name at least one group"),

@@ -26,6 +26,8 @@ from codesearch.samplers.graphs import knn_graph, quantile_threshold, threshold_
 from codesearch.samplers.knn import as_embeddings, topk_neighbors
 from codesearch.samplers.ordering import (
     batches_from_permutation,
+    graph_density,
+    neighbour_in_batch_share,
     permutation_seed,
     rcm_order,
     tbs_batches,
@@ -516,3 +518,55 @@ def test_the_device_path_is_the_cpu_path_on_the_cpu(data):
     # on a GPU, "auto" searches exactly there instead of building a faiss index on the host
     assert resolve_backend("auto", 10**6, "cuda") == "exact"
     assert resolve_backend("auto", 10**6, "cpu") in ("faiss", "exact")
+
+
+# --- how much structure the graph gives the batches -------------------------------------------
+
+
+def test_graph_density_on_a_hand_made_graph():
+    # six pairs, edges 0->1 and 3->2: pairs 4 and 5 are isolated
+    adjacency = sp.csr_array((np.ones(2, dtype=np.int8), ([0, 3], [1, 2])), shape=(6, 6))
+    together = [np.array([0, 1, 2]), np.array([3, 4, 5])]  # 0 and 1 share a batch; 2, 3 not
+    apart = [np.array([0, 2, 4]), np.array([1, 3, 5])]  # no edge inside a batch
+    density = graph_density(adjacency, 2, together, apart)
+    assert density == {
+        "edges_per_pair": pytest.approx(2 / 6),
+        "isolated_pairs": 2,
+        "isolated_share": pytest.approx(2 / 6),
+        "neighbour_in_batch": pytest.approx(2 / 6),
+        "neighbour_in_random_batch": 0.0,
+    }
+    # an edge counts both ways: the code side (2) has its neighbour (3) in the batch too
+    assert neighbour_in_batch_share(
+        adjacency, [np.array([2, 3]), np.array([0, 4]), np.array([1, 5])]
+    ) == pytest.approx(2 / 6)
+    # a self loop is not a neighbour
+    loop = sp.csr_array((np.ones(1, dtype=np.int8), ([4], [4])), shape=(6, 6))
+    assert neighbour_in_batch_share(loop, together) == 0.0
+
+
+def test_sampler_reports_density_and_warns_once_when_most_pairs_are_isolated(data):
+    q, c, _ = data
+    n = len(q)
+    sparse = make_tbs(n, 25, quantile=0.9999)  # about 0.1 edges per pair
+    sparse.set_epoch(0)
+    sparse.prepare(lambda: (q, c))
+    stats = sparse.graph_stats
+    assert stats["edges_per_pair"] == pytest.approx(sparse.last_info["edges"] / n)
+    assert stats["isolated_pairs"] == sparse.last_info["isolated"] and stats["isolated_share"] > 0.5
+    warning = sparse.density_warning()
+    assert f"{stats['isolated_pairs']} pairs" in warning and "sampler.tbs_quantile" in warning
+    assert sparse.density_warning() is None  # once
+    dense = make_tbs(n, 25, quantile=1 - 16 / n)
+    dense.set_epoch(0)
+    dense.prepare(lambda: (q, c))
+    stats = dense.graph_stats
+    assert stats["edges_per_pair"] == pytest.approx(16, rel=0.2)
+    assert stats["isolated_share"] < 0.5 and dense.density_warning() is None
+    # TBS puts most pairs next to a graph neighbour; random batches far fewer
+    assert stats["neighbour_in_batch"] > 2 * stats["neighbour_in_random_batch"]
+    # the density survives a checkpoint (a resumed epoch logs it too)
+    restored = make_tbs(n, 25, quantile=1 - 16 / n)
+    restored.load_state_dict(json.loads(json.dumps(dense.state_dict())))
+    assert restored.graph_stats == stats
+    assert RandomSampler(n, 25).graph_stats == {} and RandomSampler(n, 25).density_warning() is None

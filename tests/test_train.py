@@ -461,7 +461,9 @@ def test_old_hardneg_keys_and_flags_are_aliases(tmp_path):
     assert (saved.negatives, saved.ranks) == (4, "2:6")
 
 
-def test_epoch_rows_hold_masked_and_unmasked_gaps(tiny_data, tmp_path):
+def test_epoch_rows_hold_masked_and_unmasked_gaps_and_the_graph_density(
+    tiny_data, tmp_path, capsys
+):
     run = tmp_path / "run"
     assert _train_cli(tiny_data, run, "--sampler", "tbs") == 0
     row = next(
@@ -479,6 +481,10 @@ def test_epoch_rows_hold_masked_and_unmasked_gaps(tiny_data, tmp_path):
     ):
         assert key in row, key
     assert row["diag_gap_masked"] >= 0
+    graph = row["sampler_graph"]  # the default quantile leaves a tiny training set almost bare
+    assert graph["isolated_share"] > 0.5 and 0 <= graph["neighbour_in_batch"] <= 1
+    warnings = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning: tbs")]
+    assert len(warnings) == 1 and f"{graph['isolated_pairs']} pairs" in warnings[0]
 
 
 # --- bad values and output paths: one line, exit 2, before any work -------------------------------
