@@ -9,6 +9,7 @@ PACKAGES = (
     "torch",
     "transformers",
     "accelerate",
+    "sentence-transformers",
     "datasets",
     "numpy",
     "scipy",
