@@ -35,6 +35,7 @@ class Task:
     log: MetricsLog
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # set once steps are known
     state: TrainerState = dataclasses.field(default_factory=TrainerState)
+    progress: bool = True  # progress bars (the step bar and the embedding passes)
 
     @property
     def total_steps(self) -> int:

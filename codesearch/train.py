@@ -65,20 +65,26 @@ class Interrupted(Exception):
     """SIGTERM arrived; a checkpoint was written before raising."""
 
 
-def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict:
+def train(
+    config: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool | None = None
+) -> dict:
     """Train one model per language (or one joint model); returns a summary per task. The
-    run directory is locked while this process trains in it (main process only)."""
+    run directory is locked while this process trains in it (main process only). Progress
+    bars: ``progress``, by default only when stderr is a terminal (a log file gets the
+    epoch lines, not bars)."""
     out_dir = Path(out_dir)
+    if progress is None:
+        progress = sys.stderr.isatty()
     if int(os.environ.get("RANK", "0")) != 0:  # set by accelerate launch / torchrun
-        return _train(config, out_dir, resume)
+        return _train(config, out_dir, resume, progress)
     check_output_dir(out_dir, "run directory")
     check_run_directory(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with DirectoryLock(out_dir, "run directory"):
-        return _train(config, out_dir, resume)
+        return _train(config, out_dir, resume, progress)
 
 
-def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
+def _train(config: RunConfig, out_dir: Path, resume: bool, progress: bool) -> dict:
     check_run_config(config)
     tasks, resumed_with = check_run(config, out_dir, resume)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
@@ -109,7 +115,7 @@ def _train(config: RunConfig, out_dir: Path, resume: bool) -> dict:
         if accelerator.is_main_process:
             (out_dir / name).mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
-        summary[name] = train_task(accelerator, config, out_dir / name, languages, resume)
+        summary[name] = train_task(accelerator, config, out_dir / name, languages, resume, progress)
     if accelerator.is_main_process:
         models = {name: f"{name}/best" for name in tasks}
         write_json_atomic(out_dir / "run.json", {"models": models, "summary": summary})
@@ -197,10 +203,16 @@ def setup_task(
 
 
 def train_task(
-    accelerator: Accelerator, config: RunConfig, task_dir: Path, languages: list[str], resume: bool
+    accelerator: Accelerator,
+    config: RunConfig,
+    task_dir: Path,
+    languages: list[str],
+    resume: bool,
+    progress: bool = True,
 ) -> dict:
     """Train one model (one language, or all languages jointly) into ``task_dir``."""
     task = setup_task(accelerator, config, task_dir, languages, resume)
+    task.progress = progress and accelerator.is_main_process
     state = task.state
     if state.finished:
         return dataclasses.asdict(state)
@@ -208,13 +220,12 @@ def train_task(
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(signal=True))
     try:
         task.model.train()
-        hidden, desc = not accelerator.is_main_process, f"train {task_dir.name}"
         bar = tqdm(
             total=task.total_steps,
             initial=state.global_step,
-            desc=desc,
+            desc=f"train {task_dir.name}",
             unit="step",
-            disable=hidden,
+            disable=not task.progress,
         )
         while not task.done():
             end_epoch(task, run_epoch(task, bar, stop))
@@ -231,7 +242,7 @@ def run_epoch(task: Task, bar: tqdm, stop: dict) -> dict:
     epoch_start = time.perf_counter()
     sampler.set_epoch(state.epoch)
     embeddings = EpochEmbeddings(
-        lambda: task.embed(data.query_ids, data.code_ids, progress=True),
+        lambda: task.embed(data.query_ids, data.code_ids, progress=task.progress),
         task.cache.complete if task.cache is not None else None,
         sampler.wants_cached_embeddings,
     )

@@ -488,8 +488,24 @@ def test_epoch_rows_hold_masked_and_unmasked_gaps_and_the_graph_density(
     assert row["diag_gap_masked"] >= 0
     graph = row["sampler_graph"]  # the default quantile leaves a tiny training set almost bare
     assert graph["isolated_share"] > 0.5 and 0 <= graph["neighbour_in_batch"] <= 1
-    warnings = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning: tbs")]
+    err = capsys.readouterr().err
+    warnings = [x for x in err.splitlines() if x.startswith("warning: tbs")]
     assert len(warnings) == 1 and f"{graph['isolated_pairs']} pairs" in warnings[0]
+    assert "\r" not in err and "python epoch 0: loss" in err  # not a terminal: no bars
+
+
+def test_version_and_train_help_show_defaults(capsys):
+    from codesearch.config import RunConfig
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("codesearch ")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    defaults = RunConfig()
+    assert f"default {defaults.train.epochs}" in text and "--quiet" in text
+    assert f"default {defaults.model.model}" in text and f"default {defaults.train.lr}" in text
 
 
 # --- bad values and output paths: one line, exit 2, before any work -------------------------------

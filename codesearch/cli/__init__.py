@@ -117,7 +117,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = resolve_config(args.config, overrides, base)
     sampler_class(config.sampler.name)  # an unknown sampler fails before any work
     try:
-        summary = train(config, args.out, resume=args.resume)
+        summary = train(
+            config, args.out, resume=args.resume, progress=False if args.quiet else None
+        )
     except Interrupted as stop:
         print(f"codesearch: {stop}", file=sys.stderr)
         return 143
@@ -137,12 +139,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("codesearch")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _show_config_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append each train flag's default, read from the config dataclasses, to its help (the
+    flags themselves default to None: "not given", so a --config file can set them)."""
+    from codesearch.config import RunConfig
+
+    defaults = RunConfig()
+    for action in parser._actions:
+        key = TRAIN_FLAGS.get(action.dest)
+        if key is None:
+            continue
+        section, field = key.split(".")
+        value = getattr(getattr(defaults, section), field)
+        note = f"default {value}" if value not in (None, "") else "default: not set"
+        action.help = f"{action.help}; {note}" if action.help else note
+
+
 def build_parser() -> argparse.ArgumentParser:
     from codesearch.config import add_sampler_arguments
 
     parser = argparse.ArgumentParser(
         prog="codesearch", description="Tail Batch Sampling for contrastive code search."
     )
+    parser.add_argument("--version", action="version", version=f"codesearch {_version()}")
     parser.set_defaults(interrupt_hint="")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -189,13 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--tensorboard", action="store_true", default=None)
     train.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars (by default they show only on a terminal; logs get one line "
+        "per epoch)",
+    )
+    train.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="any config key, e.g. --set train.warmup_ratio=0.05",
     )
-    sampler_options = train.add_argument_group("sampler options (--tbs-*, --hardneg-*)")
+    _show_config_defaults(train)
+    sampler_options = train.add_argument_group("sampler options (--random-*, --tbs-*, --hardneg-*)")
     add_sampler_arguments(sampler_options)
     train.set_defaults(func=_cmd_train)
 
