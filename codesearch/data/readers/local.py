@@ -1,7 +1,7 @@
 """`codesearch prepare local`: the offline six-language corpus from registry source packages.
 
-No machine here reaches a data hub, but Debian's archive, npm and PyPI are reachable
-(docs/data.md). We fetch a pinned list of source packages (``local_sources.yaml``,
+For machines that reach Debian's archive, npm and PyPI but no data hub (docs/data.md). We
+fetch a pinned list of source packages (``local_sources.yaml``,
 ``codesearch.data.fetch``) and apply CodeSearchNet's recipe (Husain et al. 2019, arXiv
 1909.09436) with ``codesearch.data.corpus``: functions paired with the first paragraph of
 their doc comment, filtered, exact duplicates removed, no package above 40% of a language,
