@@ -12,21 +12,110 @@ for the same seed, epoch and embeddings as ``codesearch train --sampler tbs``. E
 
 Guarantee: every row is in exactly one batch per epoch (the last, smaller batch is dropped
 with ``drop_last``); ``len`` is exact before any embedding. Cost per TBS epoch: one no-grad
-pass over both columns and the graph (``make bench`` measures it). One process: with several,
-the trainer shards each batch across processes, so each process's contrastive batch is its
-shard, not the global batch that ``codesearch train`` uses.
+pass over both columns and the graph (``make bench`` measures it).
+
+Only training gets TBS batches: the trainer asks the same ``batch_sampler`` for its evaluation
+and test dataloaders, and those get sequential batches (an evaluation loss over TBS batches
+would cost an embedding pass per evaluation and measure another loss than the one reported).
+The factory pickles without the model, so ``training_args.bin`` stays small and records the
+TBS options; the model card gets the tag ``tail-batch-sampling``. When most rows have no edge
+in the TBS graph, one warning (logger ``codesearch.st_batch_sampler``) says how many and
+which quantile would connect them. ``TBSOptions(embeddings="cached")`` is refused: the trainer's
+forward passes are not recorded here, so every TBS epoch embeds afresh.
+
+Several processes: under Accelerate's default (``split_batches=False``) each process draws
+whole batches of this sampler in turn (process 0 batches 0, 2, ...; process 1 batches 1, 3,
+...), and every process embeds the whole dataset at each TBS epoch (the same model and data
+give every process the same batches). Each process's contrastive batch is then one whole TBS
+batch, as ``batch_size`` says, not a shard of one.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
+import logging
+import sys
 
 import numpy as np
 from sentence_transformers.base.sampler import DefaultBatchSampler
+from torch.utils.data import SequentialSampler
 
 from codesearch.data.pairs import text_keys
 from codesearch.samplers.base import batches_per_epoch
 from codesearch.samplers.tbs import TBSOptions, TBSSampler
+
+logger = logging.getLogger(__name__)
+EVALUATION_LOADERS = ("get_eval_dataloader", "get_test_dataloader")  # transformers.Trainer's
+
+
+def building_evaluation_loader(depth: int = 12) -> bool:
+    """Whether the trainer is building an evaluation or test dataloader: one of
+    ``transformers.Trainer``'s public ``get_eval_dataloader`` / ``get_test_dataloader`` is on
+    the call stack (the trainer asks one ``batch_sampler`` for every dataloader and does not
+    say which)."""
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        if frame is None:
+            return False
+        if frame.f_code.co_name in EVALUATION_LOADERS:
+            return True
+        frame = frame.f_back
+    return False
+
+
+class TBSBatchSamplerFactory:
+    """The ``batch_sampler`` callable of ``TBSBatchSampler.factory``: TBS batches for the
+    training dataset, sequential batches for evaluation and test datasets. Pickles without
+    the model (``training_args.bin``); its repr names the sampler and options."""
+
+    def __init__(self, sampler_class: type, model, **kwargs):
+        self.sampler_class, self.model, self.kwargs = sampler_class, model, kwargs
+
+    def __call__(
+        self,
+        dataset,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator=None,
+        seed: int = 0,
+    ):
+        if building_evaluation_loader():
+            return DefaultBatchSampler(
+                SequentialSampler(dataset),
+                batch_size=batch_size,
+                drop_last=drop_last,
+                valid_label_columns=valid_label_columns,
+                generator=generator,
+                seed=seed,
+            )
+        card = getattr(self.model, "model_card_data", None)
+        if card is not None and hasattr(card, "add_tags"):
+            card.add_tags("tail-batch-sampling")
+        return self.sampler_class(
+            dataset,
+            batch_size,
+            drop_last,
+            valid_label_columns,
+            generator,
+            seed,
+            model=self.model,
+            **self.kwargs,
+        )
+
+    def __getstate__(self) -> dict:
+        options = self.kwargs.get("options") or TBSOptions()
+        kwargs = {**self.kwargs, "options": dataclasses.asdict(options)}
+        return {"sampler_class": self.sampler_class, "model": None, "kwargs": kwargs}
+
+    def __setstate__(self, state: dict) -> None:
+        kwargs = dict(state["kwargs"])
+        kwargs["options"] = TBSOptions(**kwargs["options"])
+        self.sampler_class, self.model, self.kwargs = state["sampler_class"], None, kwargs
+
+    def __repr__(self) -> str:
+        options = self.kwargs.get("options") or TBSOptions()
+        return f"{self.sampler_class.__name__}({options})"
 
 
 class TBSBatchSampler(DefaultBatchSampler):
@@ -70,14 +159,20 @@ class TBSBatchSampler(DefaultBatchSampler):
                     "document) naming two string columns"
                 )
         options = options or TBSOptions()
+        if options.embeddings == "cached":
+            raise ValueError(
+                "TBSBatchSampler embeds the dataset afresh at each TBS epoch (the trainer's "
+                "forward passes are not recorded); use TBSOptions(embeddings='fresh')"
+            )
         # the similarity search runs where the model does (a GPU's tiles, as in codesearch train)
         self.sampler = TBSSampler(len(dataset), batch_size, seed, 1, options, str(model.device))
         self.sampler.set_text_keys(text_keys(self.queries), text_keys(self.documents))
 
     @classmethod
-    def factory(cls, model, **kwargs):
-        """A callable for ``SentenceTransformerTrainingArguments(batch_sampler=...)``."""
-        return functools.partial(cls, model=model, **kwargs)
+    def factory(cls, model, **kwargs) -> TBSBatchSamplerFactory:
+        """The callable for ``SentenceTransformerTrainingArguments(batch_sampler=...)``:
+        this class for the training dataset, sequential batches for evaluation."""
+        return TBSBatchSamplerFactory(cls, model, **kwargs)
 
     def embed(self) -> tuple[np.ndarray, np.ndarray]:
         """(queries, documents), (N, d) float32 unit norm, with the model as it is now."""
@@ -97,6 +192,9 @@ class TBSBatchSampler(DefaultBatchSampler):
         """This epoch's batches (``set_epoch`` first): embeds when the epoch recomputes pi."""
         self.sampler.set_epoch(self.epoch)
         self.sampler.prepare(self.embed)
+        warning = self.sampler.density_warning()
+        if warning:
+            logger.warning(warning)
         out = [b.anchors.tolist() for b in self.sampler.batches()]
         return [b for b in out if len(b) == self.batch_size] if self.drop_last else out
 

@@ -148,3 +148,55 @@ def test_the_example_runs(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "st" / "modules.json").is_file()
+
+
+def test_only_training_gets_tbs_and_the_arguments_pickle_small(pairs, tmp_path):
+    import pickle
+
+    from codesearch.st_batch_sampler import TBSBatchSamplerFactory
+
+    model = SentenceTransformer(resolve_model_name("minilm"), device="cpu")
+    options = TBSOptions(quantile=0.9)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=BATCH,
+        per_device_eval_batch_size=BATCH,
+        batch_sampler=TBSBatchSampler.factory(model, options=options),
+        report_to="none",
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=pairs,
+        eval_dataset=pairs.select(range(16)),
+        loss=MultipleNegativesRankingLoss(model),
+    )
+
+    def sampler_of(loader):
+        found = loader.batch_sampler
+        return getattr(found, "batch_sampler", found)  # Accelerate's shard wrapper
+
+    assert isinstance(sampler_of(trainer.get_train_dataloader()), TBSBatchSampler)
+    evaluation = sampler_of(trainer.get_eval_dataloader())
+    assert not isinstance(evaluation, TBSBatchSampler)
+    assert list(evaluation) == [list(range(8)), list(range(8, 16))]  # sequential
+    assert "tail-batch-sampling" in model.model_card_data.tags
+    # training_args.bin: the factory pickles without the model and says what it was
+    blob = pickle.dumps(args)
+    assert len(blob) < 1_000_000
+    restored = pickle.loads(blob).batch_sampler
+    assert isinstance(restored, TBSBatchSamplerFactory) and restored.model is None
+    assert restored.kwargs["options"] == options and "quantile=0.9" in repr(restored)
+
+
+def test_a_bare_graph_warns_once_and_cached_embeddings_are_refused(pairs, caplog):
+    model = SentenceTransformer(resolve_model_name("minilm"), device="cpu")
+    sampler = TBSBatchSampler(pairs, BATCH, False, model=model, options=TBSOptions())
+    with caplog.at_level("WARNING", logger="codesearch.st_batch_sampler"):
+        list(sampler)
+        sampler.set_epoch(1)
+        list(sampler)
+    warnings = [r.getMessage() for r in caplog.records if "tbs graph" in r.getMessage()]
+    assert len(warnings) == 1 and "sampler.tbs_quantile" in warnings[0]
+    with pytest.raises(ValueError, match="embeddings='fresh'"):
+        TBSBatchSampler(pairs, BATCH, False, model=model, options=TBSOptions(embeddings="cached"))
