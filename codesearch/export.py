@@ -99,6 +99,25 @@ def model_card(run_dir: Path, task: str, results: dict | None, load_path: str) -
     )
 
 
+def check_results_of(results: dict, path: str | Path, best: Path) -> None:
+    """UserError unless every language of ``results`` was evaluated with the model ``best``
+    (the export's ``<task>/best``): a card must not show another model's numbers. A path
+    that no longer resolves (the run was moved) is compared by its last components."""
+    expected = best.resolve()
+    tail = best.parts[-3:]  # run directory name, task, best
+    for language, row in results["languages"].items():
+        model = row.get("model")
+        if isinstance(model, str):
+            found = Path(model)
+            if found.resolve() == expected or (not found.exists() and found.parts[-3:] == tail):
+                continue
+        raise UserError(
+            f"{path}: '{language}' was evaluated with the model {model!r}, not this run's "
+            f"{best}; evaluate it with `codesearch evaluate --model {best.parent.parent} "
+            "--out FILE`"
+        )
+
+
 def export_run(
     run_dir: str | Path,
     out: str | Path,
@@ -131,6 +150,8 @@ def export_run(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: exists and is not an empty directory; choose another --out")
     evaluation = read_results(results) if results else None
+    if evaluation is not None:
+        check_results_of(evaluation, results, best)
     card = model_card(run_dir, task, evaluation, repo_id or str(out))
     tmp = staging_dir(out)  # a new directory of this process's: the only one removed on error
     try:

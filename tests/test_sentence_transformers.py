@@ -212,6 +212,15 @@ def test_export_writes_a_loadable_folder_with_a_model_card(tiny_data, tmp_path, 
     capsys.readouterr()
     assert cli_main(["export", str(run), "--out", str(out)]) == 2
     assert "is not an empty directory" in capsys.readouterr().err
+    # the evaluation of another model is not this run's card
+    other = json.loads(results.read_text())
+    other["languages"]["python"]["model"] = "minilm"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    again = ["export", str(run), "--out", str(tmp_path / "e2"), "--results"]
+    assert cli_main([*again, str(tmp_path / "other.json")]) == 2
+    err = capsys.readouterr().err
+    assert "'python' was evaluated with the model 'minilm', not this run's" in err
+    assert err.count("\n") == 1 and not (tmp_path / "e2").exists()
     nbow = tmp_path / "nbow"
     assert (
         cli_main(
