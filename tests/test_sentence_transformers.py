@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
@@ -202,6 +203,21 @@ def test_export_writes_a_loadable_folder_with_a_model_card(tiny_data, tmp_path, 
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export.")]
     card = (out / "README.md").read_text()
     info = json.loads((run / "run_info.json").read_text())
+    print(card)  # shown when the test fails
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert front["language"] == ["en"] and front["license"] == "other"
+    assert front["library_name"] == "sentence-transformers"
+    assert front["pipeline_tag"] == "sentence-similarity"
+    assert {"code-search", "sampler-random"} <= set(front["tags"])
+    (entry,) = front["model-index"]
+    metrics = {
+        (r["dataset"]["name"], m["type"]): m["value"]
+        for r in entry["results"]
+        for m in r["metrics"]
+    }
+    evaluated = json.loads(results.read_text())["languages"]["python"]
+    assert metrics[("codesearch python", "cosine_mrr@1000")] == pytest.approx(evaluated["mrr"])
     assert "library_name: sentence-transformers" in card and "encode_query" in card
     assert info["data"]["data_hash"] in card and "| python |" in card  # data and evaluation
     assert "sampler:\n  name: random" in card  # the training config

@@ -32,7 +32,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from codesearch.export import export_run
 
-    out = export_run(args.run, args.out, args.language, args.results, args.push_to_hub)
+    out = export_run(
+        args.run, args.out, args.language, args.results, args.push_to_hub, args.license
+    )
     print(f"wrote {out}" + (f" and uploaded it to {args.push_to_hub}" if args.push_to_hub else ""))
     return 0
 
@@ -305,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--language", default=None, help="which model of a multi-language run")
     export.add_argument("--results", default=None, help="`codesearch evaluate --out` JSON")
     export.add_argument("--push-to-hub", default=None, metavar="REPO", help="then upload it")
+    export.add_argument(
+        "--license",
+        default="other",
+        help="the card's license (default other: the training data's licences are those of "
+        "its sources; e.g. apache-2.0 when that is yours to give)",
+    )
     export.set_defaults(func=_cmd_export)
 
     stats = sub.add_parser("stats", help="record counts per language and split")
