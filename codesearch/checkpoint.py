@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -33,6 +34,15 @@ class TrainerState:
     finished: bool = False
 
 
+class SharedTensorNotice(logging.Filter):
+    """Drops Accelerate's "Removed shared tensor {...}" (logger ``accelerate.utils.other``):
+    with shared towers the query and code towers are one module, so every checkpoint would log
+    about a hundred parameter names that are saved once and restored to both, as intended."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in str(record.msg)  # after "[RANK k] "
+
+
 def save_checkpoint(
     accelerator: Accelerator,
     ckpt_dir: Path,
@@ -46,7 +56,12 @@ def save_checkpoint(
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    notices, quiet = logging.getLogger("accelerate.utils.other"), SharedTensorNotice()
+    notices.addFilter(quiet)
+    try:
+        accelerator.save_state(str(tmp))
+    finally:
+        notices.removeFilter(quiet)
     if cache is not None:
         cache.save(tmp, accelerator.process_index)
     accelerator.wait_for_everyone()

@@ -667,3 +667,36 @@ def test_damaged_saved_weights_are_one_line_exit_2(tiny_data, finished_run, caps
     )
     err = capsys.readouterr().err
     assert "model.safetensors: unreadable weights" in err and err.count("\n") == 1
+
+
+def test_checkpoints_of_shared_towers_do_not_list_the_shared_tensors(tiny_data, tmp_path, caplog):
+    import logging
+
+    from model_helpers import tiny_bert_dir
+
+    from codesearch.checkpoint import SharedTensorNotice
+
+    record = logging.LogRecord(
+        "accelerate.utils.other", 30, "", 0, "[RANK 0] Removed shared tensor {'a'}", None, None
+    )
+    assert not SharedTensorNotice().filter(record)  # the notice the filter exists for
+    run = tmp_path / "run"
+    args = ["train", "--data", str(tiny_data), "--languages", "python", "--model"]
+    args += [str(tiny_bert_dir(tmp_path)), "--max-train-pairs", "32", "--batch-size", "16"]
+    assert (
+        main(
+            [
+                *args,
+                "--set",
+                "model.max_code_length=32",
+                "--set",
+                "model.max_query_length=32",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert (run / "python" / "checkpoint").is_dir() and "Removed shared tensor" not in logged
+    assert main(["train", "--out", str(run), "--resume"]) == 0  # restores both towers
