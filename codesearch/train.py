@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import transformers
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
@@ -86,6 +87,8 @@ def train(
 
 def _train(config: RunConfig, out_dir: Path, resume: bool, progress: bool) -> dict:
     check_run_config(config)
+    if not progress:  # Transformers' own bars (loading weights, writing shards) too
+        transformers.utils.logging.disable_progress_bar()
     tasks, resumed_with = check_run(config, out_dir, resume)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     precision, precision_source = resolve_training_precision(

@@ -669,7 +669,9 @@ def test_damaged_saved_weights_are_one_line_exit_2(tiny_data, finished_run, caps
     assert "model.safetensors: unreadable weights" in err and err.count("\n") == 1
 
 
-def test_checkpoints_of_shared_towers_do_not_list_the_shared_tensors(tiny_data, tmp_path, caplog):
+def test_checkpoints_of_shared_towers_do_not_list_the_shared_tensors(
+    tiny_data, tmp_path, caplog, capsys
+):
     import logging
 
     from model_helpers import tiny_bert_dir
@@ -697,6 +699,7 @@ def test_checkpoints_of_shared_towers_do_not_list_the_shared_tensors(tiny_data, 
         )
         == 0
     )
+    assert "Loading weights" not in capsys.readouterr().err  # not a terminal: no bars at all
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert (run / "python" / "checkpoint").is_dir() and "Removed shared tensor" not in logged
     assert main(["train", "--out", str(run), "--resume"]) == 0  # restores both towers
