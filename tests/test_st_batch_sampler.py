@@ -200,3 +200,37 @@ def test_a_bare_graph_warns_once_and_cached_embeddings_are_refused(pairs, caplog
     assert len(warnings) == 1 and "sampler.tbs_quantile" in warnings[0]
     with pytest.raises(ValueError, match="embeddings='fresh'"):
         TBSBatchSampler(pairs, BATCH, False, model=model, options=TBSOptions(embeddings="cached"))
+
+
+@pytest.mark.slow
+def test_two_processes_each_train_on_whole_tbs_batches(tmp_path):
+    """Through the real trainer with two gloo processes: both compute the same TBS batches,
+    and Accelerate's default hands each process whole batches in turn (as documented)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from model_helpers import tiny_bert_dir
+
+    with socket.socket() as probe:  # a free port for the process group
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = Path(__file__).parent / "st_two_process_check.py"
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    launcher += ["--num_processes", "2", "--num_cpu_threads_per_process", "1"]
+    launcher += ["--main_process_port", str(port)]
+    done = subprocess.run(
+        [*launcher, str(script), str(tiny_bert_dir(tmp_path)), str(tmp_path)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
+    assert all(r["processes"] == 2 for r in ranks)
+    assert ranks[0]["all"] == ranks[1]["all"]  # every process computed the same batches
+    batches = ranks[0]["all"]
+    assert sorted(i for b in batches for i in b) == list(range(64))
+    assert ranks[0]["mine"] == batches[0::2] and ranks[1]["mine"] == batches[1::2]
