@@ -288,7 +288,7 @@ def _intervals(
 ) -> tuple[dict, dict]:
     """Per language {"arm-base": query-level bootstrap + "seeds" (``compare_over_seeds``, with
     "p_holm" across the languages)}, and {"arm-base": {"seeds": ...}} over the per-seed
-    average of the languages."""
+    average of the languages; both on the seeds the two arms share."""
     present = [s for s, cells in by_sampler.items() if cells]
     pairs = comparisons(present, compare)
     if not pairs:
@@ -304,9 +304,10 @@ def _intervals(
         per_seed_by_language = {}
         for lang in languages:
             a, b = rr[lang][arm], rr[lang][base]
+            shared = seeds or None  # arms with different seed sets: compare on the shared ones
             entry = paired_bootstrap(
-                100 * np.mean(list(a.values()), axis=0),
-                100 * np.mean(list(b.values()), axis=0),
+                100 * np.mean([a[k] for k in (shared or a)], axis=0),
+                100 * np.mean([b[k] for k in (shared or b)], axis=0),
                 **bootstrap,
             )
             if seeds:
