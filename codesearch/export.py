@@ -132,6 +132,11 @@ def model_card(
     transformers.logging.set_verbosity_error()  # the towers' load report is not the user's
     try:
         model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+    except (OSError, ValueError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(
+            f"{run_dir}: the model of '{task}' does not load in sentence-transformers ({detail})"
+        ) from None
     finally:
         transformers.logging.set_verbosity(verbosity)
     card = model.model_card_data

@@ -69,6 +69,11 @@ def main(bert: str, out: str) -> None:
     }
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(record))
     trainer.train()
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # a clean exit: gloo can abort at interpreter shutdown otherwise
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -211,11 +211,16 @@ def test_a_saved_model_with_a_bad_codesearch_model_json_is_one_line(tiny_data, t
 @pytest.fixture
 def fake_run(tmp_path) -> Path:
     """A run directory as export reads it, without training (the files export opens)."""
+    from model_helpers import tiny_bert_dir
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
     from codesearch.config import RunConfig
 
     run = tmp_path / "run"
-    (run / "python" / "best").mkdir(parents=True)
-    (run / "python" / "best" / "modules.json").write_text("[]")
+    encoder = Transformer(str(tiny_bert_dir(tmp_path)), max_seq_length=16)
+    model = SentenceTransformer(modules=[encoder, Pooling(encoder.get_embedding_dimension())])
+    model.save(str(run / "python" / "best"))
     (run / "run.json").write_text(json.dumps({"models": {"python": "python/best"}}))
     (run / "run_info.json").write_text(json.dumps({"seed": 0, "packages": {}}))
     import yaml
