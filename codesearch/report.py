@@ -633,14 +633,12 @@ def _density(series: dict, epoch: int) -> str:
 
 
 def _t_interval(t: dict | None) -> str:
-    """'+0.65 [+0.14, +1.16]' from a ``compare_over_seeds`` result; the bare mean without
-    an interval (one seed)."""
-    if t is None:
-        return "–"
-    if t["low"] is None:
+    """``_interval`` of a ``compare_over_seeds`` result; the bare mean and why where it has
+    no interval (one seed, or seeds that all agree)."""
+    if t is not None and t["low"] is None:
         why = "one seed" if t["n"] < 2 else "every seed the same"
         return f"{_signed(t['diff'])} (no interval: {why})"
-    return f"{_signed(t['diff'])} [{_signed(t['low'])}, {_signed(t['high'])}]"
+    return _interval(t)
 
 
 def _p(value: float | None) -> str:

@@ -76,19 +76,24 @@ def train(
     out_dir = Path(out_dir)
     if progress is None:
         progress = sys.stderr.isatty()
-    if int(os.environ.get("RANK", "0")) != 0:  # set by accelerate launch / torchrun
-        return _train(config, out_dir, resume, progress)
-    check_output_dir(out_dir, "run directory")
-    check_run_directory(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with DirectoryLock(out_dir, "run directory"):
-        return _train(config, out_dir, resume, progress)
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    if not progress:  # Transformers' own bars (loading weights, writing shards) too
+        transformers.utils.logging.disable_progress_bar()
+    try:
+        if int(os.environ.get("RANK", "0")) != 0:  # set by accelerate launch / torchrun
+            return _train(config, out_dir, resume, progress)
+        check_output_dir(out_dir, "run directory")
+        check_run_directory(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with DirectoryLock(out_dir, "run directory"):
+            return _train(config, out_dir, resume, progress)
+    finally:
+        if bars:  # the caller's setting back (a notebook, the tests)
+            transformers.utils.logging.enable_progress_bar()
 
 
 def _train(config: RunConfig, out_dir: Path, resume: bool, progress: bool) -> dict:
     check_run_config(config)
-    if not progress:  # Transformers' own bars (loading weights, writing shards) too
-        transformers.utils.logging.disable_progress_bar()
     tasks, resumed_with = check_run(config, out_dir, resume)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     precision, precision_source = resolve_training_precision(

@@ -115,7 +115,7 @@ def neighbour_in_batch_share(adjacency: sp.sparray, batches: list[np.ndarray]) -
     label = np.empty(n, dtype=np.int64)
     for index, anchors in enumerate(batches):
         label[np.asarray(anchors, dtype=np.int64)] = index
-    edges = sp.coo_array(adjacency)
+    edges = sp.coo_array(adjacency)  # no copy when it already is one (graph_density)
     rows, cols = edges.row, edges.col
     same = (label[rows] == label[cols]) & (rows != cols)
     has_neighbour = np.zeros(n, dtype=bool)
@@ -134,6 +134,7 @@ def graph_density(
     TBS (``neighbour_in_batch``) and under this epoch's random order
     (``neighbour_in_random_batch``)."""
     n = adjacency.shape[0]
+    adjacency = sp.coo_array(adjacency)  # converted once for both batchings
     return {
         "edges_per_pair": float(adjacency.nnz / n),
         "isolated_pairs": int(isolated),
