@@ -129,6 +129,7 @@ def _train(config: RunConfig, out_dir: Path, resume: bool, progress: bool) -> di
         write_json_atomic(out_dir / "run.json", {"models": models, "summary": summary})
         if len(models) == 1:  # SentenceTransformer(run directory) loads its one model
             point_to_sentence_transformer(out_dir, next(iter(models.values())))
+    accelerator.wait_for_everyone()  # destroying the group while a rank still works can hang
     accelerator.end_training()
     return summary
 

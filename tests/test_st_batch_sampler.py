@@ -220,13 +220,18 @@ def test_two_processes_each_train_on_whole_tbs_batches(tmp_path):
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
     launcher += ["--num_processes", "2", "--num_cpu_threads_per_process", "1"]
     launcher += ["--main_process_port", str(port)]
-    done = subprocess.run(
-        [*launcher, str(script), str(tiny_bert_dir(tmp_path)), str(tmp_path)],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    try:
+        done = subprocess.run(
+            [*launcher, str(script), str(tiny_bert_dir(tmp_path)), str(tmp_path)],
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except subprocess.TimeoutExpired as stuck:
+        reached = sorted(p.name for p in tmp_path.glob("rank*"))
+        log = stuck.stderr.decode(errors="replace") if isinstance(stuck.stderr, bytes) else ""
+        pytest.fail(f"two processes did not finish in 300 s; reached {reached}:\n{log[-4000:]}")
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
     assert all(r["processes"] == 2 for r in ranks)
