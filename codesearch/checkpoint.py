@@ -86,12 +86,14 @@ def save_checkpoint(
 def load_checkpoint(
     accelerator: Accelerator,
     ckpt_dir: Path,
+    model,
     sampler,
     scheduler,
     cache: EmbeddingCache | None = None,
 ) -> TrainerState:
-    """Restore a checkpoint; a truncated or corrupt one is a UserError naming it (checkpoints
-    are written atomically, so this means the files were damaged afterwards)."""
+    """Restore a checkpoint into ``model`` (the unwrapped model ``accelerator`` prepared); a
+    truncated or corrupt one is a UserError naming it (checkpoints are written atomically, so
+    this means the files were damaged afterwards)."""
     from safetensors import SafetensorError
 
     try:
@@ -102,7 +104,7 @@ def load_checkpoint(
             raise ValueError(f"trainer_state.json: {exc}") from None
         check_weight_files(ckpt_dir)
         check_random_states(ckpt_dir, accelerator.process_index)
-        accelerator.load_state(str(ckpt_dir))
+        accelerator.load_state(str(ckpt_dir), strict=not lacks_only_frozen(model, ckpt_dir))
         if cache is not None:
             cache.load(ckpt_dir, accelerator.process_index)
         sampler.load_state_dict(saved["sampler"])
@@ -123,6 +125,23 @@ def load_checkpoint(
             f"{ckpt_dir.parent} to train that task again"
         ) from None
     return state
+
+
+def lacks_only_frozen(model, ckpt_dir: Path) -> bool:
+    """True when the checkpoint's weights miss some of ``model``'s frozen parameters and nothing
+    else (an encoder's pooler, which never trains: a checkpoint saved without it resumes with
+    the pretrained values it would hold anyway). Any other mismatch keeps the load strict, so
+    Accelerate names it."""
+    from safetensors.torch import load_model
+
+    path = ckpt_dir / "model.safetensors"
+    if not path.is_file():
+        return False
+    missing, unexpected = load_model(model, str(path), strict=False)
+    frozen = {
+        name for name, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad
+    }
+    return bool(missing) and not unexpected and set(missing) <= frozen
 
 
 def check_weight_files(ckpt_dir: Path) -> None:

@@ -129,7 +129,9 @@ def model_card(
 
     config = load_run_config(run_dir)
     verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # the towers' load report is not the user's
+    # a folder saved without its encoders' poolers would report them missing: the card needs
+    # no pooler, and the exported folder is a copy of the saved one, not this load
+    transformers.logging.set_verbosity_error()
     try:
         model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
     except (OSError, ValueError) as error:

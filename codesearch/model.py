@@ -161,23 +161,51 @@ class NBOWTower(nn.Module):
 
 
 def load_encoder(path: str | Path, trust_remote_code: bool, **kwargs: Any) -> nn.Module:
-    """`AutoModel.from_pretrained` without the pooler where the class accepts the flag (an unused
-    pooler makes DDP fail with unused parameters)."""
+    """``AutoModel.from_pretrained`` whole, with its pooler (if any) frozen.
+
+    The towers pool the last hidden states themselves, so a pooler never trains; frozen, DDP
+    does not wait for its gradients. It is kept because it is part of the checkpoint: every
+    saved folder then holds the encoder's full weights, and sentence-transformers (or
+    Transformers) loads and re-saves it without a missing-weights report. A local folder
+    whose weights lack a pooler (one saved without it) is loaded without one."""
     from safetensors import SafetensorError
     from transformers import AutoModel
 
+    if not has_pooler_weights(Path(path)):
+        kwargs = {**kwargs, "add_pooling_layer": False}
     try:
         try:
-            return AutoModel.from_pretrained(
-                path, add_pooling_layer=False, trust_remote_code=trust_remote_code, **kwargs
-            )
+            encoder = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
         except TypeError as error:
             if "add_pooling_layer" not in str(error):
                 raise
-            return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+            kwargs.pop("add_pooling_layer")
+            encoder = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError, SafetensorError) as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"cannot load the encoder '{path}': {detail}") from None
+    pooler = getattr(encoder, "pooler", None)
+    if isinstance(pooler, nn.Module):
+        pooler.requires_grad_(False)
+    return encoder
+
+
+def has_pooler_weights(folder: Path) -> bool:
+    """False only for a local folder whose safetensors weights hold no ``pooler.`` tensor; a
+    hub name or another weight format is taken to have one (the architecture decides)."""
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return True
+    try:
+        for file in files:
+            with safe_open(str(file), "pt") as handle:
+                if any(key.split(".")[0] == "pooler" or ".pooler." in key for key in handle.keys()):
+                    return True
+    except (OSError, SafetensorError):
+        return True  # unreadable: let from_pretrained name the problem
+    return False
 
 
 def encode_by_length(
@@ -357,7 +385,7 @@ def save_sentence_transformer(model: DualEncoder, out: Path) -> None:
 
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Router
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
 
     config, staging = model.config, out / ".towers"
     shutil.rmtree(staging, ignore_errors=True)
@@ -368,13 +396,7 @@ def save_sentence_transformer(model: DualEncoder, out: Path) -> None:
         towers[side].encoder.save_pretrained(str(folder))
         drop_remote_code(folder, towers[side].encoder)
         model.tokenizer.save_pretrained(str(folder))
-        try:  # no pooler, as load_encoder: it would be saved with random weights
-            kwargs = {"model_kwargs": {"add_pooling_layer": False}}
-            encoder = Transformer(str(folder), max_seq_length=length, **kwargs)
-        except TypeError as error:
-            if "add_pooling_layer" not in str(error):
-                raise
-            encoder = Transformer(str(folder), max_seq_length=length)
+        encoder = load_st_transformer(str(folder), length)
         pooling = Pooling(encoder.get_embedding_dimension(), pooling_mode=config.pooling)
         routes[side] = [encoder, pooling]
     router = Router.for_query_document(routes["query"], routes["code"])
@@ -385,6 +407,22 @@ def save_sentence_transformer(model: DualEncoder, out: Path) -> None:
     st = SentenceTransformer(modules=[router, Normalize()], device="cpu", prompts=prompts)
     st.save(str(out))
     shutil.rmtree(staging)
+
+
+def load_st_transformer(folder: str, max_seq_length: int):
+    """sentence-transformers' Transformer module over a saved tower: as ``load_encoder``, a
+    folder without pooler weights is loaded without a pooler (it would get random ones)."""
+    from sentence_transformers.sentence_transformer.modules import Transformer
+
+    if has_pooler_weights(Path(folder)):
+        return Transformer(folder, max_seq_length=max_seq_length)
+    try:
+        kwargs = {"model_kwargs": {"add_pooling_layer": False}}
+        return Transformer(folder, max_seq_length=max_seq_length, **kwargs)
+    except TypeError as error:
+        if "add_pooling_layer" not in str(error):
+            raise
+        return Transformer(folder, max_seq_length=max_seq_length)
 
 
 def drop_remote_code(folder: Path, encoder: nn.Module) -> None:

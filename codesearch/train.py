@@ -152,7 +152,7 @@ def build_optimizer(model: torch.nn.Module, config: RunConfig, device) -> torch.
     of tensor ops: the update of nbow's 7.8M-entry embedding drops from 50 to 11 ms per step on
     one CPU thread; the same update up to float rounding)."""
     return torch.optim.AdamW(
-        model.parameters(),
+        [p for p in model.parameters() if p.requires_grad],  # not the frozen poolers
         lr=config.train.lr,
         weight_decay=config.train.weight_decay,
         fused=torch.device(device).type in ("cpu", "cuda"),
@@ -202,7 +202,7 @@ def setup_task(
     task.model, task.optimizer = accelerator.prepare(model, optimizer)
     ckpt_dir = task_dir / "checkpoint"
     if resume and (ckpt_dir / "trainer_state.json").is_file():
-        task.state = load_checkpoint(accelerator, ckpt_dir, sampler, task.scheduler, cache)
+        task.state = load_checkpoint(accelerator, ckpt_dir, model, sampler, task.scheduler, cache)
         task.state.finished = task.done()  # more epochs on resume reopen a finished task
         log.keep_until(task.state.global_step, task.state.epoch)
         if accelerator.is_main_process:

@@ -39,9 +39,10 @@ def tokenize_pairs(
     }
 
 
-def tiny_bert_dir(root: Path) -> Path:
+def tiny_bert_dir(root: Path, pooler: bool = True) -> Path:
     """A randomly initialised one-layer BERT (64 positions) with MiniLM's tokenizer, saved as
-    a local model folder: a transformer base model in milliseconds."""
+    a local model folder (with a pooler, as pretrained BERTs, unless ``pooler`` is False): a
+    transformer base model in milliseconds."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from codesearch.model import resolve_model_name
@@ -56,6 +57,6 @@ def tiny_bert_dir(root: Path) -> Path:
         intermediate_size=64,
         max_position_embeddings=64,
     )
-    BertModel(config, add_pooling_layer=False).save_pretrained(str(path))
+    BertModel(config, add_pooling_layer=pooler).save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return path

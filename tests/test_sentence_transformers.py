@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
@@ -96,6 +97,55 @@ def test_best_loads_in_sentence_transformers_with_our_embeddings(tiny_data, tmp_
     assert AutoModel.from_pretrained(best / "document_0_Transformer") is not None
     if towers == "separate":  # the towers were trained apart: the routes differ
         assert not np.allclose(queries, st.encode_document([r.query for r in records]))
+
+
+def folder_tensors(folder: Path) -> dict:
+    """Every safetensors tensor under ``folder``, keyed by relative file and name."""
+    from safetensors.torch import load_file
+
+    return {
+        f"{path.relative_to(folder)}:{name}": tensor
+        for path in sorted(folder.rglob("*.safetensors"))
+        for name, tensor in load_file(str(path)).items()
+    }
+
+
+def test_save_load_save_is_silent_and_tensor_identical(tiny_data, tmp_path, caplog, capfd):
+    """A saved run holds each encoder's full weights (its frozen pooler included), so
+    sentence-transformers loads it without a missing/unexpected-weights report and re-saves
+    the same tensors, twice over."""
+    run = train_two_steps(tiny_data, tmp_path / "run", "shared")
+    best = run / "python" / "best"
+    saved = folder_tensors(best)
+    assert any(".pooler." in key or ":pooler." in key for key in saved)
+    capfd.readouterr()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        SentenceTransformer(str(run), device="cpu").save(str(tmp_path / "once"))
+        SentenceTransformer(str(tmp_path / "once"), device="cpu").save(str(tmp_path / "twice"))
+    noise = [r.getMessage() for r in caplog.records if "LOAD REPORT" in r.getMessage()]
+    noise += [line for line in capfd.readouterr().err.splitlines() if "LOAD REPORT" in line]
+    assert noise == []
+    once, twice = folder_tensors(tmp_path / "once"), folder_tensors(tmp_path / "twice")
+    assert set(once) == set(twice) == set(saved)
+    for key, tensor in saved.items():
+        assert torch.equal(once[key], tensor) and torch.equal(twice[key], tensor), key
+
+
+def test_a_folder_without_pooler_weights_loads_without_a_pooler(tmp_path):
+    """An encoder saved without a pooler is loaded without one (never with random weights)."""
+    from model_helpers import tiny_bert_dir
+
+    from codesearch.model import has_pooler_weights, load_encoder
+
+    folder = tiny_bert_dir(tmp_path, pooler=False)
+    assert not has_pooler_weights(folder)
+    assert load_encoder(folder, trust_remote_code=False).pooler is None
+    with_pooler = tiny_bert_dir(tmp_path / "b")
+    encoder = load_encoder(with_pooler, trust_remote_code=False)
+    assert has_pooler_weights(with_pooler) and encoder.pooler is not None
+    assert not any(p.requires_grad for p in encoder.pooler.parameters())
+    assert all(p.requires_grad for n, p in encoder.named_parameters() if "pooler" not in n)
 
 
 def test_training_starts_from_a_sentence_transformers_folder(tiny_data, tmp_path):

@@ -703,3 +703,39 @@ def test_checkpoints_of_shared_towers_do_not_list_the_shared_tensors(
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert (run / "python" / "checkpoint").is_dir() and "Removed shared tensor" not in logged
     assert main(["train", "--out", str(run), "--resume"]) == 0  # restores both towers
+
+
+def test_a_checkpoint_without_the_frozen_pooler_resumes_like_one_with_it(tiny_data, tmp_path):
+    """The encoders' poolers never train: a checkpoint that lacks them resumes to the same
+    weights as one that holds them; a missing trainable weight still fails, naming the file."""
+    import shutil
+
+    from model_helpers import tiny_bert_dir
+    from safetensors.torch import load_file as load_torch
+    from safetensors.torch import save_file
+
+    args = ["train", "--data", str(tiny_data), "--languages", "python", "--model"]
+    args += [str(tiny_bert_dir(tmp_path)), "--max-train-pairs", "32", "--batch-size", "16"]
+    args += ["--set", "model.max_code_length=32", "--set", "model.max_query_length=32"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    shutil.copytree(tmp_path / "whole", tmp_path / "stripped")
+    weights = tmp_path / "stripped" / "python" / "checkpoint" / "model.safetensors"
+    kept = {k: v for k, v in load_torch(str(weights)).items() if ".pooler." not in k}
+    assert len(kept) < len(load_torch(str(weights)))
+    save_file(kept, str(weights), metadata={"format": "pt"})
+    for run in ("whole", "stripped"):
+        assert main(["train", "--out", str(tmp_path / run), "--resume", "--epochs", "2"]) == 0
+    assert weights_of(tmp_path / "whole") == weights_of(tmp_path / "stripped")
+    shutil.copytree(tmp_path / "whole", tmp_path / "damaged")
+    weights = tmp_path / "damaged" / "python" / "checkpoint" / "model.safetensors"
+    trainable = {k: v for k, v in load_torch(str(weights)).items() if "layer.0.output" not in k}
+    save_file(trainable, str(weights), metadata={"format": "pt"})
+    assert main(["train", "--out", str(tmp_path / "damaged"), "--resume", "--epochs", "3"]) == 2
+
+
+def weights_of(run: Path) -> dict[str, bytes]:
+    """The trained tensors of a run's checkpoint, as bytes (equal means bit-identical)."""
+    from safetensors.torch import load_file as load_torch
+
+    saved = load_torch(str(run / "python" / "checkpoint" / "model.safetensors"))
+    return {k: v.numpy().tobytes() for k, v in saved.items() if ".pooler." not in k}
