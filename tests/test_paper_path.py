@@ -12,9 +12,9 @@ from transformers import AutoModel, AutoTokenizer
 
 from codesearch.cli import main as cli_main
 from codesearch.config import ModelConfig, resolve_config
-from codesearch.data.pairs import tokenize_lengths
 from codesearch.data.prepared import load_manifest, load_records
 from codesearch.data.readers.codexglue import prepare_codexglue
+from codesearch.data.training_data import tokenize_lengths
 from codesearch.errors import UserError
 from codesearch.model import DualEncoder
 

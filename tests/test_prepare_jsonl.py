@@ -9,7 +9,7 @@ import pytest
 
 from codesearch.cli import main as cli_main
 from codesearch.data.prepared import load_manifest, load_records, verify_prepared
-from codesearch.data.readers.pairs import prepare_jsonl
+from codesearch.data.readers.user_jsonl import prepare_jsonl
 from codesearch.errors import DataError
 
 WORDS = "parse read write sort merge split join count find load save open close send".split()

@@ -14,8 +14,8 @@ from transformers import AutoModel
 
 from codesearch.cli import main as cli_main
 from codesearch.config import ModelConfig
-from codesearch.data.pairs import subsample
 from codesearch.data.prepared import load_records
+from codesearch.data.training_data import subsample
 from codesearch.model import DualEncoder, load_model, resolve_model_name
 
 
