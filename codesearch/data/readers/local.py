@@ -29,7 +29,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from codesearch.data import corpus, extract, fetch, filters, source_list
+from codesearch.data import (
+    corpus,
+    doc_comments,
+    extract,
+    fetch,
+    filters,
+    language_rules,
+    source_list,
+)
 from codesearch.data.corpus import build_corpus, extract_tree, write_corpus
 from codesearch.data.prepared import file_digest
 from codesearch.data.schema import LANGUAGES, PairRecord, parse_languages
@@ -43,7 +51,7 @@ PAIRS_CACHE = "pairs"  # CACHE/pairs/<registry>/<name>-<version>-<key>.json.gz
 def extractor_version() -> str:
     """A hash of the extraction code and grammar versions: a change invalidates cached pairs."""
     digest = hashlib.sha256()
-    for module in (extract, filters, corpus):
+    for module in (extract, doc_comments, language_rules, filters, corpus):
         digest.update(Path(module.__file__).read_bytes())
     for dist in ("tree-sitter", *(f"tree-sitter-{lang}" for lang in extract.SOURCE_EXTENSIONS)):
         try:
