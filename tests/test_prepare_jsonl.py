@@ -128,6 +128,7 @@ def test_filters_are_optional_and_counted(tmp_path):
     assert sum(filtered["dropped"]["python"].values()) == 1
 
 
+@pytest.mark.slow
 def test_hand_written_pairs_train_and_evaluate(tmp_path, capsys):
     src = write_pairs(tmp_path / "pairs.jsonl", n=160, repos=16)
     data, run = tmp_path / "data", tmp_path / "run"
