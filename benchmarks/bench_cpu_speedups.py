@@ -37,8 +37,8 @@ import torch  # noqa: E402
 
 from codesearch import metrics  # noqa: E402
 from codesearch.config import RunConfig  # noqa: E402
-from codesearch.data.pairs import tokenize_lengths  # noqa: E402
 from codesearch.data.prepared import load_records  # noqa: E402
+from codesearch.data.training_data import tokenize_lengths  # noqa: E402
 from codesearch.encode import encode_ids, pad_batch, precision_context  # noqa: E402
 from codesearch.model import load_model  # noqa: E402
 from codesearch.precision import cpu_has_native_bf16, machine_info  # noqa: E402

@@ -183,8 +183,8 @@ def run_config(name: str, spec: dict, work: Path) -> dict:
 
 def count_pairs(overrides: dict) -> int:
     """Training pairs of a configuration (as the trainer selects them)."""
-    from codesearch.data.pairs import subsample
     from codesearch.data.prepared import load_records
+    from codesearch.data.training_data import subsample
 
     return sum(
         len(

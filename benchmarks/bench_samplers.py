@@ -110,8 +110,8 @@ def real_pairs(
     once and cached. Returns (path, meta)."""
     import torch
 
-    from codesearch.data.pairs import subsample, text_keys, tokenize_lengths
     from codesearch.data.prepared import load_manifest, load_records
+    from codesearch.data.training_data import subsample, text_keys, tokenize_lengths
     from codesearch.encode import encode_ids, precision_context
     from codesearch.errors import UserError
     from codesearch.model import load_model

@@ -171,8 +171,8 @@ def load_pairs(
 ) -> tuple[list[tuple[str, str]], str]:
     """``n`` training pairs from a prepared directory if it has them, else synthetic ones;
     returns (pairs, a description of the source)."""
-    from codesearch.data.pairs import subsample
     from codesearch.data.prepared import load_records
+    from codesearch.data.training_data import subsample
 
     if (Path(data) / "manifest.json").is_file():
         try:
@@ -201,7 +201,7 @@ class Codesearch:
         from transformers import get_linear_schedule_with_warmup
 
         from codesearch.config import resolve_config
-        from codesearch.data.pairs import TrainingData, text_keys, tokenize_lengths
+        from codesearch.data.training_data import TrainingData, text_keys, tokenize_lengths
         from codesearch.model import DualEncoder, load_tokenizer
         from codesearch.run_record import MetricsLog
         from codesearch.samplers.base import Batch

@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 
 from codesearch.config import resolve_config
-from codesearch.data.pairs import subsample, text_keys
 from codesearch.data.prepared import load_records
 from codesearch.data.schema import PairRecord, normalize_language
+from codesearch.data.training_data import subsample, text_keys
 from codesearch.diagnostics import assignment_diagnostics
 from codesearch.errors import UserError
 from codesearch.evaluate import embed_records, models_for_languages

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from codesearch import metrics
-from codesearch.data.pairs import TrainingData
+from codesearch.data.training_data import TrainingData
 from codesearch.loss import false_negative_mask
 from codesearch.samplers.base import Batch, local_slice
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from codesearch.config import RunConfig
-from codesearch.data.pairs import TrainingData
+from codesearch.data.training_data import TrainingData
 from codesearch.diagnostics import assignment_diagnostics
 
 

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from codesearch import metrics
-from codesearch.data.pairs import subsample, tokenize_lengths
 from codesearch.data.prepared import (
     load_manifest,
     load_records,
@@ -27,6 +26,7 @@ from codesearch.data.prepared import (
     write_json_atomic,
 )
 from codesearch.data.schema import CANDIDATE_SPLIT, PairRecord, parse_languages
+from codesearch.data.training_data import subsample, tokenize_lengths
 from codesearch.encode import encode_ids, precision_context
 from codesearch.errors import UserError
 from codesearch.model import load_model

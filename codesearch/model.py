@@ -24,7 +24,7 @@ from torch import nn
 
 from codesearch import __version__
 from codesearch.config import ModelConfig
-from codesearch.data.pairs import UNIXCODER_MODE
+from codesearch.data.training_data import UNIXCODER_MODE
 from codesearch.errors import UserError
 
 META_FILE = "codesearch_model.json"

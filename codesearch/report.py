@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codesearch.data.jsonl import read_jsonl
+from codesearch.data.jsonl_reader import read_jsonl
 from codesearch.data.prepared import read_json_object, write_json_atomic
 from codesearch.errors import DataError, UserError
 from codesearch.metrics import reciprocal_ranks

@@ -40,7 +40,7 @@ import numpy as np
 from sentence_transformers.base.sampler import DefaultBatchSampler
 from torch.utils.data import SequentialSampler
 
-from codesearch.data.pairs import text_keys
+from codesearch.data.training_data import text_keys
 from codesearch.samplers.base import batches_per_epoch
 from codesearch.samplers.tbs import TBSOptions, TBSSampler
 

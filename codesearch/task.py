@@ -12,7 +12,7 @@ from accelerate import Accelerator
 
 from codesearch.checkpoint import TrainerState, save_checkpoint
 from codesearch.config import RunConfig
-from codesearch.data.pairs import TrainingData
+from codesearch.data.training_data import TrainingData
 from codesearch.encode import embed_pairs
 from codesearch.epoch_embeddings import EmbeddingCache
 from codesearch.run_record import MetricsLog

@@ -30,8 +30,8 @@ from transformers import get_linear_schedule_with_warmup
 
 from codesearch.checkpoint import load_checkpoint, save_best
 from codesearch.config import RunConfig, check_run_config
-from codesearch.data.pairs import load_training_data, load_validation
 from codesearch.data.prepared import write_json_atomic
+from codesearch.data.training_data import load_training_data, load_validation
 from codesearch.distributed import check_processes_agree
 from codesearch.encode import collate, validation_mrr
 from codesearch.epoch_embeddings import (

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from codesearch.data.jsonl import read_jsonl
+from codesearch.data.jsonl_reader import read_jsonl
 from codesearch.data.prepared import file_digest
 from codesearch.data.readers.codexglue import prepare_codexglue
 from codesearch.data.readers.csn import csn_files, prepare_csn

@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from codesearch.data.jsonl import read_jsonl
+from codesearch.data.jsonl_reader import read_jsonl
 from codesearch.data.readers.codexglue import prepare_codexglue, split_file
 from codesearch.data.readers.csn import print_summary
 from codesearch.errors import UserError

@@ -4,7 +4,6 @@ hand examples and the library. No timing is asserted."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 from codesearch.diagnostics import batch_loss, global_loss
 from codesearch.errors import UserError
@@ -25,10 +25,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 def _module(name: str):
     sys.path.insert(0, str(BENCH))  # summary.py imports bench_samplers
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH / f"{name}.py")
 
 
 def run_tiny(script: str, out: Path, *args: str) -> dict:

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from codesearch.cli import main
-from codesearch.data.jsonl import read_jsonl
+from codesearch.data.jsonl_reader import read_jsonl
 from codesearch.data.prepared import (
     PreparedWriter,
     file_digest,
@@ -191,9 +191,9 @@ def test_cli_stats_and_one_line_errors(tmp_path, record_factory, capsys):
 def test_an_overlong_record_is_skipped_unread_or_stops_strict(
     tmp_path, record_factory, monkeypatch
 ):
-    from codesearch.data import jsonl
+    from codesearch.data import jsonl_reader
 
-    monkeypatch.setattr(jsonl, "MAX_RECORD_BYTES", 1000)
+    monkeypatch.setattr(jsonl_reader, "MAX_RECORD_BYTES", 1000)
     path = tmp_path / "x.jsonl"
     good = json.dumps(record_factory(1).to_dict())
     huge = json.dumps(record_factory(2, code="x" * 5000).to_dict())

@@ -167,8 +167,8 @@ def embeddings(tiny_data, tmp_path_factory):
 
 
 def test_embed_writes_rows_in_split_order_with_keys(embeddings, tiny_data):
-    from codesearch.data.pairs import subsample, text_keys
     from codesearch.data.prepared import load_records
+    from codesearch.data.training_data import subsample, text_keys
 
     records = subsample(load_records(tiny_data, "python", "train"), 80, 0)
     with np.load(embeddings) as npz:

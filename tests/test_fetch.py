@@ -1,4 +1,5 @@
-"""The offline corpus fetcher and builder (codesearch.data.fetch, codesearch.data.readers.local).
+"""The offline corpus fetcher and builder (data.source_list, data.registries, data.fetch,
+data.readers.local).
 
 No network: the registry clients (apt-get, npm, pip) are replaced by a fake that serves tiny
 archives built here (a real .deb made with `dpkg-deb -b`, an npm tarball, an sdist, a wheel);
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -19,8 +21,10 @@ from pathlib import Path
 import pytest
 
 from codesearch.cli import main as cli_main
-from codesearch.data import fetch
+from codesearch.data import fetch, registries, source_list
+from codesearch.data.prepared import file_digest
 from codesearch.data.readers import local
+from codesearch.data.schema import LANGUAGES
 from codesearch.errors import UserError
 
 needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
@@ -178,14 +182,16 @@ class FakeRegistries:
 
 @pytest.fixture
 def fake(monkeypatch):
-    registries = FakeRegistries(fetch._run)
-    monkeypatch.setattr(fetch, "_run", registries)
-    monkeypatch.setattr(fetch._Apt, "updated", False)
-    return registries
+    clients = FakeRegistries(registries.run)
+    monkeypatch.setattr(registries, "run", clients)
+    monkeypatch.setattr(registries.Apt, "updated", False)
+    return clients
 
 
 def src(registry="debian", name="golang-demo-dev", version="1.0-1", language="go", **kw):
-    return fetch.Source(registry=registry, name=name, version=version, language=language, **kw)
+    return source_list.Source(
+        registry=registry, name=name, version=version, language=language, **kw
+    )
 
 
 # ----------------------------------------------------------------------------- fetching
@@ -201,7 +207,7 @@ def test_debian_fetch_unpacks_records_hash_and_marks_complete(tmp_path, fake):
     got = fetch.fetch_source(source, tmp_path / "cache")
     assert got.downloaded
     assert (got.tree / "demo" / "sum.go").read_text() == GO_SOURCE
-    assert got.sha256 == fetch.file_digest(deb) and got.size == deb.stat().st_size
+    assert got.sha256 == file_digest(deb) and got.size == deb.stat().st_size
     directory = fetch.cache_dir(tmp_path / "cache", source)
     assert directory.name == "golang-demo-dev-1+1.0-1"  # no ':' in cache paths
     marker = json.loads((directory / fetch.MARKER).read_text())
@@ -256,7 +262,7 @@ def test_interrupted_fetch_is_redone(tmp_path, fake, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fetch, "_unzip_inner", crash)  # dies after unpacking, before the marker
+    monkeypatch.setattr(registries, "unzip_inner", crash)  # dies after unpacking, before the marker
     with pytest.raises(KeyboardInterrupt):
         fetch.fetch_source(source, cache)
     directory = fetch.cache_dir(cache, source)
@@ -267,7 +273,7 @@ def test_interrupted_fetch_is_redone(tmp_path, fake, monkeypatch):
         fetch.fetch_source(source, cache, offline=True)  # a partial copy is not complete
 
     monkeypatch.undo()
-    monkeypatch.setattr(fetch, "_run", fake)
+    monkeypatch.setattr(registries, "run", fake)
     fake.calls.clear()
     got = fetch.fetch_source(source, cache)
     assert got.downloaded and any(c[:2] == ["apt-get", "download"] for c in fake.calls)
@@ -340,13 +346,13 @@ def test_missing_npm_and_pypi_versions_name_package_and_command(tmp_path, fake):
 
 
 def test_missing_tools_are_user_errors(tmp_path, monkeypatch, fake):
-    monkeypatch.setattr(fetch, "_run", fake.real_run)
+    monkeypatch.setattr(registries, "run", fake.real_run)
     monkeypatch.setenv("PATH", str(tmp_path))  # no apt-get, no npm here
     with pytest.raises(UserError, match="`apt-get` not found"):
         fetch.fetch_source(src(name="a", version="1"), tmp_path / "cache")
     with pytest.raises(UserError, match="`npm` not found.*npm pack"):
         fetch.fetch_source(src("npm", "left-pad", "1.3.0", "javascript"), tmp_path / "cache")
-    monkeypatch.setattr(fetch, "_run", fake)
+    monkeypatch.setattr(registries, "run", fake)
     fake.pip_ok = False
     with pytest.raises(UserError, match="pip is not available .* demo"):
         fetch.fetch_source(src("pypi", "demo", "0.1", "python"), tmp_path / "cache")
@@ -362,7 +368,7 @@ def test_corrupt_deb_is_a_user_error(tmp_path, fake):
 
 
 def test_client_that_leaves_no_archive_is_an_error(tmp_path, fake, monkeypatch):
-    monkeypatch.setattr(fetch, "_run", lambda cmd, cwd=None: proc(cmd))
+    monkeypatch.setattr(registries, "run", lambda cmd, cwd=None: proc(cmd))
     with pytest.raises(UserError, match="expected one npm tarball, found 0"):
         fetch.fetch_source(src("npm", "left-pad", "1.3.0", "javascript"), tmp_path / "cache")
 
@@ -420,7 +426,7 @@ def test_inner_zip_is_unpacked_and_root_checked(tmp_path, fake):
 def test_zip_member_outside_the_target_is_refused(tmp_path):
     bad = make_zip(tmp_path / "bad.whl", {"../evil.py": "x = 1\n"})
     with pytest.raises(UserError, match="escapes the target"):
-        fetch._unzip(bad, tmp_path / "out")
+        registries.unzip(bad, tmp_path / "out")
     assert not (tmp_path / "evil.py").exists()
 
 
@@ -430,7 +436,7 @@ def test_inner_zip_linked_outside_the_package_is_refused(tmp_path):
     make_zip(tmp_path / "outside.zip", {"a.java": "class A {}\n"})
     (tree / "src.zip").symlink_to(tmp_path / "outside.zip")
     with pytest.raises(UserError, match="outside the package"):
-        fetch._unzip_inner(src(unzip=("src.zip",)), tree)
+        registries.unzip_inner(src(unzip=("src.zip",)), tree)
 
 
 def test_stdlib_source_is_read_in_place(tmp_path, monkeypatch):
@@ -440,9 +446,9 @@ def test_stdlib_source_is_read_in_place(tmp_path, monkeypatch):
     (lib / "site-packages" / "thirdparty").mkdir(parents=True)
     (lib / "site-packages" / "thirdparty" / "x.py").write_text("y = 2\n")
     monkeypatch.setattr(fetch, "stdlib_dir", lambda: lib)
-    source = fetch.Source("stdlib", "cpython", "local", "python")
+    source = source_list.Source("stdlib", "cpython", "local", "python")
     first = fetch.fetch_source(source, tmp_path / "cache")
-    assert first.tree == lib and first.version == fetch.platform.python_version()
+    assert first.tree == lib and first.version == platform.python_version()
     (lib / "site-packages" / "thirdparty" / "x.py").write_text("y = 3\n")
     assert fetch.fetch_source(source, tmp_path / "cache").sha256 == first.sha256
     (lib / "json" / "__init__.py").write_text(PY_SOURCE + "\n# changed\n")
@@ -474,7 +480,7 @@ sources:
   - {{registry: stdlib, name: cpython, version: local, language: python}}
 """,
     )
-    first, second, stdlib = fetch.load_sources(path)
+    first, second, stdlib = source_list.load_sources(path)
     assert first.exclude == ("*.min.js",) and first.unit_depth == 0 and not first.generated
     assert second.exclude == ("*.min.js", "gen/*") and second.include == ("*.go",)
     assert (second.unit_depth, second.max_pairs, second.generated) == (2, 10, True)
@@ -531,7 +537,7 @@ sources:
 def test_bad_entries_are_one_line_errors_naming_file_and_entry(tmp_path, entry, message):
     path = write_yaml(tmp_path, f"sources:\n  - {GOOD_ENTRY}\n  - {entry}\n")
     with pytest.raises(UserError) as info:
-        fetch.load_sources(path)
+        source_list.load_sources(path)
     assert str(info.value).startswith(f"{path}: ")
     assert message in str(info.value) and "\n" not in str(info.value)
 
@@ -548,17 +554,17 @@ def test_bad_entries_are_one_line_errors_naming_file_and_entry(tmp_path, entry, 
 )
 def test_bad_files_are_user_errors(tmp_path, text, message):
     with pytest.raises(UserError, match=message):
-        fetch.load_sources(write_yaml(tmp_path, text))
+        source_list.load_sources(write_yaml(tmp_path, text))
 
 
 def test_unreadable_list_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no such source list"):
-        fetch.load_sources(tmp_path / "missing.yaml")
+        source_list.load_sources(tmp_path / "missing.yaml")
 
 
 def test_shipped_source_list_is_valid_and_covers_every_language():
-    sources = fetch.load_sources()
-    assert {s.language for s in sources} == set(fetch.LANGUAGES)
+    sources = source_list.load_sources()
+    assert {s.language for s in sources} == set(LANGUAGES)
     for source in sources:
         assert source.version == "local" if source.registry == "stdlib" else source.version
         if source.generated:
@@ -604,14 +610,14 @@ def test_build_local_corpus_writes_manifest_and_reuses_extraction(
     manifest = local.build_local_corpus(out, cache, None, sources, progress=False)
     assert manifest["builder"] == "local"
     (entry,) = manifest["sources"]
-    assert entry["registry"] == "stdlib" and entry["version"] == fetch.platform.python_version()
+    assert entry["registry"] == "stdlib" and entry["version"] == platform.python_version()
     assert entry["pairs_before_cap"] == 60 and entry["pairs_after_cap"] == 50
     assert len(entry["sha256"]) == 64
     assert manifest["config"]["sources_file"] == str(sources)
     assert manifest["dropped"]["python"]["max_pairs"] == 10
     assert sum(manifest["counts"]["python"].values()) == 50
     record = json.loads((out / "python" / "train.jsonl").read_text().splitlines()[0])
-    assert record["url"].startswith(f"stdlib:cpython@{fetch.platform.python_version()}/mod")
+    assert record["url"].startswith(f"stdlib:cpython@{platform.python_version()}/mod")
     assert record["repo"].startswith("cpython/mod")  # unit_depth 1
 
     calls = []

@@ -16,8 +16,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from codesearch import batch_view
-from codesearch.data.pairs import subsample
 from codesearch.data.prepared import load_records
+from codesearch.data.training_data import subsample
 from codesearch.errors import UserError
 from codesearch.samplers import TBSOptions
 

@@ -3,18 +3,18 @@ token-joined CodeXGLUE text, the tiny stand-in model, and the errors of a bad fo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from helpers import free_port, load_script
 from transformers import AutoModel, AutoTokenizer
 
 from codesearch.cli import main as cli_main
 from codesearch.config import ModelConfig, resolve_config
-from codesearch.data.pairs import tokenize_lengths
 from codesearch.data.prepared import load_manifest, load_records
 from codesearch.data.readers.codexglue import prepare_codexglue
+from codesearch.data.training_data import tokenize_lengths
 from codesearch.errors import UserError
 from codesearch.model import DualEncoder
 
@@ -22,18 +22,11 @@ ROOT = Path(__file__).parents[1]
 FIXTURE = ROOT / "experiments" / "fixtures" / "codexglue-tiny"
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "data_prep" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def paper_tiny(tmp_path_factory):
     """(prepared data dir, tiny model dir) as `make reproduce PROFILE=paper-tiny` builds them."""
     root = tmp_path_factory.mktemp("paper-tiny")
-    script = load_script("prepare_paper_tiny")
+    script = load_script("data_prep/prepare_paper_tiny.py")
     assert script.main(["--out", str(root / "data"), "--model-out", str(root / "model")]) == 0
     return root / "data", root / "model"
 
@@ -140,7 +133,7 @@ def test_paper_tiny_runs_every_sampler_through_two_processes(tmp_path):
         "path": str(data),
         "prepare": ["python", str(script), "--out", str(data), "--model-out", str(model)],
     }
-    port = " --main_process_port 29541 -m codesearch"  # apart from the other two-process test
+    port = f" --main_process_port {free_port()} -m codesearch"
     tree["launcher"] = tree["launcher"].replace(" -m codesearch", port)
     group = tree["groups"]["unixcoder-tiny"]
     group["languages"] = ["ruby"]

@@ -9,7 +9,7 @@ import pytest
 
 from codesearch.cli import main as cli_main
 from codesearch.data.prepared import load_manifest, load_records, verify_prepared
-from codesearch.data.readers.pairs import prepare_jsonl
+from codesearch.data.readers.user_jsonl import prepare_jsonl
 from codesearch.errors import DataError
 
 WORDS = "parse read write sort merge split join count find load save open close send".split()
@@ -128,6 +128,7 @@ def test_filters_are_optional_and_counted(tmp_path):
     assert sum(filtered["dropped"]["python"].values()) == 1
 
 
+@pytest.mark.slow
 def test_hand_written_pairs_train_and_evaluate(tmp_path, capsys):
     src = write_pairs(tmp_path / "pairs.jsonl", n=160, repos=16)
     data, run = tmp_path / "data", tmp_path / "run"

@@ -4,7 +4,6 @@ release, and the fetch script (its download replaced by local archives)."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io
 import json
 import shutil
@@ -13,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from codesearch.cli import main
 from codesearch.data.prepared import load_manifest, load_records
@@ -579,12 +579,7 @@ def test_codexglue_bad_input(tmp_path, capsys):
 
 
 def load_fetch_script():
-    spec = importlib.util.spec_from_file_location(
-        "fetch_codesearchnet", ROOT / "data_prep" / "fetch_codesearchnet.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("data_prep/fetch_codesearchnet.py")
 
 
 def test_fetch_arguments():

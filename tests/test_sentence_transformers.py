@@ -14,8 +14,8 @@ from transformers import AutoModel
 
 from codesearch.cli import main as cli_main
 from codesearch.config import ModelConfig
-from codesearch.data.pairs import subsample
 from codesearch.data.prepared import load_records
+from codesearch.data.training_data import subsample
 from codesearch.model import DualEncoder, load_model, resolve_model_name
 
 
@@ -188,14 +188,10 @@ def test_the_unixcoder_format_becomes_the_routes_prompt(tmp_path):
     """The stand-in UniXcoder (paper-tiny) saved with input_format unixcoder: sentence-
     transformers builds <s> <encoder-only> </s> TEXT </s> from its prompt, so the embeddings
     equal ours."""
-    import importlib.util
+    from helpers import load_script
 
     root = Path(__file__).parents[1]
-    spec = importlib.util.spec_from_file_location(
-        "prepare_paper_tiny", root / "data_prep" / "prepare_paper_tiny.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("data_prep/prepare_paper_tiny.py")
     model_dir = script.build_tiny_unixcoder(
         root / "experiments" / "fixtures" / "codexglue-tiny", tmp_path / "tiny"
     )

@@ -207,15 +207,13 @@ def test_two_processes_each_train_on_whole_tbs_batches(tmp_path):
     """Through the real trainer with two gloo processes: both compute the same TBS batches,
     and Accelerate's default hands each process whole batches in turn (as documented)."""
     import os
-    import socket
     import subprocess
     import sys
 
+    from helpers import free_port
     from model_helpers import tiny_bert_dir
 
-    with socket.socket() as probe:  # a free port for the process group
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     script = Path(__file__).parent / "st_two_process_check.py"
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
     launcher += ["--num_processes", "2", "--num_cpu_threads_per_process", "1"]

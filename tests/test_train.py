@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import free_port
 from safetensors.numpy import load_file
 
 from codesearch import train as train_module
@@ -169,7 +170,7 @@ def train_in_one_and_two_processes(tiny_data, tmp_path, port: int, *flags) -> tu
 def test_two_processes_match_one_process(tiny_data, tmp_path):
     """accelerate launch with two gloo CPU processes: same global batches, same losses."""
     train_in_one_and_two_processes(
-        tiny_data, tmp_path, 29533, "--epochs", "1", "--set", "train.log_every=1"
+        tiny_data, tmp_path, free_port(), "--epochs", "1", "--set", "train.log_every=1"
     )
     info = json.loads((tmp_path / "two" / "run_info.json").read_text())
     assert info["num_processes"] == 2
@@ -365,7 +366,7 @@ def test_two_processes_share_one_tbs_assignment(tiny_data, tmp_path):
     train_in_one_and_two_processes(
         tiny_data,
         tmp_path,
-        29534,
+        free_port(),
         "--epochs",
         "2",
         "--sampler",

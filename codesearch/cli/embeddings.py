@@ -54,9 +54,9 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_embed(args: argparse.Namespace) -> int:
     import torch
 
-    from codesearch.data.pairs import subsample, text_keys
     from codesearch.data.prepared import load_records
     from codesearch.data.schema import normalize_language
+    from codesearch.data.training_data import subsample, text_keys
     from codesearch.encode import precision_context
     from codesearch.evaluate import embed_records, models_for_languages
     from codesearch.model import load_model

@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from codesearch.data import extract, filters
-from codesearch.data.jsonl import not_a_plain_file
+from codesearch.data.jsonl_reader import not_a_plain_file
 from codesearch.data.prepared import PreparedWriter
 from codesearch.data.schema import SPLITS, PairRecord, make_id
 from codesearch.errors import UserError

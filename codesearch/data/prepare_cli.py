@@ -12,7 +12,7 @@ READER_MODULES = (
     "codesearch.data.readers.csn",
     "codesearch.data.readers.sources",
     "codesearch.data.readers.local",
-    "codesearch.data.readers.pairs",
+    "codesearch.data.readers.user_jsonl",
 )
 
 

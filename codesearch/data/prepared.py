@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from codesearch import __version__
-from codesearch.data.jsonl import not_a_plain_file, read_jsonl
+from codesearch.data.jsonl_reader import not_a_plain_file, read_jsonl
 from codesearch.data.schema import ALL_SPLITS, LANGUAGES, PairRecord, record_from_dict
 from codesearch.errors import DataError, UserError
 from codesearch.outputs import DirectoryLock, replace_dir, replacing_file, staging_dir
@@ -279,11 +279,6 @@ def check_manifest_shape(manifest: object, path: str) -> None:
 
 def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def available_languages(data_dir: str | Path) -> list[str]:
-    counts = load_manifest(data_dir)["counts"]
-    return [lang for lang in LANGUAGES if lang in counts]
 
 
 def load_records(data_dir: str | Path, language: str, split: str) -> list[PairRecord]:

@@ -155,7 +155,7 @@ class BatchSampler(ABC):
         return None
 
     def set_text_keys(self, query_keys: np.ndarray, code_keys: np.ndarray) -> None:
-        """Stable int64 hashes of each pair's query and code text (``data.pairs.text_keys``;
+        """Stable int64 hashes of each pair's query and code text (``data.training_data.text_keys``;
         equal text, equal key); samplers that exclude same-text pairs use them."""
         query_keys, code_keys = np.asarray(query_keys), np.asarray(code_keys)
         if query_keys.shape != (self.n,) or code_keys.shape != (self.n,):

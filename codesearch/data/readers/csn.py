@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from codesearch.data import extract, filters
-from codesearch.data.jsonl import MAX_WARNINGS_PER_FILE, drop_reason, read_jsonl
+from codesearch.data.jsonl_reader import MAX_WARNINGS_PER_FILE, drop_reason, read_jsonl
 from codesearch.data.prepared import PreparedWriter
 from codesearch.data.schema import (
     LANGUAGES,

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from codesearch.data.jsonl import read_jsonl
+from codesearch.data.jsonl_reader import read_jsonl
 from codesearch.data.prepared import PreparedWriter
 from codesearch.data.readers.csn import (
     QUERY_FILTERS,

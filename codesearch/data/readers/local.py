@@ -1,7 +1,7 @@
 """`codesearch prepare local`: the offline six-language corpus from registry source packages.
 
 For machines that reach Debian's archive, npm and PyPI but no data hub (docs/data.md). We
-fetch a pinned list of source packages (``local_sources.yaml``,
+fetch a pinned list of source packages (``local_sources.yaml``: ``codesearch.data.source_list``;
 ``codesearch.data.fetch``) and apply CodeSearchNet's recipe (Husain et al. 2019, arXiv
 1909.09436) with ``codesearch.data.corpus``: functions paired with the first paragraph of
 their doc comment, filtered, exact duplicates removed, no package above 40% of a language,
@@ -29,8 +29,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from codesearch.data import corpus, extract, fetch, filters
+from codesearch.data import (
+    corpus,
+    doc_comments,
+    extract,
+    fetch,
+    filters,
+    language_rules,
+    source_list,
+)
 from codesearch.data.corpus import build_corpus, extract_tree, write_corpus
+from codesearch.data.prepared import file_digest
 from codesearch.data.schema import LANGUAGES, PairRecord, parse_languages
 from codesearch.errors import UserError
 
@@ -42,7 +51,7 @@ PAIRS_CACHE = "pairs"  # CACHE/pairs/<registry>/<name>-<version>-<key>.json.gz
 def extractor_version() -> str:
     """A hash of the extraction code and grammar versions: a change invalidates cached pairs."""
     digest = hashlib.sha256()
-    for module in (extract, filters, corpus):
+    for module in (extract, doc_comments, language_rules, filters, corpus):
         digest.update(Path(module.__file__).read_bytes())
     for dist in ("tree-sitter", *(f"tree-sitter-{lang}" for lang in extract.SOURCE_EXTENSIONS)):
         try:
@@ -123,14 +132,14 @@ def build_local_corpus(
     out: str | Path,
     cache: str | Path = fetch.DEFAULT_CACHE,
     languages: list[str] | str | None = None,
-    sources_file: str | Path = fetch.DEFAULT_SOURCES,
+    sources_file: str | Path = source_list.DEFAULT_SOURCES,
     offline: bool = False,
     workers: int = 2,
     progress: bool = True,
 ) -> dict:
     """Fetch the pinned sources, extract, deduplicate, cap and split; returns the manifest."""
     cache = Path(cache)
-    sources = fetch.load_sources(sources_file)
+    sources = source_list.load_sources(sources_file)
     if languages is not None:  # else every language of the list
         wanted = parse_languages(languages)
         lacking = [lang for lang in wanted if not any(s.language == lang for s in sources)]
@@ -181,7 +190,7 @@ def build_local_corpus(
     ]
     config = {
         "sources_file": str(sources_file),
-        "sources_sha256": fetch.file_digest(Path(sources_file)),
+        "sources_sha256": file_digest(Path(sources_file)),
         "languages": languages,
         "max_share": MAX_SHARE,
         "fractions": list(FRACTIONS),
@@ -232,7 +241,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--sources",
-        default=str(fetch.DEFAULT_SOURCES),
+        default=str(source_list.DEFAULT_SOURCES),
         help="pinned source list (default: the packaged local_sources.yaml)",
     )
     parser.add_argument(

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from codesearch.data import filters
 from codesearch.data.corpus import assign_splits
-from codesearch.data.jsonl import not_a_plain_file, read_jsonl
+from codesearch.data.jsonl_reader import not_a_plain_file, read_jsonl
 from codesearch.data.prepared import PreparedWriter
 from codesearch.data.readers.csn import UniqueIds, dropped_for_manifest, print_summary
 from codesearch.data.schema import (
