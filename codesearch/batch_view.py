@@ -30,9 +30,8 @@ from codesearch.evaluate import embed_records, models_for_languages
 from codesearch.loss import false_negative_mask
 from codesearch.model import load_model
 from codesearch.report import grid_path_candidates
-from codesearch.samplers.ordering import tbs_batches
 from codesearch.samplers.random import RandomSampler
-from codesearch.samplers.tbs import TBSOptions
+from codesearch.samplers.tbs import TBSOptions, tbs_batches
 
 # --- which model -------------------------------------------------------------------------------
 
@@ -167,8 +166,11 @@ def epoch_batches(
         if records is None
         else (text_keys([r.query for r in records]), text_keys([r.code for r in records]))
     )
+    tbs, _ = tbs_batches(
+        queries, codes, batch_size=batch_size, options=tbs_options, seed=seed, text_keys=keys
+    )
     return {
-        "tbs": tbs_batches(queries, codes, batch_size, tbs_options, seed=seed, text_keys=keys),
+        "tbs": tbs,
         "random": [b.anchors for b in random.batches()],
     }
 

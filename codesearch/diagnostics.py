@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from codesearch.loss import same_text
 from codesearch.samplers.base import Batch
 
 
@@ -50,7 +51,7 @@ def global_loss(
     float64, memory O(block_size^2), never N^2.
 
     With ``query_keys`` and ``code_keys`` ((N,) integer text hashes) the candidates the training
-    loss masks are left out, as ``false_negative_mask`` does: code j != i is dropped for query i
+    loss masks are left out (``loss.same_text``, as its mask): code j != i is dropped for query i
     when pair j has i's query text or i's code text."""
     plain, masked = global_losses(queries, codes, scale, block_size, query_keys, code_keys)
     return plain if masked is None else masked
@@ -91,7 +92,7 @@ def global_losses(
             lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1))
             if masked:
                 cols = torch.arange(col, col + logits.shape[1])  # (b',)
-                same = (qk[rows, None] == qk[None, cols]) | (ck[rows, None] == ck[None, cols])
+                same = same_text(qk[rows, None], ck[rows, None], qk[None, cols], ck[None, cols])
                 same &= rows[:, None] != cols[None, :]  # the positive always counts
                 lse_masked = torch.logaddexp(
                     lse_masked, torch.logsumexp(logits.masked_fill_(same, float("-inf")), dim=1)
@@ -154,8 +155,11 @@ def train_losses(
             sums["pairs"] += anchors.numel() * (idx.shape[1] - 1)
             sums["anchors"] += anchors.numel()
             if masked:  # (m, k, k + e): candidate j shares anchor i's query or code text
-                same = (qk[anchors][:, :, None] == qk[idx][:, None, :]) | (
-                    ck[anchors][:, :, None] == ck[idx][:, None, :]
+                same = same_text(
+                    qk[anchors][:, :, None],
+                    ck[anchors][:, :, None],
+                    qk[idx][:, None, :],
+                    ck[idx][:, None, :],
                 )
                 same[:, torch.arange(k), torch.arange(k)] = False  # the positive always counts
                 kept = logits.masked_fill(same, float("-inf"))
