@@ -25,6 +25,7 @@ from codesearch.data.pairs import subsample, text_keys
 from codesearch.data.prepared import load_records
 from codesearch.data.schema import PairRecord, normalize_language
 from codesearch.diagnostics import assignment_diagnostics
+from codesearch.encode import inference_device
 from codesearch.errors import UserError
 from codesearch.evaluate import embed_records, models_for_languages
 from codesearch.loss import false_negative_mask
@@ -123,7 +124,7 @@ def load_run_model(run_dir: str | Path, language: str):
     language = normalize_language(language)
     name = models_for_languages(str(run_dir), [language])[language]
     model, tokenizer = load_model(name)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    model.to(inference_device()).eval()
     return model, tokenizer
 
 
@@ -137,15 +138,13 @@ def sample_pairs(
     return subsample(load_records(data_dir, normalize_language(language), "train"), n, seed)
 
 
-def embed_pairs(
+def unit_embeddings(
     model, tokenizer, records: list[PairRecord], batch_size: int = 128
 ) -> tuple[np.ndarray, np.ndarray]:
     """(queries, codes), each (N, d) float32 with unit-norm rows; row i = records[i]."""
     with torch.inference_mode():
-        out = [
-            embed_records(model, tokenizer, records, side, batch_size).astype(np.float32)
-            for side in ("query", "code")
-        ]
+        out = embed_records(model, tokenizer, records, records, batch_size)
+    out = [x.astype(np.float32) for x in out]
     return tuple(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) for x in out)
 
 

@@ -54,7 +54,13 @@ class Task:
         batch_size = self.config.train.eval_batch_size
         pad = self.data.pad_id
         return embed_pairs(
-            self.accelerator, self.model, query_ids, code_ids, pad, batch_size, progress
+            self.model,
+            query_ids,
+            code_ids,
+            pad,
+            batch_size,
+            accelerator=self.accelerator,
+            progress=progress,
         )
 
     def checkpoint(self) -> None:

@@ -215,8 +215,7 @@ def test_the_unixcoder_format_becomes_the_routes_prompt(tmp_path):
     import torch
 
     with torch.inference_mode():
-        ours_q = embed_records(loaded, tokenizer, [Text(t) for t in texts], "query")
-        ours_c = embed_records(loaded, tokenizer, [Text(t) for t in texts], "code")
+        ours_q, ours_c = embed_records(loaded, tokenizer, [Text(t) for t in texts])
     st = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
     saved = json.loads((tmp_path / "saved" / "config_sentence_transformers.json").read_text())
     assert saved["prompts"]["query"] == "<encoder-only></s>"
