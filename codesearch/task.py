@@ -14,7 +14,7 @@ from codesearch.checkpoint import TrainerState, save_checkpoint
 from codesearch.config import RunConfig
 from codesearch.data.pairs import TrainingData
 from codesearch.encode import embed_pairs
-from codesearch.epoch_embeddings import EmbeddingCache
+from codesearch.epoch_embeddings import TrainingPassEmbeddings
 from codesearch.run_record import MetricsLog
 from codesearch.samplers import BatchSampler
 
@@ -31,7 +31,9 @@ class Task:
     sampler: BatchSampler
     data: TrainingData
     valid: dict  # language -> (query ids, code ids) of its validation pairs
-    cache: EmbeddingCache | None  # the training passes' embeddings, when anything reads them
+    cache: (
+        TrainingPassEmbeddings | None
+    )  # the training passes' embeddings, when anything reads them
     log: MetricsLog
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # set once steps are known
     state: TrainerState = dataclasses.field(default_factory=TrainerState)
