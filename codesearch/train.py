@@ -39,12 +39,7 @@ from codesearch.epoch_embeddings import EpochStartEmbeddings, TrainingPassEmbedd
 from codesearch.errors import UserError
 from codesearch.fast_dropout import use_fast_dropout
 from codesearch.loss import info_nce
-from codesearch.model import (
-    DualEncoder,
-    TransformerTower,
-    load_tokenizer,
-    point_to_sentence_transformer,
-)
+from codesearch.model import DualEncoder, TransformerTower, load_tokenizer
 from codesearch.outputs import DirectoryLock, check_output_dir
 from codesearch.precision import resolve_training_precision, warn_if_emulated
 from codesearch.run_record import (
@@ -55,6 +50,7 @@ from codesearch.run_record import (
     write_run_info,
 )
 from codesearch.samplers import Batch, batches_digest, sampler_class
+from codesearch.st_layout import point_to_sentence_transformer
 from codesearch.task import Task
 
 

@@ -136,7 +136,8 @@ def test_a_folder_without_pooler_weights_loads_without_a_pooler(tmp_path):
     """An encoder saved without a pooler is loaded without one (never with random weights)."""
     from model_helpers import tiny_bert_dir
 
-    from codesearch.model import has_pooler_weights, load_encoder
+    from codesearch.model import load_encoder
+    from codesearch.st_layout import has_pooler_weights
 
     folder = tiny_bert_dir(tmp_path, pooler=False)
     assert not has_pooler_weights(folder)
