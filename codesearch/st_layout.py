@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from torch import nn
 
 from codesearch.data.pairs import UNIXCODER_MODE
 from codesearch.errors import UserError
-
-if TYPE_CHECKING:
-    from codesearch.model import DualEncoder
 
 # format 2: the towers' folders inside the sentence-transformers Router layout
 ST_TOWERS = {"query": "query_0_Transformer", "code": "document_0_Transformer"}
@@ -59,8 +55,8 @@ def has_pooler_weights(folder: Path) -> bool:
     return False
 
 
-def save_sentence_transformer(model: DualEncoder, out: Path) -> None:
-    """``out`` as a sentence-transformers folder: a Router with a query route (the query tower,
+def save_sentence_transformer(model: nn.Module, out: Path) -> None:
+    """``out`` as a sentence-transformers folder of a ``DualEncoder``: a Router with a query route (the query tower,
     ``max_query_length``) and a document route (the code tower, ``max_code_length``), each a
     Transformer and a Pooling (the model's mean or CLS), then Normalize: ``encode_query`` /
     ``encode_document`` give the model's query and code embeddings. With shared towers both

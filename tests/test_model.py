@@ -282,10 +282,8 @@ def test_saved_metadata_holds_no_trust_remote_code(tokenizer, tmp_path):
 @needs_minilm
 def test_minilm_loads_unit_norm_and_padding_invariant(minilm, tokenizer):
     assert minilm.dim == 384
-    assert (
-        not hasattr(minilm.query_tower.encoder, "pooler")
-        or minilm.query_tower.encoder.pooler is None
-    )
+    pooler = getattr(minilm.query_tower.encoder, "pooler", None)  # kept, frozen: never trained
+    assert pooler is None or not any(p.requires_grad for p in pooler.parameters())
     with torch.no_grad():
         q, c = minilm(**tokenize_pairs(tokenizer, QUERIES[:4], CODES[:4], minilm.config))
         assert q.shape == c.shape == (4, 384)

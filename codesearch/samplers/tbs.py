@@ -235,7 +235,15 @@ def tbs_batches(
     same_text_edges_dropped, symmetric_edges, isolated (pairs without an edge), tau and
     tau_exact (quantile graph), backend (knn graph) and timings in seconds (threshold, graph,
     rcm, chunk)."""
-    from codesearch.samplers import graphs, knn  # torch, scipy: loaded on the first TBS epoch
+    # torch and scipy: loaded on the first TBS epoch, not when a config is read
+    from codesearch.samplers.graphs import (
+        drop_same_text_edges,
+        knn_graph,
+        quantile_threshold,
+        rcm_order,
+        threshold_graph,
+    )
+    from codesearch.samplers.knn import as_embeddings, resolve_backend
 
     o = options or TBSOptions()
     if o.same_text_edges == "keep":
@@ -247,7 +255,7 @@ def tbs_batches(
             "same_text_edges=keep to build the graph without them"
         )
     # 1. the embeddings of all N pairs: the caller's (the sampler's ``embed()``)
-    q, c = knn.as_embeddings(queries, codes)
+    q, c = as_embeddings(queries, codes)
     n = q.shape[0]
     seed_pi = permutation_seed(seed, epoch)  # the tau sample, faiss's sample, the relabelling
     info: dict = {"graph": o.graph, "n": n}
@@ -255,27 +263,25 @@ def tbs_batches(
     start = time.perf_counter()
     if o.graph == "quantile":
         # 2.-3. S = X Y^T in tiles; tau = its q-quantile
-        tau, exact = graphs.quantile_threshold(q, c, o.quantile, seed=seed_pi)
+        tau, exact = quantile_threshold(q, c, o.quantile, seed=seed_pi)
         info.update(quantile=o.quantile, tau=tau, tau_exact=exact)
         timings["threshold"] = time.perf_counter() - start
         start = time.perf_counter()
         # 4. A_ij = 1 where S_ij > tau
-        adjacency = graphs.threshold_graph(q, c, tau, o.block_size, device)
+        adjacency = threshold_graph(q, c, tau, o.block_size, device)
     else:
         # 2. and 4. A_ij = 1 for the top-m codes j of query i (no threshold)
-        backend = knn.resolve_backend(o.knn_backend, n, device)
+        backend = resolve_backend(o.knn_backend, n, device)
         info.update(knn=o.knn, backend=backend)
-        adjacency = graphs.knn_graph(q, c, o.knn, backend, o.block_size, seed_pi, device)
+        adjacency = knn_graph(q, c, o.knn, backend, o.block_size, seed_pi, device)
     # 5. no edges between pairs with the same query or code text
     info["same_text_edges_dropped"] = 0
     if text_keys is not None:
-        adjacency, info["same_text_edges_dropped"] = graphs.drop_same_text_edges(
-            adjacency, *text_keys
-        )
+        adjacency, info["same_text_edges_dropped"] = drop_same_text_edges(adjacency, *text_keys)
     timings["graph"] = time.perf_counter() - start
     # 6. pi = reverse Cuthill-McKee order of A + A^T after a seeded relabelling
     start = time.perf_counter()
-    permutation, stats = graphs.rcm_order(adjacency, seed_pi)
+    permutation, stats = rcm_order(adjacency, seed_pi)
     timings["rcm"] = time.perf_counter() - start
     # 7. batches = consecutive chunks of pi, their order shuffled
     start = time.perf_counter()
