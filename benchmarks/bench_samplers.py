@@ -331,11 +331,7 @@ def worker(data_path: str, options_path: str, result_path: str) -> None:
     torch.set_num_threads(options["threads"])
     from codesearch.samplers import Batch, HardNegativeOptions, HardNegativeSampler, RandomSampler
     from codesearch.samplers.knn import topk_neighbors
-    from codesearch.samplers.ordering import (
-        batches_from_permutation,
-        permutation_seed,
-        tbs_permutation,
-    )
+    from codesearch.samplers.tbs import TBSOptions, tbs_batches
 
     with np.load(data_path) as data:
         queries, codes = data["queries"], data["codes"]
@@ -357,18 +353,17 @@ def worker(data_path: str, options_path: str, result_path: str) -> None:
         batches, timings = sampler.batches(), dict(sampler.timings)
     else:  # exactly TBSSampler.compute_batches, keeping the graph for the recall check
         graph, backend = TBS_GRAPHS[method]
-        order, info = tbs_permutation(
-            queries,
-            codes,
-            options["quantile"],
-            graph,
-            options["knn"],
-            backend,
-            seed=permutation_seed(seed, 0),
-            keep_graph=True,
-            device=options["device"],
+        tbs = TBSOptions(
+            quantile=options["quantile"],
+            graph=graph,
+            knn=options["knn"],
+            knn_backend=backend,
+            same_text_edges="keep",
         )
-        batches = batches_from_permutation(order, b, seed=seed, epoch=0)
+        batches, info = tbs_batches(
+            queries, codes, batch_size=b, options=tbs, seed=seed, device=options["device"]
+        )
+        info.pop("permutation")
         timings = info.pop("timings")
         adjacency = info.pop("adjacency")
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start

@@ -25,14 +25,14 @@ from codesearch.data.prepared import load_records
 from codesearch.data.schema import PairRecord, normalize_language
 from codesearch.data.training_data import subsample, text_keys
 from codesearch.diagnostics import assignment_diagnostics
+from codesearch.encode import inference_device
 from codesearch.errors import UserError
 from codesearch.evaluate import embed_records, models_for_languages
 from codesearch.loss import false_negative_mask
 from codesearch.model import load_model
 from codesearch.report import grid_path_candidates
-from codesearch.samplers.ordering import tbs_batches
 from codesearch.samplers.random import RandomSampler
-from codesearch.samplers.tbs import TBSOptions
+from codesearch.samplers.tbs import TBSOptions, tbs_batches
 
 # --- which model -------------------------------------------------------------------------------
 
@@ -124,7 +124,7 @@ def load_run_model(run_dir: str | Path, language: str):
     language = normalize_language(language)
     name = models_for_languages(str(run_dir), [language])[language]
     model, tokenizer = load_model(name)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    model.to(inference_device()).eval()
     return model, tokenizer
 
 
@@ -138,15 +138,13 @@ def sample_pairs(
     return subsample(load_records(data_dir, normalize_language(language), "train"), n, seed)
 
 
-def embed_pairs(
+def unit_embeddings(
     model, tokenizer, records: list[PairRecord], batch_size: int = 128
 ) -> tuple[np.ndarray, np.ndarray]:
     """(queries, codes), each (N, d) float32 with unit-norm rows; row i = records[i]."""
     with torch.inference_mode():
-        out = [
-            embed_records(model, tokenizer, records, side, batch_size).astype(np.float32)
-            for side in ("query", "code")
-        ]
+        out = embed_records(model, tokenizer, records, records, batch_size)
+    out = [x.astype(np.float32) for x in out]
     return tuple(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) for x in out)
 
 
@@ -167,8 +165,11 @@ def epoch_batches(
         if records is None
         else (text_keys([r.query for r in records]), text_keys([r.code for r in records]))
     )
+    tbs, _ = tbs_batches(
+        queries, codes, batch_size=batch_size, options=tbs_options, seed=seed, text_keys=keys
+    )
     return {
-        "tbs": tbs_batches(queries, codes, batch_size, tbs_options, seed=seed, text_keys=keys),
+        "tbs": tbs,
         "random": [b.anchors for b in random.batches()],
     }
 

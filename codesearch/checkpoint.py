@@ -20,7 +20,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from codesearch.data.prepared import write_json_atomic
-from codesearch.epoch_embeddings import EmbeddingCache
+from codesearch.epoch_embeddings import TrainingPassEmbeddings
 from codesearch.errors import UserError
 
 
@@ -49,7 +49,7 @@ def save_checkpoint(
     state: TrainerState,
     sampler,
     scheduler,
-    cache: EmbeddingCache | None = None,
+    cache: TrainingPassEmbeddings | None = None,
 ) -> None:
     """Atomic checkpoint: everything goes to ``<dir>.tmp``, then one rename replaces ``dir``."""
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
@@ -89,7 +89,7 @@ def load_checkpoint(
     model,
     sampler,
     scheduler,
-    cache: EmbeddingCache | None = None,
+    cache: TrainingPassEmbeddings | None = None,
 ) -> TrainerState:
     """Restore a checkpoint into ``model`` (the unwrapped model ``accelerator`` prepared); a
     truncated or corrupt one is a UserError naming it (checkpoints are written atomically, so

@@ -8,19 +8,25 @@ count every candidate; given the pairs' text keys the same losses are also compu
 training loss's false-negative mask (``*_masked``: a candidate sharing the anchor's query or
 code text is left out, in L^Global and L^Train alike, so that gap is >= 0 too), with the number
 of anchors the mask leaves without negatives, or with fewer than half of their in-batch
-negatives. The trainer logs ``assignment_diagnostics`` every epoch; ``codesearch batches``
-prints it for a sampler's batches.
+negatives. The trainer logs ``assignment_diagnostics`` every epoch (``epoch_diagnostics``);
+``codesearch batches`` prints it for a sampler's batches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from codesearch.loss import same_text
 from codesearch.samplers.base import Batch
+
+if TYPE_CHECKING:
+    from codesearch.config import RunConfig
+    from codesearch.data.training_data import TrainingData
+    from codesearch.epoch_embeddings import EpochStartEmbeddings
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
@@ -50,7 +56,7 @@ def global_loss(
     float64, memory O(block_size^2), never N^2.
 
     With ``query_keys`` and ``code_keys`` ((N,) integer text hashes) the candidates the training
-    loss masks are left out, as ``false_negative_mask`` does: code j != i is dropped for query i
+    loss masks are left out (``loss.same_text``, as its mask): code j != i is dropped for query i
     when pair j has i's query text or i's code text."""
     plain, masked = global_losses(queries, codes, scale, block_size, query_keys, code_keys)
     return plain if masked is None else masked
@@ -91,7 +97,7 @@ def global_losses(
             lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1))
             if masked:
                 cols = torch.arange(col, col + logits.shape[1])  # (b',)
-                same = (qk[rows, None] == qk[None, cols]) | (ck[rows, None] == ck[None, cols])
+                same = same_text(qk[rows, None], ck[rows, None], qk[None, cols], ck[None, cols])
                 same &= rows[:, None] != cols[None, :]  # the positive always counts
                 lse_masked = torch.logaddexp(
                     lse_masked, torch.logsumexp(logits.masked_fill_(same, float("-inf")), dim=1)
@@ -154,8 +160,11 @@ def train_losses(
             sums["pairs"] += anchors.numel() * (idx.shape[1] - 1)
             sums["anchors"] += anchors.numel()
             if masked:  # (m, k, k + e): candidate j shares anchor i's query or code text
-                same = (qk[anchors][:, :, None] == qk[idx][:, None, :]) | (
-                    ck[anchors][:, :, None] == ck[idx][:, None, :]
+                same = same_text(
+                    qk[anchors][:, :, None],
+                    ck[anchors][:, :, None],
+                    qk[idx][:, None, :],
+                    ck[idx][:, None, :],
                 )
                 same[:, torch.arange(k), torch.arange(k)] = False  # the positive always counts
                 kept = logits.masked_fill(same, float("-inf"))
@@ -219,3 +228,35 @@ def assignment_diagnostics(
             anchors_under_half_negatives=train["anchors_under_half_negatives"],
         )
     return out
+
+
+def resolve_diagnostics(config: RunConfig) -> str:
+    """'auto': a fresh pass for the cheap nbow encoder, cached embeddings for transformers."""
+    if config.train.diagnostics == "auto":
+        return "fresh" if config.model.encoder == "nbow" else "cached"
+    return config.train.diagnostics
+
+
+def epoch_diagnostics(
+    config: RunConfig,
+    embeddings: EpochStartEmbeddings,
+    batches: list,
+    data: TrainingData,
+    main: bool,
+) -> dict:
+    """``diag_*``: L^Global, L^Train of this epoch's assignment, their gap and in-batch hardness,
+    without and with the loss's false-negative mask (``assignment_diagnostics``), on
+    the embeddings the sampler used when it used any, else on a fresh pass ('fresh') or last
+    epoch's cached embeddings ('cached'; none in the first epoch). Every process takes part in
+    a fresh pass (it is shared out); only the ``main`` one computes the numbers."""
+    mode = resolve_diagnostics(config)
+    if mode == "off":
+        return {}
+    chosen = embeddings.used
+    if chosen is None:
+        chosen = embeddings.fresh_embeddings() if mode == "fresh" else embeddings.cached
+    if chosen is None or not main:
+        return {}
+    scale, keys = config.model.scale, (data.query_key, data.code_key)
+    found = assignment_diagnostics(*chosen, batches, scale, *keys)
+    return {f"diag_{k}": v for k, v in found.items()}

@@ -137,18 +137,43 @@ def encode_ids_distributed(
     return np.concatenate([gathered[r, : bounds[r + 1] - bounds[r]] for r in range(world)])
 
 
+def inference_device() -> str:
+    """Where a model loaded to embed (not to train) runs: the GPU when there is one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_device(model) -> torch.device:
+    """The device of a model's weights, where its embedding pass runs."""
+    return next(model.parameters()).device
+
+
 def embed_pairs(
-    accelerator,
     model,
     query_ids: list[list[int]],
     code_ids: list[list[int]],
     pad_id: int,
-    batch_size: int,
+    batch_size: int = 128,
+    *,
+    accelerator=None,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """No-grad (queries, codes) embeddings of token ids with a DualEncoder being trained,
-    shared out across processes (every process gets all rows); the model is left in train
-    mode."""
+    """The one no-grad embedding pass: (queries (Nq, d), codes (Nc, d)) float32 of token ids
+    with a DualEncoder's two towers (``encode_queries`` / ``encode_codes``).
+
+    Without ``accelerator`` (evaluation, ``codesearch embed``, the batch view) it runs on the
+    model's device (``model_device``) in the caller's mode and precision context. With the
+    ``accelerator`` of a model being trained it is shared out across processes (every process
+    gets all rows), under the accelerator's autocast, in eval mode, and leaves the model in
+    train mode."""
+    if accelerator is None:
+        device = model_device(model)
+        q = encode_ids(
+            model.encode_queries, query_ids, pad_id, batch_size, device, progress, "encode query"
+        )
+        c = encode_ids(
+            model.encode_codes, code_ids, pad_id, batch_size, device, progress, "encode code"
+        )
+        return q, c
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
     show = progress and accelerator.is_main_process

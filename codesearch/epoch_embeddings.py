@@ -1,11 +1,13 @@
-"""The training set's embeddings at an epoch start: a fresh no-grad pass, or those that the
-last epoch's training forward passes already produced ("cached" mode).
+"""The training set's embeddings at an epoch start, in two classes:
 
-During an epoch every training pair is an anchor exactly once, so the (detached) query and code
-embeddings of the anchors cover the whole training set by the epoch's end, at no extra forward
-work. They are stale by up to one epoch of updates: the trade the paper's cost argument allows.
-With several processes each one records its own rows and one sum-reduction joins them.
-``epoch_diagnostics`` measures the epoch's batch assignment on these embeddings.
+- ``TrainingPassEmbeddings``: what the training forward passes already produced ("cached"
+  mode). During an epoch every training pair is an anchor exactly once, so the (detached) query
+  and code embeddings of the anchors cover the whole training set by the epoch's end, at no
+  extra forward work. They are stale by up to one epoch of updates: the trade the paper's cost
+  argument allows. With several processes each one records its own rows and one sum-reduction
+  joins them.
+- ``EpochStartEmbeddings``: the ones an epoch start uses, those or a fresh no-grad pass,
+  computed at most once; the sampler and ``diagnostics.epoch_diagnostics`` read them.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codesearch.config import RunConfig
-from codesearch.data.training_data import TrainingData
-from codesearch.diagnostics import assignment_diagnostics
 
+class TrainingPassEmbeddings:
+    """The current epoch's anchor embeddings from the training passes, filled as anchors are
+    seen, and ``complete``: (queries, codes) of the last epoch in which every pair was seen."""
 
-class EmbeddingCache:
     def __init__(self, n: int):
         self.n = n
         self.queries: np.ndarray | None = None  # (n, d) float32, filled as anchors are seen
@@ -82,7 +83,7 @@ class EmbeddingCache:
                 self.complete = (saved["queries"], saved["codes"])
 
 
-class EpochEmbeddings:
+class EpochStartEmbeddings:
     """Embeddings of the training set at an epoch start, computed at most once.
 
     The sampler gets last epoch's cached ones in cached mode (the first epoch has none, so it
@@ -91,6 +92,7 @@ class EpochEmbeddings:
     """
 
     def __init__(self, fresh_pass, cached, cached_mode: bool):
+        # fresh_pass() -> (queries, codes); cached: TrainingPassEmbeddings.complete or None
         self._fresh_pass, self.cached, self.cached_mode = fresh_pass, cached, cached_mode
         self.fresh = self.used = None
 
@@ -103,31 +105,3 @@ class EpochEmbeddings:
         use_cache = self.cached_mode and self.cached is not None
         self.used = self.cached if use_cache else self.fresh_embeddings()
         return self.used
-
-
-def resolve_diagnostics(config: RunConfig) -> str:
-    """'auto': a fresh pass for the cheap nbow encoder, cached embeddings for transformers."""
-    if config.train.diagnostics == "auto":
-        return "fresh" if config.model.encoder == "nbow" else "cached"
-    return config.train.diagnostics
-
-
-def epoch_diagnostics(
-    config: RunConfig, embeddings: EpochEmbeddings, batches: list, data: TrainingData, main: bool
-) -> dict:
-    """``diag_*``: L^Global, L^Train of this epoch's assignment, their gap and in-batch hardness,
-    without and with the loss's false-negative mask (``diagnostics.assignment_diagnostics``), on
-    the embeddings the sampler used when it used any, else on a fresh pass ('fresh') or last
-    epoch's cached embeddings ('cached'; none in the first epoch). Every process takes part in
-    a fresh pass (it is shared out); only the ``main`` one computes the numbers."""
-    mode = resolve_diagnostics(config)
-    if mode == "off":
-        return {}
-    chosen = embeddings.used
-    if chosen is None:
-        chosen = embeddings.fresh_embeddings() if mode == "fresh" else embeddings.cached
-    if chosen is None or not main:
-        return {}
-    scale, keys = config.model.scale, (data.query_key, data.code_key)
-    found = assignment_diagnostics(*chosen, batches, scale, *keys)
-    return {f"diag_{k}": v for k, v in found.items()}

@@ -27,7 +27,7 @@ from codesearch.data.prepared import (
 )
 from codesearch.data.schema import CANDIDATE_SPLIT, PairRecord, parse_languages
 from codesearch.data.training_data import subsample, tokenize_lengths
-from codesearch.encode import encode_ids, precision_context
+from codesearch.encode import embed_pairs, model_device, precision_context
 from codesearch.errors import UserError
 from codesearch.model import load_model
 from codesearch.precision import (
@@ -63,21 +63,23 @@ def models_for_languages(model: str, languages: list[str]) -> dict[str, str]:
 def embed_records(
     model,
     tokenizer,
-    records: list[PairRecord],
-    side: str,
+    queries: list[PairRecord],
+    codes: list[PairRecord] | None = None,
     batch_size: int = 128,
     progress: bool = False,
-) -> np.ndarray:
-    """Embeddings of the records' queries (``side='query'``) or codes (``'code'``), float32."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings of the ``queries``' query texts, of the ``codes``' code texts (default: the
+    same records)), float32: tokenised as the model was trained, then ``encode.embed_pairs``."""
     cfg = model.config
-    if side == "query":
-        texts, max_len, fn = [r.query for r in records], cfg.max_query_length, model.encode_queries
-    else:
-        texts, max_len, fn = [r.code for r in records], cfg.max_code_length, model.encode_codes
-    ids = tokenize_lengths(tokenizer, texts, max_len, cfg.input_format)
-    device = next(model.parameters()).device
-    return encode_ids(
-        fn, ids, tokenizer.pad_token_id, batch_size, device, progress, desc=f"encode {side}"
+    codes = queries if codes is None else codes
+    query_ids = tokenize_lengths(
+        tokenizer, [r.query for r in queries], cfg.max_query_length, cfg.input_format
+    )
+    code_ids = tokenize_lengths(
+        tokenizer, [r.code for r in codes], cfg.max_code_length, cfg.input_format
+    )
+    return embed_pairs(
+        model, query_ids, code_ids, tokenizer.pad_token_id, batch_size, progress=progress
     )
 
 
@@ -114,8 +116,7 @@ def codebase_ranks(
         candidates, gold = queries, np.arange(len(queries))
     if not queries:
         raise UserError(f"{data}/{language}/{split}.jsonl: no queries to evaluate")
-    q = embed_records(model, tokenizer, queries, "query", batch_size, progress)
-    c = embed_records(model, tokenizer, candidates, "code", batch_size, progress)
+    q, c = embed_records(model, tokenizer, queries, candidates, batch_size, progress)
     return [r.id for r in queries], metrics.gold_ranks(q, c, gold)
 
 
@@ -136,8 +137,7 @@ def csn1000_language_ranks(
             f"{data}/{language}: {len(records)} test pairs make no full chunk of "
             f"{chunk_size} (csn1000); pass a smaller --chunk-size"
         )
-    q = embed_records(model, tokenizer, records, "query", batch_size, progress)
-    c = embed_records(model, tokenizer, records, "code", batch_size, progress)
+    q, c = embed_records(model, tokenizer, records, records, batch_size, progress)
     order, ranks = metrics.csn1000_ranks(q, c, seed=seed, chunk_size=chunk_size)
     return [records[i].id for i in order], ranks
 
@@ -201,7 +201,7 @@ def evaluate(
             loaded[name][0].eval()
         encoder, tokenizer = loaded[name]
         start = time.perf_counter()
-        device = next(encoder.parameters()).device
+        device = model_device(encoder)
         if resolved is None:
             resolved = resolve_encoding_precision(precision, device.type)
             warn_if_emulated(resolved, device.type)

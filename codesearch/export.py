@@ -2,7 +2,7 @@
 sentence-transformers folder with a model card, ready for the Hugging Face Hub.
 
 The folder is the run's ``<task>/best`` (already a sentence-transformers model: query and
-document routes, ``codesearch.model.save_sentence_transformer``) plus a ``README.md``: the card
+document routes, ``codesearch.st_layout.save_sentence_transformer``) plus a ``README.md``: the card
 that sentence-transformers' own generator writes from its card data (front matter with
 base_model, language, license, tags and a model-index of the ``--results`` evaluation, a
 ``codesearch evaluate --out`` file of this run's model), followed by what only codesearch

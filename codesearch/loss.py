@@ -44,6 +44,17 @@ def _apply_mask(
     return logits.masked_fill(mask.to(logits.device), float("-inf"))
 
 
+def same_text(query_keys, code_keys, other_query_keys, other_code_keys):
+    """True where two pairs share their query text or their code text: elementwise, with
+    broadcasting, over integer text keys (numpy arrays or tensors; ``data.training_data.text_keys``).
+    The one same-text rule: the loss's mask, the TBS graph's dropped edges and the diagnostics
+    use it. With ``other_query_keys`` None only the code texts are compared."""
+    same = code_keys == other_code_keys
+    if other_query_keys is not None:
+        same = same | (query_keys == other_query_keys)
+    return same
+
+
 def false_negative_mask(
     query_keys: torch.Tensor,
     code_keys: torch.Tensor,
@@ -52,13 +63,14 @@ def false_negative_mask(
 ) -> torch.Tensor:
     """(B, B+E) bool mask for `info_nce` from integer keys of the texts (e.g. hashes of the
     normalised query and code): candidate j is masked for anchor i when its code equals i's code
-    or its query equals i's query. Extras are compared by code key, and by query key if given."""
-    same = (code_keys[:, None] == code_keys[None, :]) | (query_keys[:, None] == query_keys[None, :])
+    or its query equals i's query (``same_text``). Extras are compared by code key, and by query
+    key if given."""
+    q, c = query_keys[:, None], code_keys[:, None]  # (B, 1)
+    same = same_text(q, c, query_keys[None, :], code_keys[None, :])  # (B, B)
     if extra_code_keys is None:
-        return same  # (B, B)
-    extra = code_keys[:, None] == extra_code_keys[None, :]  # (B, E)
-    if extra_query_keys is not None:
-        extra |= query_keys[:, None] == extra_query_keys[None, :]
+        return same
+    extra_query = None if extra_query_keys is None else extra_query_keys[None, :]
+    extra = same_text(q, c, extra_query, extra_code_keys[None, :])  # (B, E)
     return torch.cat([same, extra], dim=1)  # (B, B+E)
 
 

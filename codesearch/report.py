@@ -47,7 +47,7 @@ GAP_KEYS = (
     "diag_l_train_masked",
 )
 COUNT_KEYS = ("diag_anchors_no_negatives", "diag_anchors_under_half_negatives")
-DENSITY_KEYS = (  # ordering.graph_density, per epoch (TBS epochs only)
+DENSITY_KEYS = (  # samplers.graphs.graph_density, per epoch (TBS epochs only)
     "graph_edges_per_pair",
     "graph_isolated_share",
     "graph_neighbour_in_batch",

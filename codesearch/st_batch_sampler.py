@@ -4,7 +4,7 @@
 every epoch's batches those of ``codesearch.samplers.TBSSampler`` (arXiv 2210.12874;
 docs/method.md): before each epoch the dataset's anchor and positive columns are embedded with
 the model being trained (``encode_query`` / ``encode_document``, unit norm, no gradient), and
-the rows are ordered by ``tbs_permutation`` and cut into batches, with the same options
+the rows are ordered by ``samplers.tbs.tbs_batches`` and cut into batches, with the same options
 (``TBSOptions``: quantile or knn graph, same-text edges, start epoch, every) and the same batches
 for the same seed, epoch and embeddings as ``codesearch train --sampler tbs``. Epochs before
 ``start_epoch`` are random batches. Works with any loss that takes in-batch negatives

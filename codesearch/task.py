@@ -14,7 +14,7 @@ from codesearch.checkpoint import TrainerState, save_checkpoint
 from codesearch.config import RunConfig
 from codesearch.data.training_data import TrainingData
 from codesearch.encode import embed_pairs
-from codesearch.epoch_embeddings import EmbeddingCache
+from codesearch.epoch_embeddings import TrainingPassEmbeddings
 from codesearch.run_record import MetricsLog
 from codesearch.samplers import BatchSampler
 
@@ -31,7 +31,9 @@ class Task:
     sampler: BatchSampler
     data: TrainingData
     valid: dict  # language -> (query ids, code ids) of its validation pairs
-    cache: EmbeddingCache | None  # the training passes' embeddings, when anything reads them
+    cache: (
+        TrainingPassEmbeddings | None
+    )  # the training passes' embeddings, when anything reads them
     log: MetricsLog
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # set once steps are known
     state: TrainerState = dataclasses.field(default_factory=TrainerState)
@@ -54,7 +56,13 @@ class Task:
         batch_size = self.config.train.eval_batch_size
         pad = self.data.pad_id
         return embed_pairs(
-            self.accelerator, self.model, query_ids, code_ids, pad, batch_size, progress
+            self.model,
+            query_ids,
+            code_ids,
+            pad,
+            batch_size,
+            accelerator=self.accelerator,
+            progress=progress,
         )
 
     def checkpoint(self) -> None:

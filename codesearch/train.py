@@ -32,23 +32,14 @@ from codesearch.checkpoint import load_checkpoint, save_best
 from codesearch.config import RunConfig, check_run_config
 from codesearch.data.prepared import write_json_atomic
 from codesearch.data.training_data import load_training_data, load_validation
+from codesearch.diagnostics import epoch_diagnostics, resolve_diagnostics
 from codesearch.distributed import check_processes_agree
 from codesearch.encode import collate, validation_mrr
-from codesearch.epoch_embeddings import (
-    EmbeddingCache,
-    EpochEmbeddings,
-    epoch_diagnostics,
-    resolve_diagnostics,
-)
+from codesearch.epoch_embeddings import EpochStartEmbeddings, TrainingPassEmbeddings
 from codesearch.errors import UserError
 from codesearch.fast_dropout import use_fast_dropout
 from codesearch.loss import info_nce
-from codesearch.model import (
-    DualEncoder,
-    TransformerTower,
-    load_tokenizer,
-    point_to_sentence_transformer,
-)
+from codesearch.model import DualEncoder, TransformerTower, load_tokenizer
 from codesearch.outputs import DirectoryLock, check_output_dir
 from codesearch.precision import resolve_training_precision, warn_if_emulated
 from codesearch.run_record import (
@@ -59,6 +50,7 @@ from codesearch.run_record import (
     write_run_info,
 )
 from codesearch.samplers import Batch, batches_digest, sampler_class
+from codesearch.st_layout import point_to_sentence_transformer
 from codesearch.task import Task
 
 
@@ -190,7 +182,7 @@ def setup_task(
     sampler.set_text_keys(data.query_key, data.code_key)
     optimizer = build_optimizer(model, config, accelerator.device)
     cached = sampler.wants_cached_embeddings or resolve_diagnostics(config) == "cached"
-    cache = EmbeddingCache(len(data.records)) if cached else None
+    cache = TrainingPassEmbeddings(len(data.records)) if cached else None
     tracker = accelerator if config.train.tensorboard else None
     log = MetricsLog(task_dir / "metrics.jsonl", accelerator.is_main_process, tracker)
     task = Task(accelerator, config, task_dir, model, optimizer, sampler, data, valid, cache, log)
@@ -250,7 +242,7 @@ def run_epoch(task: Task, bar: tqdm, stop: dict) -> dict:
     config, sampler, state, data = task.config, task.sampler, task.state, task.data
     epoch_start = time.perf_counter()
     sampler.set_epoch(state.epoch)
-    embeddings = EpochEmbeddings(
+    embeddings = EpochStartEmbeddings(
         lambda: task.embed(data.query_ids, data.code_ids, progress=task.progress),
         task.cache.complete if task.cache is not None else None,
         sampler.wants_cached_embeddings,

@@ -34,8 +34,9 @@ class KeywordEncoder:
 def fake_model(monkeypatch):
     encoder = KeywordEncoder()
 
-    def fake_embed(model, tokenizer, records, side, batch_size=128, progress=False):
-        return encoder([r.query if side == "query" else r.code for r in records])
+    def fake_embed(model, tokenizer, queries, codes=None, batch_size=128, progress=False):
+        codes = queries if codes is None else codes
+        return encoder([r.query for r in queries]), encoder([r.code for r in codes])
 
     monkeypatch.setattr(evaluate_module, "load_model", lambda name, **_: (FakeModule(), None))
     monkeypatch.setattr(evaluate_module, "embed_records", fake_embed)

@@ -210,7 +210,7 @@ def test_choose_run_and_embed(tiny_results, tiny_data, tmp_path, monkeypatch):
     records = batch_view.sample_pairs(run.data, "python", 40, seed=3)
     assert records == subsample(load_records(tiny_data, "python", "train"), 40, 3)
     model, tokenizer = batch_view.load_run_model(run.run_dir, "python")
-    queries, codes = batch_view.embed_pairs(model, tokenizer, records)
+    queries, codes = batch_view.unit_embeddings(model, tokenizer, records)
     assert queries.shape == codes.shape == (40, model.dim) and queries.dtype == np.float32
     assert np.allclose(np.linalg.norm(codes, axis=1), 1.0, atol=1e-5)
     assert isinstance(run.tbs_options, TBSOptions)

@@ -136,7 +136,8 @@ def test_a_folder_without_pooler_weights_loads_without_a_pooler(tmp_path):
     """An encoder saved without a pooler is loaded without one (never with random weights)."""
     from model_helpers import tiny_bert_dir
 
-    from codesearch.model import has_pooler_weights, load_encoder
+    from codesearch.model import load_encoder
+    from codesearch.st_layout import has_pooler_weights
 
     folder = tiny_bert_dir(tmp_path, pooler=False)
     assert not has_pooler_weights(folder)
@@ -211,8 +212,7 @@ def test_the_unixcoder_format_becomes_the_routes_prompt(tmp_path):
     import torch
 
     with torch.inference_mode():
-        ours_q = embed_records(loaded, tokenizer, [Text(t) for t in texts], "query")
-        ours_c = embed_records(loaded, tokenizer, [Text(t) for t in texts], "code")
+        ours_q, ours_c = embed_records(loaded, tokenizer, [Text(t) for t in texts])
     st = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
     saved = json.loads((tmp_path / "saved" / "config_sentence_transformers.json").read_text())
     assert saved["prompts"]["query"] == "<encoder-only></s>"

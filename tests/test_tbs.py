@@ -22,17 +22,16 @@ from codesearch.samplers import (
     knn,
     sampler_class,
 )
-from codesearch.samplers.graphs import knn_graph, quantile_threshold, threshold_graph
-from codesearch.samplers.knn import as_embeddings, topk_neighbors
-from codesearch.samplers.ordering import (
-    batches_from_permutation,
+from codesearch.samplers.graphs import (
     graph_density,
+    knn_graph,
     neighbour_in_batch_share,
-    permutation_seed,
+    quantile_threshold,
     rcm_order,
-    tbs_batches,
-    tbs_permutation,
+    threshold_graph,
 )
+from codesearch.samplers.knn import as_embeddings, topk_neighbors
+from codesearch.samplers.tbs import batches_from_permutation, tbs_batches
 
 SCALE = 20.0
 
@@ -87,6 +86,16 @@ def failing_embed() -> tuple[np.ndarray, np.ndarray]:
     raise AssertionError("embed() must not be called here")
 
 
+def tbs_order(q, c, seed: int = 0, text_keys=None, **options) -> tuple[np.ndarray, dict]:
+    """pi and the info of ``tbs_batches`` (same-text edges kept unless text keys are given)."""
+    if text_keys is None:
+        options.setdefault("same_text_edges", "keep")
+    _, info = tbs_batches(
+        q, c, batch_size=32, options=TBSOptions(**options), seed=seed, text_keys=text_keys
+    )
+    return info["permutation"], info
+
+
 def anchors(sampler: TBSSampler) -> list[list[int]]:
     return [b.anchors.tolist() for b in sampler]
 
@@ -96,7 +105,7 @@ def anchors(sampler: TBSSampler) -> list[list[int]]:
 
 def test_tbs_gap_is_smaller_than_random(data, random_gap):
     q, c, labels = data
-    order, info = tbs_permutation(q, c, quantile=0.99)
+    order, info = tbs_order(q, c, quantile=0.99)
     assert info["tau_exact"] and info["edges"] > 0
     batches = chunk(order, 32)
     assert gap(q, c, batches) < 0.4 * random_gap
@@ -106,7 +115,7 @@ def test_tbs_gap_is_smaller_than_random(data, random_gap):
 
 def test_rcm_narrows_the_bandwidth(data):
     q, c, _ = data
-    order, info = tbs_permutation(q, c, quantile=0.99, keep_graph=True)
+    order, info = tbs_order(q, c, quantile=0.99)
     graph = info["adjacency"] + info["adjacency"].T
     before = bandwidth(graph)
     assert before > 900  # the rows are shuffled: edges span the whole matrix
@@ -115,9 +124,9 @@ def test_rcm_narrows_the_bandwidth(data):
 
 def test_permutation_orders_every_pair_once_and_is_deterministic(data):
     q, c, _ = data
-    first, _ = tbs_permutation(q, c, quantile=0.99, seed=3)
-    again, _ = tbs_permutation(q, c, quantile=0.99, seed=3)
-    other, _ = tbs_permutation(q, c, quantile=0.99, seed=4)
+    first, _ = tbs_order(q, c, quantile=0.99, seed=3)
+    again, _ = tbs_order(q, c, quantile=0.99, seed=3)
+    other, _ = tbs_order(q, c, quantile=0.99, seed=4)
     assert np.array_equal(np.sort(first), np.arange(len(q)))
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other)  # the relabelling breaks ties differently
@@ -125,7 +134,7 @@ def test_permutation_orders_every_pair_once_and_is_deterministic(data):
 
 def test_default_quantile_graph_excludes_the_diagonal(data):
     q, c, _ = data
-    _, info = tbs_permutation(q, c, keep_graph=True)  # q = 0.999: N^2 / 1000 = N entries
+    _, info = tbs_order(q, c)  # q = 0.999: N^2 / 1000 = N entries
     adjacency = info["adjacency"]
     assert adjacency.diagonal().sum() == 0
     # the positives S_ii fill most of that tail, so most pairs have no edge at this small N
@@ -134,7 +143,7 @@ def test_default_quantile_graph_excludes_the_diagonal(data):
 
 def test_empty_graph_gives_a_random_order():
     q = np.ones((50, 4), dtype=np.float32) / 2  # every S_ij equal: nothing lies above tau
-    order, info = tbs_permutation(q, q)
+    order, info = tbs_order(q, q)
     assert info["edges"] == 0 and info["isolated"] == 50
     assert np.array_equal(np.sort(order), np.arange(50))
     assert not np.array_equal(order, np.arange(50))
@@ -142,15 +151,15 @@ def test_empty_graph_gives_a_random_order():
 
 def test_knn_and_quantile_give_similar_gaps(data, random_gap):
     q, c, _ = data
-    quantile_order, _ = tbs_permutation(q, c, quantile=0.99)
-    knn_order, info = tbs_permutation(q, c, graph="knn", knn=8, knn_backend="exact")
+    quantile_order, _ = tbs_order(q, c, quantile=0.99)
+    knn_order, info = tbs_order(q, c, graph="knn", knn=8, knn_backend="exact")
     assert info["backend"] == "exact" and info["edges"] == 8 * len(q)
     quantile_gap, knn_gap = gap(q, c, chunk(quantile_order, 32)), gap(q, c, chunk(knn_order, 32))
     assert knn_gap < 0.4 * random_gap
     assert abs(quantile_gap - knn_gap) < 0.15 * random_gap  # measured: 0.02 to 0.08
 
 
-def test_sampled_threshold_gives_the_exact_graph(data):
+def test_sampled_threshold_gives_the_exact_graph(data, monkeypatch):
     q, c, _ = data
     exact_tau, exact = quantile_threshold(q, c, 0.99)
     sampled_tau, sampled = quantile_threshold(q, c, 0.99, exact_limit=0, samples=4_000_000)
@@ -162,7 +171,9 @@ def test_sampled_threshold_gives_the_exact_graph(data):
     )
     both = exact_graph.multiply(sampled_graph).nnz
     assert both / (exact_graph.nnz + sampled_graph.nnz - both) > 0.9  # Jaccard of edge sets
-    _, info = tbs_permutation(q, c, quantile=0.99, exact_limit=0, threshold_samples=4_000_000)
+    monkeypatch.setattr(graphs, "EXACT_QUANTILE_LIMIT", 0)
+    monkeypatch.setattr(graphs, "THRESHOLD_SAMPLES", 4_000_000)
+    _, info = tbs_order(q, c, quantile=0.99)
     assert not info["tau_exact"] and abs(info["tau"] - exact_tau) < 0.01
 
 
@@ -204,14 +215,14 @@ def test_faiss_and_exact_knn_agree():
     # the quantised search's candidates are re-scored exactly, best first
     assert np.allclose(scores, np.einsum("nd,nkd->nk", q, c[approx]), atol=1e-5)
     assert np.all(np.diff(scores, axis=1) <= 0)
-    order, info = tbs_permutation(q, c, graph="knn", knn=8, knn_backend="faiss")
+    order, info = tbs_order(q, c, graph="knn", knn=8, knn_backend="faiss")
     assert info["backend"] == "faiss"
     assert np.array_equal(np.sort(order), np.arange(len(q)))
 
 
 def test_auto_backend_is_exact_for_small_data(data):
     q, c, _ = data
-    _, info = tbs_permutation(q, c, graph="knn", knn=4)
+    _, info = tbs_order(q, c, graph="knn", knn=4)
     assert info["backend"] == "exact"
     assert knn.resolve_backend("auto", knn.AUTO_FAISS_MIN) == "faiss"
 
@@ -280,15 +291,21 @@ def test_same_seed_epoch_and_embeddings_give_the_same_batches(data):
     assert batches(0, 1) == batches(0, 1)
     assert batches(0, 1) != batches(0, 2)
     assert batches(0, 1) != batches(1, 1)
-    expected = tbs_batches(
-        q, c, 32, TBSOptions(quantile=0.99), seed=0, epoch=1, text_keys=unique_keys(len(q))
+    expected, _ = tbs_batches(
+        q,
+        c,
+        batch_size=32,
+        options=TBSOptions(quantile=0.99),
+        seed=0,
+        epoch=1,
+        text_keys=unique_keys(len(q)),
     )
     assert batches(0, 1) == [b.tolist() for b in expected]
 
 
 def test_batches_keep_rcm_order_without_shuffle(data):
     q, c, _ = data
-    order, _ = tbs_permutation(q, c, quantile=0.99, seed=permutation_seed(0, 0))
+    order, _ = tbs_order(q, c, quantile=0.99, seed=0)
     sampler = make_tbs(len(q), 32, quantile=0.99, shuffle_batches=False)
     sampler.prepare(CountingEmbed(q, c))
     assert np.array_equal(np.concatenate(anchors(sampler)), order)
@@ -372,8 +389,14 @@ def test_epochs_before_start_epoch_are_the_random_samplers_batches(data):
         assert (seen[epoch] == [b.anchors.tolist() for b in random]) == (epoch < 2)
     assert embed.calls == 2  # epochs 2 and 4: every=2 counts from the start epoch
     assert sorted(seen[3]) == sorted(seen[2])
-    expected = tbs_batches(
-        q, c, 32, TBSOptions(quantile=0.99), seed=4, epoch=2, text_keys=unique_keys(len(q))
+    expected, _ = tbs_batches(
+        q,
+        c,
+        batch_size=32,
+        options=TBSOptions(quantile=0.99),
+        seed=4,
+        epoch=2,
+        text_keys=unique_keys(len(q)),
     )
     assert seen[2] == [b.tolist() for b in expected]
 
@@ -413,10 +436,9 @@ def test_drop_leaves_no_same_text_edge(graph):
         "graph": graph,
         "knn": 3,
         "knn_backend": "exact",
-        "keep_graph": True,
     }
-    _, kept = tbs_permutation(q, c, **options)
-    _, dropped = tbs_permutation(q, c, text_keys=keys, **options)
+    _, kept = tbs_order(q, c, **options)
+    _, dropped = tbs_order(q, c, text_keys=keys, **options)
     assert same_text_edges(kept["adjacency"], keys) > 0  # the data make such edges
     assert same_text_edges(dropped["adjacency"], keys) == 0
     assert dropped["same_text_edges_dropped"] == same_text_edges(kept["adjacency"], keys)

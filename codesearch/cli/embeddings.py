@@ -57,7 +57,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from codesearch.data.prepared import load_records
     from codesearch.data.schema import normalize_language
     from codesearch.data.training_data import subsample, text_keys
-    from codesearch.encode import precision_context
+    from codesearch.encode import inference_device, model_device, precision_context
     from codesearch.evaluate import embed_records, models_for_languages
     from codesearch.model import load_model
     from codesearch.precision import (
@@ -82,14 +82,15 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise UserError(f"{args.data}/{language}/{args.split}.jsonl: no records to embed")
     name = models_for_languages(args.model, [language])[language]
     model, tokenizer = load_model(name, trust_remote_code=args.trust_remote_code)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    model.to(inference_device()).eval()
     start = time.perf_counter()
-    device = next(model.parameters()).device
+    device = model_device(model)
     precision = resolve_encoding_precision(args.precision, device.type)
     warn_if_emulated(precision, device.type)
     with torch.inference_mode(), precision_context(device, precision):
-        queries = embed_records(model, tokenizer, records, "query", args.batch_size, not args.quiet)
-        codes = embed_records(model, tokenizer, records, "code", args.batch_size, not args.quiet)
+        queries, codes = embed_records(
+            model, tokenizer, records, records, args.batch_size, not args.quiet
+        )
     seconds = time.perf_counter() - start
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

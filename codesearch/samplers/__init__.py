@@ -4,7 +4,8 @@ A sampler is one module here: its class (``BatchSampler``'s interface, a ``name`
 has options, an ``Options`` dataclass from which the config keys ``sampler.<name>_<field>`` and
 the flags ``--<name>-<field>`` are generated) and one line in SAMPLERS below. These modules
 import only numpy; the similarity search (``knn``, ``graphs``: torch, scipy, faiss) is loaded
-when a sampler first computes batches.
+when a sampler first computes batches. TBS reads in three files: ``tbs`` (options, sampler and
+``tbs_batches``, steps numbered as in docs/method.md), ``graphs`` and ``knn``.
 """
 
 from __future__ import annotations

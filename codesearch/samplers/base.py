@@ -101,7 +101,7 @@ class BatchSampler(ABC):
     ``embed()`` may return last epoch's embeddings from the training passes instead of a fresh
     pass), ``needs_embeddings()``, ``timings`` (seconds of each step of the last
     ``prepare``, embedding excluded; empty when nothing was computed), ``graph_stats`` (the
-    density of the similarity graph behind the batches, ``ordering.graph_density``; empty
+    density of the similarity graph behind the batches, ``graphs.graph_density``; empty
     for samplers without one) and ``density_warning()`` (a line to show once, or None).
     """
 

@@ -1,15 +1,18 @@
 """Tail Batch Sampling (TBS, "Global Contrastive Batch Sampling", arXiv 2210.12874).
 
 Puts mutually similar (hard) pairs in the same batch, to shrink the gap L^Global - L^Train(pi).
-Before each epoch, from embeddings of all N pairs with the current model (docs/method.md, "The
-TBS assignment", which also says which steps are our decisions): the graph A of query-code
-similarities above the ``quantile`` of S = X Y^T (``graph="quantile"``, the paper's) or of each
-query's top-``knn`` codes (``graph="knn"``), without edges between same-text pairs
-(``same_text_edges="drop"``); pi = reverse Cuthill-McKee order of A + A^T after a seeded
-relabelling (``ordering.tbs_permutation``); batches = consecutive chunks of pi, their order
+Before each epoch, from embeddings of all N pairs with the current model, ``tbs_batches`` runs
+the steps of docs/method.md ("The TBS assignment", numbered as there; it also says which steps
+are our decisions): the graph A of query-code similarities above the ``quantile`` of S = X Y^T
+(``graph="quantile"``, the paper's) or of each query's top-``knn`` codes (``graph="knn"``),
+without edges between same-text pairs (``same_text_edges="drop"``); pi = reverse Cuthill-McKee
+order of A + A^T after a seeded relabelling; batches = consecutive chunks of pi, their order
 shuffled (``shuffle_batches``). Epochs before ``start_epoch`` are exactly ``RandomSampler``'s
 batches (a warm start for encoders trained from scratch); ``every=E`` recomputes pi every E
 epochs from ``start_epoch`` on.
+
+The whole method is three files: this one (options, sampler, ``tbs_batches``), ``graphs``
+(tau, the graphs, same-text edges, RCM) and ``knn`` (the exact or faiss top-k search).
 
 Guarantee: every pair is an anchor exactly once per epoch; batches depend only on (seed, epoch,
 embeddings, text keys). Cost per recomputation: one embedding pass (none with cached
@@ -22,12 +25,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from codesearch.checks import check_choice, check_number
-from codesearch.samplers.base import Batch, BatchSampler, EmbedFn
+from codesearch.errors import UserError
+from codesearch.samplers.base import Batch, BatchSampler, EmbedFn, chunk, epoch_rng
 from codesearch.samplers.random import random_batches
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -65,7 +73,7 @@ class TBSSampler(BatchSampler):
     ``start_epoch`` are random batches. ``set_text_keys`` must come before the first TBS epoch
     when ``same_text_edges`` is "drop". After each ``prepare``, ``timings`` holds the seconds
     of each step (threshold, graph, rcm, chunk, total; embedding excluded) and ``last_info``
-    the graph behind the current pi (``ordering.tbs_permutation``'s info).
+    the graph behind the current pi (``tbs_batches``' info).
     """
 
     name = "tbs"
@@ -103,55 +111,53 @@ class TBSSampler(BatchSampler):
         return self._batches is None and self._recomputes(self.epoch)
 
     def compute_batches(self, epoch: int, embed: EmbedFn | None) -> list[Batch]:
-        # the ordering needs torch and scipy: loaded when a TBS epoch runs, not when a config is
-        # read (`codesearch --help` starts without them)
-        from codesearch.samplers.ordering import (
-            batches_from_permutation,
-            graph_density,
-            permutation_seed,
-            tbs_order,
-        )
-
         if epoch < self.options.start_epoch:
             self.timings, self.last_info, self.graph_stats = {}, {"random_epoch": True}, {}
             return random_batches(self.n, self.batch_size, self.seed, epoch, self.min_last)
-        timings: dict[str, float] = {}
-        adjacency = None
-        if self._recomputes(epoch):
-            if embed is None:
-                raise ValueError(
-                    "the tbs sampler needs embeddings at the start of this epoch: "
-                    "call prepare(embed) before iterating"
-                )
-            queries, codes = embed()
-            if len(queries) != self.n:
-                raise ValueError(f"embed() returned {len(queries)} pairs, the sampler has {self.n}")
-            keys = None if self.query_keys is None else (self.query_keys, self.code_keys)
-            seed_pi = permutation_seed(self.seed, epoch)
-            order, info = tbs_order(
-                queries, codes, self.options, seed_pi, keys, self.device, keep_graph=True
+        if not self._recomputes(epoch):  # the same batches as pi's last epoch, in a new order
+            start = time.perf_counter()
+            batches = batches_from_permutation(
+                self._permutation,
+                self.batch_size,
+                min_last=self.min_last,
+                shuffle_batches=self.options.shuffle_batches,
+                seed=self.seed,
+                epoch=epoch,
             )
-            self._permutation, self._permutation_epoch = order, epoch
-            timings.update(info.pop("timings"))
-            adjacency = info.pop("adjacency")
-            self.last_info = info
-        start = time.perf_counter()
-        batches = batches_from_permutation(
-            self._permutation,
-            self.batch_size,
-            self.min_last,
-            self.options.shuffle_batches,
-            self.seed,
-            epoch,
+            chunk_seconds = time.perf_counter() - start
+            self.timings = {"chunk": chunk_seconds, "total": chunk_seconds}
+            return [Batch(b) for b in batches]
+        if embed is None:
+            raise ValueError(
+                "the tbs sampler needs embeddings at the start of this epoch: "
+                "call prepare(embed) before iterating"
+            )
+        queries, codes = embed()
+        if len(queries) != self.n:
+            raise ValueError(f"embed() returned {len(queries)} pairs, the sampler has {self.n}")
+        keys = None if self.query_keys is None else (self.query_keys, self.code_keys)
+        batches, info = tbs_batches(
+            queries,
+            codes,
+            batch_size=self.batch_size,
+            options=self.options,
+            seed=self.seed,
+            epoch=epoch,
+            min_last=self.min_last,
+            text_keys=keys,
+            device=self.device,
         )
-        timings["chunk"] = time.perf_counter() - start
-        timings["total"] = sum(timings.values())
-        self.timings = timings
-        if adjacency is not None:  # epochs that reuse pi keep its density (same batch members)
-            random = random_batches(self.n, self.batch_size, self.seed, epoch, self.min_last)
-            random = [b.anchors for b in random]
-            isolated = self.last_info["isolated"]
-            self.graph_stats = graph_density(adjacency, isolated, batches, random)
+        self._permutation, self._permutation_epoch = info.pop("permutation"), epoch
+        adjacency = info.pop("adjacency")
+        self.timings = info.pop("timings")
+        self.timings["total"] = sum(self.timings.values())
+        self.last_info = info
+        # epochs that reuse pi keep its density (same batch members)
+        from codesearch.samplers.graphs import graph_density  # scipy, as in tbs_batches
+
+        random = random_batches(self.n, self.batch_size, self.seed, epoch, self.min_last)
+        random = [b.anchors for b in random]
+        self.graph_stats = graph_density(adjacency, info["isolated"], batches, random)
         return [Batch(b) for b in batches]
 
     def density_warning(self) -> str | None:
@@ -201,3 +207,118 @@ class TBSSampler(BatchSampler):
         self.graph_stats = dict(state.get("graph_stats") or {})
         if batches is not None:
             self._batches = [Batch(np.asarray(b, dtype=np.int64)) for b in batches]
+
+
+# --- the method for fixed embeddings (steps numbered as in docs/method.md) ---------------------
+
+
+def tbs_batches(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    *,
+    batch_size: int,
+    options: TBSOptions | None = None,
+    seed: int = 0,
+    epoch: int = 0,
+    min_last: int = 1,
+    text_keys: tuple[np.ndarray, np.ndarray] | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[list[np.ndarray], dict]:
+    """One epoch's TBS batches for fixed (N, d) unit-norm embeddings: exactly what
+    ``TBSSampler`` with these options and seed (and ``start_epoch`` <= ``epoch``) yields at
+    ``epoch`` when its ``embed()`` returns them and its text keys are ``text_keys`` ((query
+    keys, code keys), (N,) int64 text hashes; required with ``same_text_edges="drop"``).
+
+    The similarity work runs on ``device`` (the training device: only the edges reach the host).
+    Returns (batches, info): info holds ``permutation`` (pi, (N,) int64), ``adjacency`` (A, CSR
+    in the pairs' own labels), graph, n, edges (of A, diagonal and dropped edges excluded),
+    same_text_edges_dropped, symmetric_edges, isolated (pairs without an edge), tau and
+    tau_exact (quantile graph), backend (knn graph) and timings in seconds (threshold, graph,
+    rcm, chunk)."""
+    # torch and scipy: loaded on the first TBS epoch, not when a config is read
+    from codesearch.samplers.graphs import (
+        drop_same_text_edges,
+        knn_graph,
+        quantile_threshold,
+        rcm_order,
+        threshold_graph,
+    )
+    from codesearch.samplers.knn import as_embeddings, resolve_backend
+
+    o = options or TBSOptions()
+    if o.same_text_edges == "keep":
+        text_keys = None
+    elif text_keys is None:
+        raise UserError(
+            "tbs same_text_edges=drop needs the query and code text keys of the pairs "
+            "(embeddings written by `codesearch embed` have them); pass "
+            "same_text_edges=keep to build the graph without them"
+        )
+    # 1. the embeddings of all N pairs: the caller's (the sampler's ``embed()``)
+    q, c = as_embeddings(queries, codes)
+    n = q.shape[0]
+    seed_pi = permutation_seed(seed, epoch)  # the tau sample, faiss's sample, the relabelling
+    info: dict = {"graph": o.graph, "n": n}
+    timings = {"threshold": 0.0}
+    start = time.perf_counter()
+    if o.graph == "quantile":
+        # 2.-3. S = X Y^T in tiles; tau = its q-quantile
+        tau, exact = quantile_threshold(q, c, o.quantile, seed=seed_pi)
+        info.update(quantile=o.quantile, tau=tau, tau_exact=exact)
+        timings["threshold"] = time.perf_counter() - start
+        start = time.perf_counter()
+        # 4. A_ij = 1 where S_ij > tau
+        adjacency = threshold_graph(q, c, tau, o.block_size, device)
+    else:
+        # 2. and 4. A_ij = 1 for the top-m codes j of query i (no threshold)
+        backend = resolve_backend(o.knn_backend, n, device)
+        info.update(knn=o.knn, backend=backend)
+        adjacency = knn_graph(q, c, o.knn, backend, o.block_size, seed_pi, device)
+    # 5. no edges between pairs with the same query or code text
+    info["same_text_edges_dropped"] = 0
+    if text_keys is not None:
+        adjacency, info["same_text_edges_dropped"] = drop_same_text_edges(adjacency, *text_keys)
+    timings["graph"] = time.perf_counter() - start
+    # 6. pi = reverse Cuthill-McKee order of A + A^T after a seeded relabelling
+    start = time.perf_counter()
+    permutation, stats = rcm_order(adjacency, seed_pi)
+    timings["rcm"] = time.perf_counter() - start
+    # 7. batches = consecutive chunks of pi, their order shuffled
+    start = time.perf_counter()
+    batches = batches_from_permutation(
+        permutation,
+        batch_size,
+        min_last=min_last,
+        shuffle_batches=o.shuffle_batches,
+        seed=seed,
+        epoch=epoch,
+    )
+    timings["chunk"] = time.perf_counter() - start
+    info.update(edges=int(adjacency.nnz), **stats, timings=timings)
+    info.update(permutation=permutation, adjacency=adjacency)
+    return batches, info
+
+
+def permutation_seed(seed: int, epoch: int) -> int:
+    """The seed of steps 3-6 (tau's sample, faiss's training sample, the RCM relabelling) for
+    a run seed and the epoch that computes pi."""
+    return int(epoch_rng(seed, epoch, stream=1).integers(2**31))
+
+
+def batches_from_permutation(
+    order: np.ndarray,
+    batch_size: int,
+    *,
+    min_last: int = 1,
+    shuffle_batches: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+) -> list[np.ndarray]:
+    """Step 7: consecutive chunks of ``order``, their order shuffled by
+    ``epoch_rng(seed, epoch)``; also each epoch between recomputations of pi."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batches = chunk(np.asarray(order, dtype=np.int64), batch_size, min_last)
+    if shuffle_batches:
+        batches = [batches[i] for i in epoch_rng(seed, epoch).permutation(len(batches))]
+    return batches
