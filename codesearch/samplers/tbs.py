@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codesearch.checks import check_choice, check_number
+from codesearch.config import check_choice, check_number
 from codesearch.samplers.base import Batch, BatchSampler, EmbedFn
 from codesearch.samplers.random import random_batches
 
