@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
 
-# --- before a run -----------------------------------------------------------------------
+# --- before a run ---------------------------------------------------------------------------------
 
 
 def is_run_directory(out_dir: Path) -> bool:
@@ -127,7 +127,7 @@ def check_run(
     return tasks, None
 
 
-# --- resuming a run -----------------------------------------------------------------------
+# --- resuming a run -------------------------------------------------------------------------------
 
 
 def check_resume(out_dir: Path, config: RunConfig, manifest: dict) -> dict:
@@ -198,7 +198,7 @@ def check_resume_config(saved: RunConfig, new: RunConfig, where: str) -> dict[st
     return changed
 
 
-# --- what a run records -----------------------------------------------------------------------
+# --- what a run records ---------------------------------------------------------------------------
 
 
 # the versions recorded with every run and report (reproducibility)

@@ -11,72 +11,6 @@ import sys
 from codesearch.errors import UserError
 
 
-def _cmd_stats(args: argparse.Namespace) -> int:
-    from codesearch.data.prepared import format_stats
-
-    print(format_stats(args.data))
-    return 0
-
-
-def _cmd_verify(args: argparse.Namespace) -> int:
-    from codesearch.data.prepared import verify_prepared
-
-    checked = verify_prepared(args.data)
-    print(
-        f"{args.data}: {len(checked)} files, {sum(checked.values()):,} records, match the "
-        "manifest (counts and sha256)"
-    )
-    return 0
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from codesearch.export import export_run
-
-    out = export_run(
-        args.run, args.out, args.language, args.results, args.push_to_hub, args.license
-    )
-    print(f"wrote {out}" + (f" and uploaded it to {args.push_to_hub}" if args.push_to_hub else ""))
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from codesearch.evaluate import evaluate, format_table, save_results
-    from codesearch.outputs import check_output_file
-
-    if args.out:  # before an hour of encoding, not after
-        check_output_file(args.out, "results file")
-    results = evaluate(
-        args.model,
-        args.data,
-        args.languages,
-        protocol=args.protocol,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        chunk_size=args.chunk_size,
-        progress=not args.quiet,
-        max_query_length=args.max_query_length,
-        max_code_length=args.max_code_length,
-        trust_remote_code=args.trust_remote_code,
-        precision=args.precision,
-        max_test_pairs=args.max_test_pairs,
-    )
-    print(f"{args.protocol} protocol, model {args.model}, data {args.data}")
-    print(format_table(results))
-    if args.out:
-        save_results(results, args.out)
-        print(f"wrote {args.out}")
-    return 0
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("codesearch")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
     """One sub-subcommand per reader (codesearch/data/readers/*)."""
     from codesearch.data import prepare_cli
@@ -139,7 +73,36 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(func=_cmd_evaluate)
 
 
-def _add_export_stats_verify(sub: argparse._SubParsersAction) -> None:
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from codesearch.evaluate import evaluate, format_table, save_results
+    from codesearch.outputs import check_output_file
+
+    if args.out:  # before an hour of encoding, not after
+        check_output_file(args.out, "results file")
+    results = evaluate(
+        args.model,
+        args.data,
+        args.languages,
+        protocol=args.protocol,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        chunk_size=args.chunk_size,
+        progress=not args.quiet,
+        max_query_length=args.max_query_length,
+        max_code_length=args.max_code_length,
+        trust_remote_code=args.trust_remote_code,
+        precision=args.precision,
+        max_test_pairs=args.max_test_pairs,
+    )
+    print(f"{args.protocol} protocol, model {args.model}, data {args.data}")
+    print(format_table(results))
+    if args.out:
+        save_results(results, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser(
         "export", help="a trained run as a sentence-transformers folder with a model card"
     )
@@ -156,6 +119,18 @@ def _add_export_stats_verify(sub: argparse._SubParsersAction) -> None:
     )
     export.set_defaults(func=_cmd_export)
 
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from codesearch.export import export_run
+
+    out = export_run(
+        args.run, args.out, args.language, args.results, args.push_to_hub, args.license
+    )
+    print(f"wrote {out}" + (f" and uploaded it to {args.push_to_hub}" if args.push_to_hub else ""))
+    return 0
+
+
+def _add_stats_and_verify(sub: argparse._SubParsersAction) -> None:
     stats = sub.add_parser("stats", help="record counts per language and split")
     stats.add_argument("data", help="prepared data directory")
     stats.set_defaults(func=_cmd_stats)
@@ -166,6 +141,33 @@ def _add_export_stats_verify(sub: argparse._SubParsersAction) -> None:
     )
     verify.add_argument("data", help="prepared data directory")
     verify.set_defaults(func=_cmd_verify)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from codesearch.data.prepared import format_stats
+
+    print(format_stats(args.data))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from codesearch.data.prepared import verify_prepared
+
+    checked = verify_prepared(args.data)
+    print(
+        f"{args.data}: {len(checked)} files, {sum(checked.values()):,} records, match the "
+        "manifest (counts and sha256)"
+    )
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("codesearch")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_evaluate,
         embeddings.add_parsers,
         experiments.add_parsers,
-        _add_export_stats_verify,
+        _add_export,
+        _add_stats_and_verify,
     ):
         add_parsers(sub)
     return parser
