@@ -42,7 +42,7 @@ from codesearch.data.training_data import tokenize_lengths  # noqa: E402
 from codesearch.encode import encode_ids, pad_batch, precision_context  # noqa: E402
 from codesearch.model import load_model  # noqa: E402
 from codesearch.precision import cpu_has_native_bf16, machine_info  # noqa: E402
-from codesearch.train import choose_dropout  # noqa: E402
+from codesearch.task import choose_dropout  # noqa: E402
 
 # (name, fast dropout, length chunks): the baseline first
 TRAIN_VARIANTS = (

@@ -138,7 +138,7 @@ def run_config(name: str, spec: dict, work: Path) -> dict:
     """Every sampler, ``repeats`` times in a rotating order, in this process."""
     import torch
 
-    from codesearch.config import resolve_config
+    from codesearch.config_sources import resolve_config
     from codesearch.train import train
 
     torch.set_num_threads(spec["threads"])

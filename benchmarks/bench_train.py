@@ -200,10 +200,10 @@ class Codesearch:
         from accelerate import Accelerator
         from transformers import get_linear_schedule_with_warmup
 
-        from codesearch.config import resolve_config
+        from codesearch.config_sources import resolve_config
         from codesearch.data.training_data import TrainingData, text_keys, tokenize_lengths
         from codesearch.model import DualEncoder, load_tokenizer
-        from codesearch.run_record import MetricsLog
+        from codesearch.run_dir import MetricsLog
         from codesearch.samplers.base import Batch
         from codesearch.task import Task
         from codesearch.train import train_step

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from codesearch.config import resolve_config
+from codesearch.config_sources import resolve_config
 from codesearch.data.prepared import load_records
 from codesearch.data.schema import PairRecord, normalize_language
 from codesearch.data.training_data import subsample, text_keys

@@ -1,25 +1,55 @@
-"""Typed run configuration: one dataclass per component, YAML profiles as overrides.
+"""Typed run configuration: one dataclass per component and the checks of its values.
 
-A YAML file has the sections ``data``, ``model``, ``train``, ``sampler``; a key that does not
-exist is an error that names the file and the key. Command-line flags override the file, and
-the resolved configuration is saved with every run and checkpoint. Importing this module
-loads neither torch nor scipy (the samplers' option dataclasses are plain Python).
+A run config has the sections ``data``, ``model``, ``train``, ``sampler``; each value is
+checked where it is set, and ``ValueError`` names its key (``train.lr``,
+``sampler.tbs_quantile``). Where the values come from (defaults, YAML profiles, command-line
+overrides) is ``codesearch.config_sources``. Importing this module loads neither torch nor
+scipy (the samplers' option dataclasses are plain Python).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
-import types
+import math
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from codesearch.checks import check_choice, check_number
 from codesearch.errors import UserError
-from codesearch.safe_yaml import read_yaml
-from codesearch.samplers import SAMPLERS
+
+
+def check_number(
+    key: str,
+    value: object,
+    low: float | None = None,
+    high: float | None = None,
+    optional: bool = False,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """ValueError unless ``value`` is a finite number within [low, high] (open ends where
+    asked), or None when ``optional``."""
+    if value is None and optional:
+        return
+    if high is None:
+        bounds = f"{'>' if low_open else '>='} {low}"
+    else:
+        bounds = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if (
+        not number
+        or not math.isfinite(value)
+        or (low is not None and (value <= low if low_open else value < low))
+        or (high is not None and (value >= high if high_open else value > high))
+    ):
+        raise ValueError(
+            f"{key} must be a finite number {bounds}{' or null' if optional else ''}; got {value!r}"
+        )
+
+
+def check_choice(key: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
 
 
 @dataclass
@@ -36,6 +66,11 @@ class DataConfig:
 
 
 ENCODERS = ("transformer", "nbow")
+# Accelerate's names for training, codesearch.precision's for encoding (docs/precision.md)
+TRAINING_PRECISIONS = ("auto", "no", "bf16", "fp16")
+ENCODING_PRECISIONS = ("auto", "fp32", "bf16")
+DIAGNOSTICS = ("auto", "fresh", "cached", "off")
+CPU_DROPOUTS = ("fast", "native")
 MAX_SCALE = 1000.0  # the logit scale; the paper's is 20 (temperature 0.05)
 MAX_NBOW_DIM = 16384  # 2 GB of float32 with MiniLM's 30,522-token vocabulary
 TOWERS = ("shared", "separate")
@@ -121,13 +156,21 @@ class TrainConfig:
         check_number("train.seed", self.seed, low=0, high=2**32 - 1)
         check_number("train.max_steps", self.max_steps, low=1, optional=True)
         check_number("train.save_every", self.save_every, low=0)
-        check_choice("train.mixed_precision", self.mixed_precision, ("auto", "no", "bf16", "fp16"))
-        check_choice("train.diagnostics", self.diagnostics, ("auto", "fresh", "cached", "off"))
-        check_choice("train.cpu_dropout", self.cpu_dropout, ("fast", "native"))
+        check_choice("train.mixed_precision", self.mixed_precision, TRAINING_PRECISIONS)
+        check_choice("train.diagnostics", self.diagnostics, DIAGNOSTICS)
+        check_choice("train.cpu_dropout", self.cpu_dropout, CPU_DROPOUTS)
+
+
+def _samplers() -> dict:
+    """``samplers.SAMPLERS``, imported when first needed: the samplers' ``Options`` check
+    their values with this module's ``check_number`` / ``check_choice``."""
+    from codesearch.samplers import SAMPLERS
+
+    return SAMPLERS
 
 
 def _default_options() -> dict[str, object]:
-    return {name: cls.Options() for name, cls in SAMPLERS.items() if cls.Options is not None}
+    return {name: cls.Options() for name, cls in _samplers().items() if cls.Options is not None}
 
 
 @functools.cache
@@ -135,7 +178,7 @@ def sampler_option_keys() -> dict[str, tuple[str, dataclasses.Field, object]]:
     """{'tbs_quantile': ('tbs', <field quantile>, float), ...}: every sampler option as the flat
     key it has in a config's ``sampler`` section, generated from the samplers' ``Options``."""
     out = {}
-    for name, cls in SAMPLERS.items():
+    for name, cls in _samplers().items():
         if cls.Options is not None:
             hints = typing.get_type_hints(cls.Options)
             for f in dataclasses.fields(cls.Options):
@@ -143,12 +186,15 @@ def sampler_option_keys() -> dict[str, tuple[str, dataclasses.Field, object]]:
     return out
 
 
-# earlier names of keys, still read from saved runs, profiles and --set
-LEGACY_KEYS = {
-    f"sampler.{sampler}_{f.metadata['legacy']}": f"sampler.{key}"
-    for key, (sampler, f, _) in sampler_option_keys().items()
-    if "legacy" in f.metadata
-}
+@functools.cache
+def legacy_keys() -> dict[str, str]:
+    """Earlier names of keys, still read from saved runs, profiles and --set:
+    {'sampler.hardneg_l': 'sampler.hardneg_negatives', ...}."""
+    return {
+        f"sampler.{sampler}_{f.metadata['legacy']}": f"sampler.{key}"
+        for key, (sampler, f, _) in sampler_option_keys().items()
+        if "legacy" in f.metadata
+    }
 
 
 @dataclass
@@ -175,7 +221,7 @@ class SamplerConfig:
                 by_sampler.setdefault(sampler, {})[f.name] = values[key]
         options = {
             name: cls_.Options(**by_sampler.get(name, {}))
-            for name, cls_ in SAMPLERS.items()
+            for name, cls_ in _samplers().items()
             if cls_.Options is not None
         }
         return cls(name=str(values.get("name", "random")), options=options)
@@ -211,164 +257,6 @@ class RunConfig:
 SECTIONS = ("data", "model", "train", "sampler")
 
 
-def _coerce(value: object, annotation: object, where: str) -> object:
-    """Check/convert one value against a dataclass field annotation."""
-    hints = annotation
-    origin = typing.get_origin(hints)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hints)
-        if value is None and type(None) in args:
-            return None
-        hints = next(a for a in args if a is not type(None))
-        origin = typing.get_origin(hints)
-    if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise UserError(f"{where}: expected a list, got {value!r}")
-        return [str(v) for v in value]
-    if hints is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if not isinstance(value, bool):
-            raise UserError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hints in (int, float):
-        try:
-            number = hints(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError, OverflowError):  # int(.inf), int(1e400)
-            number = None
-        if number is None or (hints is int and isinstance(value, float) and value != number):
-            raise UserError(f"{where}: expected {hints.__name__}, got {value!r}")
-        return number
-    if hints is str:
-        return str(value)
-    return value
-
-
-def _section_types(section: str) -> dict[str, object]:
-    if section == "sampler":
-        return {"name": str, **{k: hint for k, (_, _, hint) in sampler_option_keys().items()}}
-    return typing.get_type_hints(typing.get_type_hints(RunConfig)[section])
-
-
-def apply_overrides(config: RunConfig, overrides: dict[str, object], source: str) -> RunConfig:
-    """Set ``section.key`` values (validated) on a copy of ``config``."""
-    sections = config.to_dict()
-    for dotted, value in overrides.items():
-        dotted = LEGACY_KEYS.get(dotted, dotted)
-        section, _, key = dotted.partition(".")
-        if section not in sections:
-            raise UserError(f"{source}: unknown section '{section}' (known: {', '.join(SECTIONS)})")
-        types_ = _section_types(section)
-        if key not in types_:
-            raise UserError(
-                f"{source}: unknown key '{dotted}' (known in '{section}': {', '.join(types_)})"
-            )
-        sections[section][key] = _coerce(value, types_[key], f"{source}: '{dotted}'")
-    try:
-        return RunConfig.from_dict(sections)
-    except ValueError as exc:
-        raise UserError(f"{source}: {exc}") from None
-
-
-def load_yaml(path: str | Path) -> dict[str, object]:
-    """A YAML profile flattened to {'section.key': value}."""
-    path = Path(path)
-    tree = read_yaml(path, "config file") or {}
-    if not isinstance(tree, dict):
-        raise UserError(f"{path}: expected a mapping of sections")
-    flat = {}
-    for section, values in tree.items():
-        if not isinstance(values, dict):
-            raise UserError(f"{path}: section '{section}' must be a mapping")
-        for key, value in values.items():
-            flat[f"{section}.{key}"] = value
-    return flat
-
-
-def resolve_config(
-    config_file: str | Path | None = None,
-    overrides: dict[str, object] | None = None,
-    base: RunConfig | None = None,
-) -> RunConfig:
-    """Defaults (or ``base``, e.g. the saved config of a run being resumed), then the YAML
-    file, then command-line overrides (``None`` values ignored)."""
-    config = base if base is not None else RunConfig()
-    if config_file is not None:
-        config = apply_overrides(config, load_yaml(config_file), str(config_file))
-    if overrides:
-        given = {k: v for k, v in overrides.items() if v is not None}
-        config = apply_overrides(config, given, "command line")
-    return config
-
-
-def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per sampler option (``--tbs-quantile``, ``--hardneg-negatives``...), and the
-    earlier name of a renamed one (``--hardneg-l``)."""
-    for key, (sampler, f, kind) in sampler_option_keys().items():
-        flags = ["--" + key.replace("_", "-")]
-        if "legacy" in f.metadata:
-            flags.append(f"--{sampler}-{f.metadata['legacy']}".replace("_", "-"))
-        if kind is bool:
-            parser.add_argument(
-                *flags,
-                dest=key,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=f"default {f.default}",
-            )
-        else:
-            parser.add_argument(
-                *flags, dest=key, type=kind, default=None, help=f"default {f.default}"
-            )
-
-
-def sampler_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """{'sampler.<key>': value} for the sampler flags given on the command line."""
-    return {
-        f"sampler.{key}": getattr(args, key)
-        for key in sampler_option_keys()
-        if getattr(args, key, None) is not None
-    }
-
-
-def check_run_config(config: RunConfig, source: str = "config") -> None:
-    """UserError for option combinations no single field's type can rule out (the sampler's
-    options against the number of epochs: ``BatchSampler.check_epochs``)."""
-    sampler = SAMPLERS.get(config.sampler.name)
-    if sampler is None:
-        raise UserError(
-            f"{source}: unknown sampler '{config.sampler.name}': expected one of "
-            f"{', '.join(SAMPLERS)}"
-        )
-    try:
-        sampler.check_epochs(config.sampler.options.get(sampler.name), config.train.epochs)
-    except ValueError as exc:
-        raise UserError(f"{source}: {exc}") from None
-
-
-# --- resuming a run -----------------------------------------------------------------------------
-
-# Keys that may differ between a run and its resumption. Everything else changes what the run
-# computes (weights, batches, schedule, data), so a resumed run with another value would be a
-# hybrid that its config.yaml misdescribes.
-# - train.epochs may grow (never shrink): training really goes on, the linear schedule is
-#   recomputed over the new total, so the result is not that of a run started with that many
-#   epochs; run_info.json records the resumption;
-# - save_every, log_every, tensorboard only change what is written;
-# - model.trust_remote_code is this invocation's decision, never taken from a file;
-# - data.path may move when the data it points to has the run's data_hash (checked by train).
-RESUMABLE_KEYS = (
-    "train.epochs",
-    "train.save_every",
-    "train.log_every",
-    "train.tensorboard",
-    "model.trust_remote_code",
-    "data.path",
-)
-
-
 def flat_config(config: RunConfig) -> dict[str, object]:
     """{'section.key': value} of a config."""
     return {
@@ -378,40 +266,16 @@ def flat_config(config: RunConfig) -> dict[str, object]:
     }
 
 
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    """The resolved config a run saved in ``run_dir/config.yaml``."""
-    path = Path(run_dir) / "config.yaml"
-    tree = read_yaml(path, "run config")
-    if not isinstance(tree, dict) or not all(isinstance(v, dict) for v in tree.values()):
-        raise UserError(f"{path}: expected a mapping of sections")
-    flat = {f"{s}.{k}": v for s, values in tree.items() for k, v in values.items()}
-    return apply_overrides(RunConfig(), flat, str(path))
-
-
-def resume_base(saved: RunConfig) -> RunConfig:
-    """The saved config of a run as the base that a resuming command line overrides; what
-    may never come from a file (trust_remote_code) is reset to its default."""
-    return dataclasses.replace(
-        saved, model=dataclasses.replace(saved.model, trust_remote_code=False)
-    )
-
-
-def check_resume_config(saved: RunConfig, new: RunConfig, where: str) -> dict[str, list]:
-    """UserError naming every key whose new value would change what the resumed run computes;
-    returns the changes allowed on resume as {'section.key': [saved, new]}."""
-    old, now = flat_config(saved), flat_config(new)
-    changed = {k: [old[k], now[k]] for k in old if old[k] != now[k]}
-    frozen = [k for k in changed if k not in RESUMABLE_KEYS]
-    if frozen:
-        details = ", ".join(f"{k} (run {changed[k][0]!r}, now {changed[k][1]!r})" for k in frozen)
+def check_run_config(config: RunConfig, source: str = "config") -> None:
+    """UserError for option combinations no single field's type can rule out (the sampler's
+    options against the number of epochs: ``BatchSampler.check_epochs``)."""
+    sampler = _samplers().get(config.sampler.name)
+    if sampler is None:
         raise UserError(
-            f"{where}: --resume with a different config: {details}; resume with "
-            f"the run's own values or start a new --out (only "
-            f"{', '.join(RESUMABLE_KEYS)} may change on resume)"
+            f"{source}: unknown sampler '{config.sampler.name}': expected one of "
+            f"{', '.join(_samplers())}"
         )
-    if now["train.epochs"] < old["train.epochs"]:
-        raise UserError(
-            f"{where}: --resume cannot lower train.epochs "
-            f"({old['train.epochs']} -> {now['train.epochs']})"
-        )
-    return changed
+    try:
+        sampler.check_epochs(config.sampler.options.get(sampler.name), config.train.epochs)
+    except ValueError as exc:
+        raise UserError(f"{source}: {exc}") from None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from codesearch.config import load_run_config
+from codesearch.config_sources import load_run_config
 from codesearch.data.prepared import read_json_object
 from codesearch.errors import UserError
 from codesearch.evaluate import format_table, read_results

@@ -16,8 +16,8 @@ import sys
 
 import torch
 
-TRAINING_PRECISIONS = ("auto", "no", "bf16", "fp16")
-ENCODING_PRECISIONS = ("auto", "fp32", "bf16")
+from codesearch.config import ENCODING_PRECISIONS, TRAINING_PRECISIONS
+
 # ATen's CPU capabilities without bf16 instructions (torch.backends.cpu.get_cpu_capability())
 _NO_BF16_CAPABILITIES = ("DEFAULT", "NO AVX", "AVX", "AVX2")
 # Measured on an AVX2-only AMD EPYC: a MiniLM step 15x, a bare matmul 38x (docs/precision.md)
@@ -53,11 +53,8 @@ def resolve_training_precision(requested: str, device_type: str) -> tuple[str, s
     An explicit value is used as given (``config``). ``auto`` takes the launcher's setting
     when there is one (``accelerate launch --mixed_precision``, i.e. the environment variable
     ``ACCELERATE_MIXED_PRECISION``: ``launcher``), else bf16 where the device executes it
-    natively and ``no`` (fp32) elsewhere (``hardware``)."""
-    if requested not in TRAINING_PRECISIONS:
-        raise ValueError(
-            f"mixed precision must be one of {', '.join(TRAINING_PRECISIONS)}, got {requested!r}"
-        )
+    natively and ``no`` (fp32) elsewhere (``hardware``). ``requested`` is a checked
+    ``TrainConfig.mixed_precision``."""
     if requested != "auto":
         return requested, "config"
     launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "").strip().lower()

@@ -33,8 +33,8 @@ from codesearch.data.jsonl_reader import read_jsonl
 from codesearch.data.prepared import read_json_object, write_json_atomic
 from codesearch.errors import DataError, UserError
 from codesearch.metrics import reciprocal_ranks
+from codesearch.run_dir import package_versions
 from codesearch.significance import compare_over_seeds, holm, paired_bootstrap
-from codesearch.versions import package_versions
 
 MRR_CUTOFF = 1000
 BASELINES = ("random", "hardneg")  # every other arm is compared with each of these

