@@ -156,6 +156,20 @@ def previous_cells(path: Path) -> list[dict]:
     return [row for row in rows if isinstance(row, dict)]
 
 
+def cell_states(cells: list[Cell], grid_path: Path) -> dict[str, dict]:
+    """{cell id: state}: "done" where the evaluation file exists (with the timings an earlier
+    grid.json kept), else "pending"."""
+    state = {
+        cell.id: {"status": "done" if cell.eval_path.is_file() else "pending"} for cell in cells
+    }
+    for row in previous_cells(grid_path):
+        if row.get("id") in state and state[row["id"]]["status"] == "done":
+            state[row["id"]].update(
+                {k: row[k] for k in ("train_seconds", "eval_seconds") if k in row}
+            )
+    return state
+
+
 def run_profile(
     profile_path: str | Path,
     runs_root: str | Path | None = None,
@@ -173,14 +187,7 @@ def run_profile(
     prepare_data(profile)
     write_group_configs(profile, runs_root)
     cells = plan_cells(profile, runs_root, results_dir)
-    state = {
-        cell.id: {"status": "done" if cell.eval_path.is_file() else "pending"} for cell in cells
-    }
-    for row in previous_cells(results_dir / "grid.json"):
-        if row.get("id") in state and state[row["id"]]["status"] == "done":
-            state[row["id"]].update(
-                {k: row[k] for k in ("train_seconds", "eval_seconds") if k in row}
-            )
+    state = cell_states(cells, results_dir / "grid.json")
     todo = [c for c in cells if state[c.id]["status"] != "done"]
     start = time.perf_counter()
 
@@ -214,7 +221,7 @@ def run_profile(
         bar.close()
     grid = save_grid()
     if report:
-        from codesearch.report import write_report
+        from codesearch.report import write_report  # not at the top: report imports reproduce
 
         write_report(results_dir)
         print(f"report: {results_dir / 'report.md'}", flush=True)
