@@ -25,6 +25,14 @@ _BOOTSTRAP_CHUNK_ELEMENTS = 2**22  # resampled indices held at once (16 MiB as i
 EXACT_SIGN_FLIPS = 16  # up to 2^16 sign patterns enumerated; more seeds: a seeded sample
 
 
+def mean_std(values: list[float]) -> dict:
+    """Mean and sample std (ddof=1) over seeds; std None with fewer than two seeds."""
+    if not values:
+        return {"mean": None, "std": None, "n_seeds": 0}
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"mean": float(np.mean(values)), "std": std, "n_seeds": len(values)}
+
+
 def paired_t(differences, confidence: float = 0.95) -> dict:
     """Student's paired t over per-seed differences.
 

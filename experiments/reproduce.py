@@ -1,6 +1,6 @@
 """Run a profile of experiments/ and write its report: `python experiments/reproduce.py local`.
 
-The driver lives in codesearch/reproduce.py and the command is `codesearch reproduce`; `make
+The driver lives in codesearch/reproduce/ and the command is `codesearch reproduce`; `make
 reproduce [PROFILE=<name>]` calls this script, where the name is one of experiments/*.yaml
 (local, evidence, smoke, ablation, paper, paper-tiny, gpu). Rerunning the same command skips
 finished cells and resumes interrupted ones.

@@ -15,6 +15,7 @@ from scipy import stats
 from codesearch import report, significance
 from codesearch.cli import main as cli_main
 from codesearch.errors import UserError
+from codesearch.metrics import reciprocal_ranks
 
 LANGUAGES = ["ruby", "go"]
 SAMPLERS = ["random", "hardneg", "tbs"]
@@ -155,9 +156,9 @@ def results(tmp_path) -> Path:
 
 
 def test_reciprocal_ranks_cut_at_1000():
-    np.testing.assert_allclose(report.reciprocal_ranks([1, 4, 1000, 1001]), [1, 0.25, 0.001, 0])
+    np.testing.assert_allclose(reciprocal_ranks([1, 4, 1000, 1001]), [1, 0.25, 0.001, 0])
     with pytest.raises(ValueError, match="1-based"):
-        report.reciprocal_ranks([0, 1])
+        reciprocal_ranks([0, 1])
 
 
 def test_bootstrap_two_queries_by_hand():

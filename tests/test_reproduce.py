@@ -3,6 +3,7 @@ finished cells are skipped, interrupted ones resume, failures are reported by ce
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -61,7 +62,7 @@ def forbid_training(monkeypatch):
     def no_training(command, *args, **kwargs):
         raise AssertionError(f"unexpected command: {command}")
 
-    monkeypatch.setattr(reproduce, "_run_logged", no_training)
+    monkeypatch.setattr(reproduce.cells, "_run_logged", no_training)
 
 
 def test_finished_cells_are_skipped(tiny_results, tiny_data, tmp_path, monkeypatch):
@@ -81,7 +82,7 @@ def test_a_trained_cell_without_evaluation_is_only_evaluated(
     profile = write_tiny_profile(tmp_path / "tiny.yaml", tiny_data)
     commands = []
     monkeypatch.setattr(
-        reproduce, "_run_logged", lambda command, *args: commands.append(command) or 1.5
+        reproduce.cells, "_run_logged", lambda command, *args: commands.append(command) or 1.5
     )
     grid = reproduce.run_profile(profile, runs, results, progress=False, report=False)
     assert len(commands) == 1 and commands[0][2:4] == ["codesearch", "evaluate"]
@@ -140,13 +141,12 @@ def test_shipped_profiles_validate(name):
 def test_ablation_profile_has_the_arms_its_docs_describe():
     profile = reproduce.load_profile(EXPERIMENTS / "ablation.yaml")
     nbow, minilm = profile.groups["nbow"], profile.groups["minilm"]
-    assert nbow["languages"] == list(LANGUAGES) and nbow["seeds"] == [1, 2, 3]
-    assert nbow["config"]["train"]["epochs"] == 2 and nbow["config"]["train"]["batch_size"] == 128
+    assert nbow.languages == list(LANGUAGES) and nbow.seeds == [1, 2, 3]
+    assert nbow.config["train"]["epochs"] == 2 and nbow.config["train"]["batch_size"] == 128
     # the original local nbow group, whose TBS result the ablation explains
-    assert nbow["config"]["data"] == {"max_train_pairs": 10000, "max_valid_queries": 2000}
+    assert nbow.config["data"] == {"max_train_pairs": 10000, "max_valid_queries": 2000}
     arms = {
-        label: reproduce.group_config(profile, "nbow", label, 1).sampler
-        for label in nbow["samplers"]
+        label: reproduce.group_config(profile, "nbow", label, 1).sampler for label in nbow.samplers
     }
     assert arms["random"].name == "random"
     assert [
@@ -159,10 +159,10 @@ def test_ablation_profile_has_the_arms_its_docs_describe():
         (1, "drop", "quantile"),
         (1, "drop", "knn"),
     ]
-    assert len(minilm["languages"]) >= 2 and len(minilm["seeds"]) >= 3
+    assert len(minilm.languages) >= 2 and len(minilm.seeds) >= 3
     arms = {
         label: reproduce.group_config(profile, "minilm", label, 1).sampler
-        for label in minilm["samplers"]
+        for label in minilm.samplers
     }
     assert sorted(
         (a.name, a.options["tbs"].start_epoch, a.options["tbs"].same_text_edges)
@@ -177,7 +177,7 @@ def test_ablation_profile_has_the_arms_its_docs_describe():
 def test_evidence_profile_has_eight_seeds_for_the_headline_and_three_for_the_rest(tmp_path):
     profile = reproduce.load_profile(EXPERIMENTS / "evidence.yaml")
     group = profile.groups["minilm"]
-    assert len(group["languages"]) >= 2
+    assert len(group.languages) >= 2
     cells = reproduce.plan_cells(profile, tmp_path / "runs", tmp_path / "results")
     seeds = {}
     for cell in cells:
@@ -185,7 +185,7 @@ def test_evidence_profile_has_eight_seeds_for_the_headline_and_three_for_the_res
     assert len(seeds["random"]) >= 8 and seeds["tbs"] == seeds["random"]
     assert all(len(s) >= 3 for s in seeds.values())
     config = {
-        label: reproduce.group_config(profile, "minilm", label, 1) for label in group["samplers"]
+        label: reproduce.group_config(profile, "minilm", label, 1) for label in group.samplers
     }
     assert config["random-extra1"].sampler.options["random"].extra_codes == 1
     assert config["hardneg"].sampler.options["hardneg"].negatives == 1
@@ -196,11 +196,11 @@ def test_evidence_profile_has_eight_seeds_for_the_headline_and_three_for_the_res
         0.99,
         0.98,
     ]
-    assert ["hardneg", "random-extra1"] in group["compare"]
-    assert ["tbs-2ep", "random-2ep"] in group["compare"]
+    assert ["hardneg", "random-extra1"] in group.compare
+    assert ["tbs-2ep", "random-2ep"] in group.compare
     # a slice keeps each arm's own seeds
     sliced = reproduce.slice_profile(profile, seeds=[5])
-    assert sliced.groups["minilm"]["samplers"] == ["random", "tbs"]
+    assert sliced.groups["minilm"].samplers == ["random", "tbs"]
 
 
 def test_an_arm_runs_its_sampler_with_its_own_keys(tiny_data, tmp_path):
@@ -233,16 +233,16 @@ def test_local_profile_covers_the_grid_the_readme_describes():
     profile = reproduce.load_profile(EXPERIMENTS / "local.yaml")
     assert list(profile.groups)[0] == "minilm"  # runs and reports first
     minilm = profile.groups["minilm"]
-    assert len(minilm["languages"]) >= 3 and len(minilm["seeds"]) >= 3
-    assert set(minilm["samplers"]) == {"random", "hardneg", "tbs"}
+    assert len(minilm.languages) >= 3 and len(minilm.seeds) >= 3
+    assert set(minilm.samplers) == {"random", "hardneg", "tbs"}
     config = reproduce.group_config(profile, "minilm", "tbs", 1)
     assert config.model.model == "minilm" and config.model.encoder == "transformer"
     assert config.data.max_train_pairs >= 800
-    assert minilm["evaluate"] == ["--max-test-pairs", "1000"]
+    assert minilm.evaluate == ["--max-test-pairs", "1000"]
     assert config.train.mixed_precision == "auto" and config.train.length_chunks > 1
     nbow = profile.groups["nbow"]
-    assert nbow["languages"] == list(LANGUAGES) and len(nbow["seeds"]) >= 2
-    assert set(nbow["samplers"]) == {"random", "hardneg", "tbs"}
+    assert nbow.languages == list(LANGUAGES) and len(nbow.seeds) >= 2
+    assert set(nbow.samplers) == {"random", "hardneg", "tbs"}
     assert reproduce.group_config(profile, "nbow", "tbs", 1).model.encoder == "nbow"
 
 
@@ -251,9 +251,9 @@ def test_no_profile_forces_bf16(name):
     """bf16 is emulated 15-40x slower on an AVX2-only CPU: profiles say auto (or fp32)."""
     profile = reproduce.load_profile(EXPERIMENTS / f"{name}.yaml")
     for group, spec in profile.groups.items():
-        assert "bf16" not in spec["evaluate"], group
-        for sampler in spec["samplers"]:
-            config = reproduce.group_config(profile, group, sampler, spec["seeds"][0])
+        assert "bf16" not in spec.evaluate, group
+        for sampler in spec.samplers:
+            config = reproduce.group_config(profile, group, sampler, spec.seeds[0])
             assert config.train.mixed_precision in ("auto", "no"), (group, sampler)
 
 
@@ -271,8 +271,8 @@ def test_groups_of_one_parallelism_share_a_pool():
 def test_gpu_profile_is_the_full_corpus():
     profile = reproduce.load_profile(EXPERIMENTS / "gpu.yaml")
     (group,) = profile.groups.values()
-    assert group["languages"] == list(LANGUAGES) and group["seeds"] == [1, 2, 3]
-    assert set(group["samplers"]) == {"random", "hardneg", "tbs"}
+    assert group.languages == list(LANGUAGES) and group.seeds == [1, 2, 3]
+    assert set(group.samplers) == {"random", "hardneg", "tbs"}
     config = reproduce.group_config(profile, "minilm", "tbs", 1)
     assert config.data.max_train_pairs is None and config.train.epochs >= 3
     assert config.model.model == "minilm"
@@ -290,8 +290,8 @@ def test_paper_profile_is_the_unixcoder_recipe():
     assert profile.launcher[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert config.model.input_format == "unixcoder"  # <s> <encoder-only> </s> TEXT </s>
     assert "--text-from tokens" in " ".join(profile.prepare)  # code = ' '.join(code_tokens)
-    assert profile.groups["unixcoder"]["languages"] == list(LANGUAGES)
-    published = profile.groups["unixcoder"]["published"]["mrr"]
+    assert profile.groups["unixcoder"].languages == list(LANGUAGES)
+    published = profile.groups["unixcoder"].published["mrr"]
     assert published == {
         "ruby": 74.0,
         "javascript": 68.4,
@@ -532,3 +532,15 @@ def test_a_slice_keeps_every_sampler_of_some_languages_and_seeds(capsys, monkeyp
     assert "gpu-ruby-seed1: 3 cells, valid" in out and "minilm__tbs__seed1: ruby\n" in out
     assert cli_main(["reproduce", "gpu", "--check", "--seeds", "one"]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["local", "evidence", "ablation"])
+def test_a_group_survives_its_grid_record(name):
+    """The report reads grid.json's groups back into the same typed groups."""
+    profile = reproduce.load_profile(EXPERIMENTS / f"{name}.yaml")
+    for group in profile.groups.values():
+        record = json.loads(json.dumps(group.record()))
+        back = reproduce.Group.from_record(record)
+        assert dataclasses.replace(back, evaluate=group.evaluate, description="") == (
+            dataclasses.replace(group, description="")
+        )

@@ -1,0 +1,149 @@
+"""The sentences of a report: what a group trained and the facts read off its tables (no
+conclusions written in advance)."""
+
+from __future__ import annotations
+
+from codesearch.report.summary import DENSITY_KEYS, comparisons
+from codesearch.report.tables import p_value, signed, t_interval
+
+
+def describe_model(group: dict) -> str:
+    """What a group trained: the nbow encoder only borrows the named model's tokenizer."""
+    if group.get("encoder") == "nbow":
+        return f"encoder nbow from scratch, tokenizer of {group['model']}"
+    return f"model {group['model']}, encoder {group.get('encoder')}"
+
+
+def verdict(t: dict) -> str:
+    """The words of the primary test: resolved, or not resolved with N seeds and what the
+    design could have detected."""
+    text = f"{t_interval(t)} (paired t over {t['n']} seeds, p {p_value(t['p'])}; sign-flip p " + (
+        f"{p_value(t['p_sign_flip'])})"
+    )
+    if t["resolved"]:
+        return f"{text}: resolved, {'higher' if t['low'] > 0 else 'lower'}"
+    detectable = t.get("detectable")
+    reach = (
+        f"; with this seed-to-seed spread the design detects about {detectable:.2f} points "
+        "(80% power)"
+        if detectable is not None
+        else ""
+    )
+    return f"{text}: not resolved with {t['n']} seeds{reach}"
+
+
+def _averages(group: dict) -> list[str]:
+    average = {s: a["mean"] for s, a in group["average"].items() if a["mean"] is not None}
+    if not average:
+        return []
+    return [
+        "Averaged over languages: "
+        + ", ".join(f"{s} {v:.2f}" for s, v in average.items())
+        + f"; highest: {max(average, key=average.get)}."
+    ]
+
+
+def _against_published(group: dict) -> list[str]:
+    """Did the random baseline reproduce the published numbers?"""
+    published = group.get("published")
+    if not published or "random" not in group["samplers"]:
+        return []
+    diffs = {
+        lang: group["mrr"][lang]["random"]["mean"] - published["mrr"][lang]
+        for lang in group["languages"]
+        if lang in published["mrr"] and group["mrr"][lang]["random"]["mean"] is not None
+    }
+    if not diffs:
+        return []
+    return [
+        f"Our random baseline minus the published numbers ({published['source']}): "
+        + ", ".join(f"{lang} {signed(d)}" for lang, d in diffs.items())
+        + "; read the sampler differences against a baseline that reproduced."
+    ]
+
+
+def _comparison(group: dict, arm: str, base: str, confidence: float) -> list[str]:
+    """arm − base: how many languages the t interval resolves, the average's verdict, and
+    what test-set noise alone would separate."""
+    key = f"{arm}-{base}"
+    rows = {lang: b[key] for lang, b in group["bootstrap"].items() if key in b}
+    if not rows:
+        return []
+    facts = []
+    by_seeds = {lang: b["seeds"] for lang, b in rows.items() if b.get("seeds")}
+    if by_seeds and next(iter(by_seeds.values()))["n"] >= 2:
+        above = [lang for lang, t in by_seeds.items() if t["resolved"] and t["low"] > 0]
+        below = [lang for lang, t in by_seeds.items() if t["resolved"] and t["high"] < 0]
+        n = next(iter(by_seeds.values()))["n"]
+        facts.append(
+            f"Per language, the {confidence:.0%} paired t interval over {n} seeds of "
+            f"{arm} − {base} excludes 0 in {len(above) + len(below)} of {len(by_seeds)} "
+            f"({arm} higher: {', '.join(above) or 'none'}; lower: "
+            f"{', '.join(below) or 'none'}); the others are not resolved with {n} seeds."
+        )
+    overall = group.get("bootstrap_average", {}).get(key, {}).get("seeds")
+    if overall and overall["n"] >= 2:
+        facts.append(f"Averaged over languages, {arm} − {base}: {verdict(overall)}.")
+    queries = [lang for lang, b in rows.items() if b["low"] > 0 or b["high"] < 0]
+    facts.append(
+        f"Test-set noise alone (queries) would separate {arm} and {base} in "
+        f"{len(queries)} of {len(rows)} languages; it leaves training noise out."
+    )
+    return facts
+
+
+def _overheads(group: dict) -> list[str]:
+    overheads = {
+        s: t["overhead_vs_random"]
+        for s, t in group["epoch_time"].items()
+        if s != "random" and t["overhead_vs_random"] is not None
+    }
+    if not overheads:
+        return []
+    return [
+        "Total epoch time relative to random: "
+        + ", ".join(f"{s} {r:.2f}x" for s, r in overheads.items())
+        + "."
+    ]
+
+
+def _gaps(group: dict) -> list[str]:
+    """The last epoch's gap per arm, without and with the false-negative mask."""
+    facts = []
+    for key, what in (("diag_gap", "gap"), ("diag_gap_masked", "masked gap")):
+        last = {
+            s: g[key][-1] for s, g in group["gap"].items() if g.get(key) and g[key][-1] is not None
+        }
+        if last:
+            facts.append(
+                f"Last-epoch {what} L^Global − L^Train (smaller means batches closer "
+                "to the global loss): "
+                + ", ".join(f"{s} {v:.3f}" for s, v in last.items())
+                + f"; smallest: {min(last, key=last.get)}."
+            )
+    return facts
+
+
+def _graphs(group: dict) -> list[str]:
+    """The last TBS epoch's graph density, per arm that built a graph."""
+    facts = []
+    for sampler, series in group["gap"].items():
+        edges = [v for v in series.get("graph_edges_per_pair") or [] if v is not None]
+        if edges:
+            last = {k: [v for v in series[k] if v is not None][-1] for k in DENSITY_KEYS}
+            facts.append(
+                f"The {sampler} graph (last TBS epoch): {last['graph_edges_per_pair']:.1f} "
+                f"edges per pair, {last['graph_isolated_share']:.0%} of pairs without an edge; "
+                f"{last['graph_neighbour_in_batch']:.0%} of pairs shared their batch with a "
+                f"graph neighbour ({last['graph_neighbour_in_random_batch']:.0%} under the "
+                "random order)."
+            )
+    return facts
+
+
+def reading(group: dict, confidence: float) -> list[str]:
+    """Facts read off the tables (no conclusions written in advance)."""
+    facts = _averages(group) + _against_published(group)
+    for arm, base in comparisons(group["samplers"], group.get("compare")):
+        facts += _comparison(group, arm, base, confidence)
+    return facts + _overheads(group) + _gaps(group) + _graphs(group)
