@@ -32,7 +32,7 @@ the sizes that ran, from which summary.py extrapolates the skipped sizes.
 Real data (``--real N``): the first N training pairs across the six languages of ``--data``
 (N / 6 per language, ``train.subsample`` with seed 0, as ``--max-train-pairs``), embedded with
 MiniLM at query length 64 and code length 128 under precision auto: bf16 autocast where the
-CPU executes it natively (about 100 texts/s on this 2-core CPU, so 10k pairs take about 3-4
+CPU executes it natively (about 100 texts/s on a 2-core CPU with native bf16, so 10k pairs take about 3-4
 minutes), fp32 elsewhere; cached as .npz under ``--cache-dir`` and
 reused while the data's hash and the settings match.
 

@@ -82,8 +82,8 @@ class Task:
 
 def choose_dropout(model: torch.nn.Module, config: RunConfig, device) -> int:
     """On a CPU with ``train.cpu_dropout: fast``, the transformer towers draw their dropout
-    masks with ``codesearch.fast_dropout`` (1.47x the training pairs/s of MiniLM here,
-    docs/benchmarks.md). Returns the number of dropout modules swapped."""
+    masks with ``codesearch.fast_dropout`` (1.47x the training pairs/s of MiniLM in bf16 on a
+    2-core CPU, docs/benchmarks.md). Returns the number of dropout modules swapped."""
     if config.train.cpu_dropout != "fast" or torch.device(device).type != "cpu":
         return 0
     return sum(

@@ -19,6 +19,7 @@ def bench():
     return load_script(SCRIPT)
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_key(tiny_data, tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(

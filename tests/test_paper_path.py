@@ -119,6 +119,7 @@ def test_a_bad_input_format_is_one_line(tmp_path, capsys):
     assert "\n" not in err
 
 
+@pytest.mark.slow
 def test_paper_tiny_runs_every_sampler_through_two_processes(tmp_path):
     """experiments/paper-tiny.yaml itself (one epoch, Ruby only, to keep the suite short): the
     fixture is prepared, each sampler trains under `accelerate launch --multi_gpu

@@ -203,6 +203,7 @@ def test_evidence_profile_has_eight_seeds_for_the_headline_and_three_for_the_res
     assert sliced.groups["minilm"].samplers == ["random", "tbs"]
 
 
+@pytest.mark.slow
 def test_an_arm_runs_its_sampler_with_its_own_keys(tiny_data, tmp_path):
     profile = tmp_path / "arms.yaml"
     tree = yaml.safe_load(Path(write_tiny_profile(profile, tiny_data)).read_text())

@@ -87,6 +87,7 @@ def train(pairs: Dataset, tmp_path: Path, loss_class, options: TBSOptions) -> Re
 @pytest.mark.parametrize(
     "loss_class", [MultipleNegativesRankingLoss, CachedMultipleNegativesRankingLoss]
 )
+@pytest.mark.slow
 def test_tbs_batches_in_the_trainer(pairs, tmp_path, loss_class):
     options = TBSOptions(quantile=0.9, start_epoch=0)
     sampler = train(pairs, tmp_path, loss_class, options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -167,6 +168,7 @@ def train_in_one_and_two_processes(tiny_data, tmp_path, port: int, *flags) -> tu
     return tmp_path / "one", tmp_path / "two"
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tiny_data, tmp_path):
     """accelerate launch with two gloo CPU processes: same global batches, same losses."""
     train_in_one_and_two_processes(
@@ -229,6 +231,7 @@ def test_unknown_config_file_key(tmp_path, capsys, tiny_data):
     assert "p.yaml: unknown key 'train.warmup'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_in_the_second_language_of_a_per_language_run(tiny_data, tmp_path, monkeypatch):
     config = nbow_config(
         tiny_data, **{"data.languages": "python,ruby", "train.epochs": 1, "train.save_every": 1}
@@ -274,10 +277,18 @@ def _train_cli(tiny_data, run, *extra):
     )
 
 
-@pytest.fixture
-def finished_run(tiny_data, tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained_once(tiny_data, tmp_path_factory):
+    """One finished tiny run per module; tests that resume or lock it take a copy."""
+    run = tmp_path_factory.mktemp("trained_once") / "run"
     assert _train_cli(tiny_data, run) == 0
+    return run
+
+
+@pytest.fixture
+def finished_run(trained_once, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_once, run)
     return run
 
 
@@ -361,6 +372,7 @@ def test_resume_never_takes_trust_remote_code_from_the_run(tiny_data, finished_r
 # --- one assignment for every process ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_tbs_assignment(tiny_data, tmp_path):
     """Two gloo processes with TBS (random epoch 0, TBS epoch 1): the run checks that both
     computed the same batches each epoch, and they are the one-process run's batches."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codesearch.config import check_choice, check_number
+from codesearch.errors import check_choice, check_number
 from codesearch.samplers.base import (
     Batch,
     BatchSampler,

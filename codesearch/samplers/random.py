@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codesearch.config import check_number
+from codesearch.errors import check_number
 from codesearch.samplers.base import Batch, BatchSampler, EmbedFn, batch_extras, chunk, epoch_rng
 
 MAX_DRAW_ROUNDS = 8  # rows still short after this many (wider) draws keep fewer extras

@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from codesearch.config import check_choice, check_number
-from codesearch.errors import UserError
+from codesearch.errors import UserError, check_choice, check_number
 from codesearch.samplers.base import Batch, BatchSampler, EmbedFn, chunk, epoch_rng
 from codesearch.samplers.random import random_batches
 
