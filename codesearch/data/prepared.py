@@ -20,7 +20,7 @@ from pathlib import Path
 
 from codesearch import __version__
 from codesearch.data.jsonl_reader import not_a_plain_file, read_jsonl
-from codesearch.data.schema import ALL_SPLITS, LANGUAGES, PairRecord, record_from_dict
+from codesearch.data.schema import ALL_SPLITS, KNOWN_LANGUAGES, PairRecord, record_from_dict
 from codesearch.errors import DataError, UserError
 from codesearch.outputs import DirectoryLock, replace_dir, replacing_file, staging_dir
 
@@ -155,7 +155,7 @@ class PreparedWriter:
         self.lock.__exit__()
 
     def write_split(self, language: str, split: str, records: Iterable[PairRecord]) -> int:
-        if language not in LANGUAGES or split not in ALL_SPLITS:
+        if language not in KNOWN_LANGUAGES or split not in ALL_SPLITS:
             raise ValueError(f"bad language/split {language}/{split}")
         path = self.partial / language / f"{split}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,9 @@ class PreparedWriter:
             "format_version": FORMAT_VERSION,
             "codesearch_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "counts": {lang: dict(self.counts[lang]) for lang in LANGUAGES if lang in self.counts},
+            "counts": {
+                lang: dict(self.counts[lang]) for lang in KNOWN_LANGUAGES if lang in self.counts
+            },
             "files": files,
             "data_hash": data_hash(files),
             **manifest_fields,
@@ -240,10 +242,10 @@ def check_manifest_shape(manifest: object, path: str) -> None:
     if not isinstance(counts, dict):
         raise DataError("expected an object {language: {split: records}}", path, field="counts")
     for lang, splits in counts.items():
-        if lang not in LANGUAGES or not isinstance(splits, dict):
+        if lang not in KNOWN_LANGUAGES or not isinstance(splits, dict):
             raise DataError(
                 f"expected {{language: {{split: records}}}} with a language of "
-                f"{', '.join(LANGUAGES)}; got {lang!r}: {splits!r:.60}",
+                f"{', '.join(KNOWN_LANGUAGES)}; got {lang!r}: {splits!r:.60}",
                 path,
                 field="counts",
             )
@@ -286,7 +288,7 @@ def load_records(data_dir: str | Path, language: str, split: str) -> list[PairRe
     manifest = load_manifest(data_dir)
     counts = manifest["counts"]
     if language not in counts:
-        have = ", ".join(lang for lang in LANGUAGES if lang in counts) or "none"
+        have = ", ".join(lang for lang in KNOWN_LANGUAGES if lang in counts) or "none"
         raise UserError(f"{data_dir}: has no language '{language}' (it has: {have})")
     if split not in counts[language]:
         raise UserError(
@@ -335,7 +337,7 @@ def verify_prepared(data_dir: str | Path, languages: Iterable[str] | None = None
         )
     # Only the files the loaders read, named as the writer names them: no other path (no
     # '..', no absolute path) can be vouched for, and every file a loader reads is listed.
-    allowed = {f"{lang}/{split}.jsonl" for lang in LANGUAGES for split in ALL_SPLITS}
+    allowed = {f"{lang}/{split}.jsonl" for lang in KNOWN_LANGUAGES for split in ALL_SPLITS}
     for rel, entry in files.items():
         if rel not in allowed or not isinstance(entry, dict):
             raise DataError(
@@ -391,7 +393,7 @@ def format_stats(data_dir: str | Path) -> str:
     splits = [s for s in ALL_SPLITS if any(s in c for c in counts.values())]
     rows = ["| language | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
     total: Counter = Counter()
-    for lang in LANGUAGES:
+    for lang in KNOWN_LANGUAGES:
         if lang not in counts:
             continue
         rows.append(

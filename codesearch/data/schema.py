@@ -1,7 +1,11 @@
 """The pair record every part of codesearch reads.
 
 A pair is (query, code): the first paragraph of a function's doc comment and the function
-without that doc comment, as in CodeSearchNet (Husain et al. 2019, arXiv 1909.09436).
+without that doc comment, as in CodeSearchNet (Husain et al. 2019, arXiv 1909.09436). Sentence
+pairs (STS-B, NLI triplets) use the same record under the language ``english``: query = the
+first sentence (the anchor), code = the second (its positive), with two optional fields,
+``score`` (the gold similarity of an evaluation pair) and ``negative`` (a hard-negative
+sentence). The manifest's ``task`` says which kind a prepared directory holds (docs/data.md).
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from dataclasses import dataclass
 
 from codesearch.errors import DataError, UserError
 
-LANGUAGES = ("ruby", "javascript", "go", "python", "java", "php")
+LANGUAGES = ("ruby", "javascript", "go", "python", "java", "php")  # "all" means these six
+SENTENCE_LANGUAGE = "english"  # the one "language" of sentence-pair data
+KNOWN_LANGUAGES = LANGUAGES + (SENTENCE_LANGUAGE,)
+TASKS = {"code-search": LANGUAGES, "sentence-similarity": (SENTENCE_LANGUAGE,)}
 SPLITS = ("train", "valid", "test")
 CANDIDATE_SPLIT = "codebase"  # a separate candidate set (CodeXGLUE); optional
 ALL_SPLITS = SPLITS + (CANDIDATE_SPLIT,)
@@ -31,20 +38,28 @@ class PairRecord:
     code: str  # the function without its doc comment
     url: str  # where known, else ""
     split: str  # one of ALL_SPLITS
+    score: float | None = None  # sentence pairs: gold similarity (STS-B: 0-5), evaluation pairs
+    negative: str | None = None  # sentence pairs: a hard negative for the query (NLI triplets)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The jsonl object: the optional fields only when set (code pairs are unchanged)."""
+        out = dataclasses.asdict(self)
+        for name in OPTIONAL_FIELDS:
+            if out[name] is None:
+                del out[name]
+        return out
 
 
-FIELDS = tuple(f.name for f in dataclasses.fields(PairRecord))
+OPTIONAL_FIELDS = ("score", "negative")
+FIELDS = tuple(f.name for f in dataclasses.fields(PairRecord) if f.name not in OPTIONAL_FIELDS)
 
 
 def normalize_language(name: str) -> str:
     """Map a user-given language name to its canonical form, or raise UserError."""
     key = name.strip().lower()
     key = LANGUAGE_ALIASES.get(key, key)
-    if key not in LANGUAGES:
-        raise UserError(f"unknown language '{name}': expected one of {', '.join(LANGUAGES)}")
+    if key not in KNOWN_LANGUAGES:
+        raise UserError(f"unknown language '{name}': expected one of {', '.join(KNOWN_LANGUAGES)}")
     return key
 
 
@@ -99,7 +114,7 @@ def record_from_dict(obj: object, path: str | None = None, line: int | None = No
         if name not in obj:
             raise DataError("missing", path, line, name)
         values[name] = check_text(obj[name], path, line, name)
-    if values["language"] not in LANGUAGES:
+    if values["language"] not in KNOWN_LANGUAGES:
         raise DataError(f"unknown language '{values['language']}'", path, line, "language")
     if values["split"] not in ALL_SPLITS:
         raise DataError(
@@ -110,4 +125,13 @@ def record_from_dict(obj: object, path: str | None = None, line: int | None = No
     for name in required:
         if not values[name].strip():
             raise DataError("empty", path, line, name)
+    if obj.get("score") is not None:
+        score = obj["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or score != score:
+            raise DataError(f"expected a number, got {score!r:.40}", path, line, "score")
+        values["score"] = float(score)
+    if obj.get("negative") is not None:
+        values["negative"] = check_text(obj["negative"], path, line, "negative")
+        if not values["negative"].strip():
+            raise DataError("empty", path, line, "negative")
     return PairRecord(**values)
