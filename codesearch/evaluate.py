@@ -1,10 +1,13 @@
-"""MRR per language under the codebase and csn-1000 protocols (docs/evaluation.md).
+"""MRR per language under the codebase and csn-1000 protocols, and Spearman x 100 under the
+sts protocol (docs/evaluation.md).
 
 - codebase (GraphCodeBERT / UniXcoder ``run.py``): each test query against every candidate
   of its language: ``codebase.jsonl`` where the data has one (gold matched by ``url``),
   otherwise all test codes (gold matched by ``id``); MRR@1000.
 - csn1000 (CodeSearchNet): test pairs shuffled with a fixed seed, chunks of 1000, last
   partial chunk dropped; each query ranked among its chunk's codes.
+- sts (STS-B): Spearman x 100 between each sentence pair's cosine similarity and its gold
+  score, overall and per genre (``codesearch.sts_eval``).
 
 The results JSON holds every ranked query's id and rank, so any metric can be recomputed.
 """
@@ -18,14 +21,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codesearch import metrics
+from codesearch import metrics, sts_eval
 from codesearch.data.prepared import (
     load_manifest,
     load_records,
     read_json_object,
     write_json_atomic,
 )
-from codesearch.data.schema import CANDIDATE_SPLIT, PairRecord, parse_languages
+from codesearch.data.schema import (
+    CANDIDATE_SPLIT,
+    KNOWN_LANGUAGES,
+    SPLITS,
+    PairRecord,
+    parse_languages,
+)
 from codesearch.data.training_data import subsample, tokenize_lengths
 from codesearch.encode import embed_pairs, model_device, precision_context
 from codesearch.errors import UserError
@@ -37,7 +46,7 @@ from codesearch.precision import (
     warn_if_emulated,
 )
 
-PROTOCOLS = ("codebase", "csn1000")
+PROTOCOLS = ("codebase", "csn1000", "sts")
 RUN_INDEX = "run.json"  # written by `codesearch train`: which model serves which language
 
 
@@ -142,6 +151,29 @@ def csn1000_language_ranks(
     return [records[i].id for i in order], ranks
 
 
+def sts_language(
+    model,
+    tokenizer,
+    data: str | Path,
+    language: str,
+    split: str = "test",
+    batch_size: int = 128,
+    progress: bool = False,
+    max_pairs: int | None = None,
+    subset_seed: int = 0,
+) -> dict:
+    """The sts protocol on one language's split: ``sts_eval.sts_summary`` with every pair's id
+    and cosine similarity."""
+    records = subsample(sts_eval.scored_records(data, language, split), max_pairs, subset_seed)
+    q, c = embed_records(model, tokenizer, records, None, batch_size, progress)
+    similarity = sts_eval.cosines(q, c)
+    return {
+        **sts_eval.sts_summary(records, similarity),
+        "pair_ids": [r.id for r in records],
+        "cosines": similarity.tolist(),
+    }
+
+
 def evaluate(
     model: str,
     data: str | Path,
@@ -156,6 +188,7 @@ def evaluate(
     trust_remote_code: bool = False,
     precision: str = "auto",
     max_test_pairs: int | None = None,
+    split: str = "test",
 ) -> dict:
     """Evaluate ``model`` (run directory, 'minilm', hub id or path) on each language.
 
@@ -164,12 +197,16 @@ def evaluate(
     precision used and the machine (``machine``);
     ``max_test_pairs``: evaluate on a fixed random subset (``seed``) of each language's test
     pairs, the same for every model (codebase: their queries against their codes);
+    ``split``: the split evaluated (codebase and sts; csn1000 uses test);
     ``max_query_length`` / ``max_code_length`` override the model's own truncation lengths;
     ``trust_remote_code`` lets Transformers import code shipped with the model (never taken
     from the model folder itself).
     """
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
+    if split not in SPLITS or (protocol == "csn1000" and split != "test"):
+        allowed = "test" if protocol == "csn1000" else ", ".join(SPLITS)
+        raise UserError(f"--split {split}: the {protocol} protocol takes {allowed}")
     if max_test_pairs is not None and max_test_pairs < 1:
         raise UserError(f"--max-test-pairs must be >= 1, got {max_test_pairs}")
     if precision not in ENCODING_PRECISIONS:
@@ -180,7 +217,7 @@ def evaluate(
     languages = (
         parse_languages(languages)
         if languages
-        else [lang for lang in parse_languages(None) if lang in manifest["counts"]]
+        else [lang for lang in KNOWN_LANGUAGES if lang in manifest["counts"]]
     )
     for language in languages:
         if language not in manifest["counts"]:
@@ -206,12 +243,25 @@ def evaluate(
             resolved = resolve_encoding_precision(precision, device.type)
             warn_if_emulated(resolved, device.type)
         with torch.inference_mode(), precision_context(device, resolved):
-            if protocol == "codebase":
+            if protocol == "sts":
+                row = sts_language(
+                    encoder,
+                    tokenizer,
+                    data,
+                    language,
+                    split,
+                    batch_size,
+                    progress,
+                    max_test_pairs,
+                    seed,
+                )
+            elif protocol == "codebase":
                 ids, ranks = codebase_ranks(
                     encoder,
                     tokenizer,
                     data,
                     language,
+                    split,
                     batch_size=batch_size,
                     progress=progress,
                     max_pairs=max_test_pairs,
@@ -229,17 +279,18 @@ def evaluate(
                     progress,
                     max_test_pairs,
                 )
+        if protocol != "sts":
+            row = {**metrics.summarize(ranks), "query_ids": ids, "ranks": ranks.tolist()}
         per_language[language] = {
-            **metrics.summarize(ranks),
+            **row,
             "model": name,
             "seconds": round(time.perf_counter() - start, 2),
-            "query_ids": ids,
-            "ranks": ranks.tolist(),
         }
-    keys = [
+    first = per_language[languages[0]]
+    keys = [  # the metrics: every number but the counts and the time
         k
-        for k in per_language[languages[0]]
-        if k not in ("model", "seconds", "query_ids", "ranks", "n_queries")
+        for k, v in first.items()
+        if isinstance(v, float) and k not in ("seconds",) and not k.startswith("n_")
     ]
     average = {k: float(np.mean([per_language[lang][k] for lang in languages])) for k in keys}
     return {
@@ -250,6 +301,7 @@ def evaluate(
         "data_hash": manifest.get("data_hash"),
         "seed": seed,
         "max_test_pairs": max_test_pairs,
+        "split": split,
         "precision": resolved,
         "machine": machine_info(resolved, device.type),
         "chunk_size": chunk_size if protocol == "csn1000" else None,
@@ -259,6 +311,7 @@ def evaluate(
 
 
 TABLE_COLUMNS = ("mrr", "recall@1", "recall@5", "recall@10", "ndcg@10")
+STS_COLUMNS = ("spearman",)
 
 
 def read_results(path: str | Path) -> dict:
@@ -271,8 +324,10 @@ def read_results(path: str | Path) -> dict:
             f"{path}: not a `codesearch evaluate --out` file (expected 'languages' and "
             "'average' objects)"
         )
+    sts = results.get("protocol") == "sts"
+    columns, count = (STS_COLUMNS, "n_pairs") if sts else (TABLE_COLUMNS, "n_queries")
     for name, row in [*languages.items(), ("average", average)]:
-        for column in (*TABLE_COLUMNS, *(("n_queries",) if name != "average" else ())):
+        for column in (*columns, *((count,) if name != "average" else ())):
             value = row.get(column) if isinstance(row, dict) else None
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise UserError(f"{path}: '{name}' has no number '{column}' (got {value!r:.40})")
@@ -280,7 +335,15 @@ def read_results(path: str | Path) -> dict:
 
 
 def format_table(results: dict) -> str:
-    """Markdown table of MRR and recalls per language, with the average row."""
+    """Markdown table: MRR and recalls per language with the average row, or (sts) Spearman
+    x 100 per language and genre."""
+    if results.get("protocol") == "sts":
+        lines = ["| language | genre | Spearman x 100 | pairs |", "|---|---|---:|---:|"]
+        for language, row in results["languages"].items():
+            lines.append(f"| {language} | **all** | {row['spearman']:.2f} | {row['n_pairs']:,} |")
+            for genre, cell in row.get("genres", {}).items():
+                lines.append(f"| | {genre} | {cell['spearman']:.2f} | {cell['n_pairs']:,} |")
+        return "\n".join(lines)
     cols = list(TABLE_COLUMNS)
     lines = [
         "| language | " + " | ".join(c.upper() if c == "mrr" else c for c in cols) + " | queries |",

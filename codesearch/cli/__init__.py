@@ -22,7 +22,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    evaluate = sub.add_parser("evaluate", help="MRR per language (codebase or csn1000 protocol)")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="MRR per language (codebase or csn1000 protocol) or STS Spearman (sts protocol)",
+    )
     evaluate.add_argument(
         "--model",
         default="minilm",
@@ -30,7 +33,19 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--data", required=True, help="prepared data directory")
     evaluate.add_argument("--languages", default=None, help="comma-separated (default: all)")
-    evaluate.add_argument("--protocol", default="codebase", help="codebase | csn1000")
+    evaluate.add_argument(
+        "--protocol",
+        default="codebase",
+        choices=("codebase", "csn1000", "sts"),
+        help="codebase, csn1000 (MRR) or sts (Spearman x 100 of cosine vs gold score, per genre; "
+        "data from `codesearch prepare stsb`)",
+    )
+    evaluate.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "valid", "test"),
+        help="the split evaluated (codebase, sts; STS-B's dev set is valid)",
+    )
     evaluate.add_argument("--chunk-size", type=int, default=1000, help="csn1000 chunk size")
     evaluate.add_argument(
         "--seed", type=int, default=0, help="csn1000 shuffle seed; seed of --max-test-pairs"
@@ -93,6 +108,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         precision=args.precision,
         max_test_pairs=args.max_test_pairs,
+        split=args.split,
     )
     print(f"{args.protocol} protocol, model {args.model}, data {args.data}")
     print(format_table(results))
