@@ -106,7 +106,7 @@ def epoch_rows(run_dir: Path) -> list[dict]:
 class EpochCPUClock:
     """Process CPU seconds (all threads) of each epoch, over the span of ``epoch_seconds``:
     from the sampler's ``set_epoch`` (the epoch's start in ``train_task``) to the call of
-    ``validation_mrr`` (right after ``epoch_seconds`` is taken; diagnostics are off). Other
+    ``validation_scores`` (right after ``epoch_seconds`` is taken; diagnostics are off). Other
     jobs on the machine inflate wall time far more than CPU time. Installed by wrapping those
     two functions in this benchmark process only."""
 
@@ -116,7 +116,7 @@ class EpochCPUClock:
 
         self.seconds: list[float] = []
         self._start = 0.0
-        set_epoch, validation = BatchSampler.set_epoch, train_module.validation_mrr
+        set_epoch, validation = BatchSampler.set_epoch, train_module.validation_scores
 
         def timed_set_epoch(sampler, epoch: int) -> None:
             self._start = time.process_time()
@@ -127,7 +127,7 @@ class EpochCPUClock:
             return validation(*args, **kwargs)
 
         BatchSampler.set_epoch = timed_set_epoch
-        train_module.validation_mrr = timed_validation
+        train_module.validation_scores = timed_validation
 
     def take(self) -> list[float]:
         seconds, self.seconds = self.seconds, []

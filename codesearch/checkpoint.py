@@ -29,7 +29,7 @@ class TrainerState:
     epoch: int = 0  # the epoch in progress (or next to start)
     step_in_epoch: int = 0  # batches of that epoch already trained
     global_step: int = 0
-    best_mrr: float = -1.0
+    best_mrr: float = -1.0  # the best validation score (MRR, or Spearman for sentence pairs)
     best_epoch: int = -1
     finished: bool = False
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from codesearch import metrics
+from codesearch import metrics, sts_eval
 from codesearch.data.training_data import TrainingData
 from codesearch.loss import false_negative_mask
 from codesearch.samplers.base import Batch, local_slice
@@ -194,11 +194,21 @@ def embed_pairs(
     return q, c
 
 
-def validation_mrr(valid: dict, embed) -> dict[str, float]:
-    """MRR@1000 of each language's valid queries against its valid codes (codebase protocol);
-    ``valid``: language -> (query ids, code ids); ``embed(query_ids, code_ids)`` -> (q, c)."""
+def validation_metric(valid: dict) -> str:
+    """``spearman`` when the valid pairs carry gold scores (sentence pairs), else ``mrr``."""
+    return "spearman" if any(gold is not None for *_, gold in valid.values()) else "mrr"
+
+
+def validation_scores(valid: dict, embed) -> dict[str, float]:
+    """Each language's validation score: MRR@1000 of its valid queries against its valid codes
+    (codebase protocol), or for scored sentence pairs Spearman's rho (not x 100) of cosine
+    against the gold score (sts protocol); ``valid``: language -> (query ids, code ids, gold or
+    None); ``embed(query_ids, code_ids)`` -> (q, c)."""
     out = {}
-    for language, (query_ids, code_ids) in valid.items():
+    for language, (query_ids, code_ids, gold) in valid.items():
         q, c = embed(query_ids, code_ids)
-        out[language] = metrics.mrr(metrics.gold_ranks(q, c, np.arange(len(query_ids))))
+        if gold is None:
+            out[language] = metrics.mrr(metrics.gold_ranks(q, c, np.arange(len(query_ids))))
+        else:
+            out[language] = sts_eval.spearman_x100(sts_eval.cosines(q, c), gold) / 100
     return out

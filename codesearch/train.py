@@ -31,7 +31,7 @@ from codesearch.config import RunConfig, check_run_config
 from codesearch.data.prepared import write_json_atomic
 from codesearch.diagnostics import epoch_diagnostics
 from codesearch.distributed import check_processes_agree
-from codesearch.encode import collate, validation_mrr
+from codesearch.encode import collate, validation_metric, validation_scores
 from codesearch.epoch_embeddings import EpochStartEmbeddings
 from codesearch.errors import UserError
 from codesearch.loss import info_nce
@@ -233,24 +233,26 @@ def run_epoch(task: Task, bar: tqdm, stop: dict) -> dict:
 
 
 def end_epoch(task: Task, record: dict) -> None:
-    """Validation MRR, the best model so far, the epoch's metrics row, the checkpoint."""
+    """Validation (MRR, or Spearman for scored sentence pairs), the best model so far, the
+    epoch's metrics row, the checkpoint."""
     state = task.state
-    valid = validation_mrr(task.valid, task.embed)
-    valid_mrr = float(np.mean(list(valid.values()))) if valid else float("nan")
+    valid = validation_scores(task.valid, task.embed)
+    score = float(np.mean(list(valid.values()))) if valid else float("nan")
     best_dir = task.task_dir / "best"
-    if valid_mrr > state.best_mrr or not best_dir.exists():
-        state.best_mrr, state.best_epoch = valid_mrr, state.epoch
+    if score > state.best_mrr or not best_dir.exists():  # best_mrr: the best validation score
+        state.best_mrr, state.best_epoch = score, state.epoch
         save_best(task.accelerator, task.model, best_dir)
     speed = record.pop("pairs_per_s")  # last, as the step rows have it
-    record.update(valid_mrr=valid_mrr, valid_mrr_per_language=valid, pairs_per_s=speed)
+    key = f"valid_{validation_metric(task.valid)}"
+    record.update({key: score, f"{key}_per_language": valid, "pairs_per_s": speed})
     task.log.write(
         task=task.task_dir.name, event="epoch", epoch=state.epoch, step=state.global_step, **record
     )
     if task.accelerator.is_main_process:
         loss = record["train_loss"] if record["train_loss"] is not None else float("nan")
         tqdm.write(
-            f"{task.task_dir.name} epoch {state.epoch}: loss {loss:.4f}, valid MRR "
-            f"{valid_mrr:.4f}, {record['epoch_seconds']:.1f} s",
+            f"{task.task_dir.name} epoch {state.epoch}: loss {loss:.4f}, {key.replace('_', ' ')} "
+            f"{score:.4f}, {record['epoch_seconds']:.1f} s",
             file=sys.stderr,
         )
     state.epoch, state.step_in_epoch = state.epoch + 1, 0

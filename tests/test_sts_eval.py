@@ -157,3 +157,19 @@ def test_format_table_and_read_results_of_an_sts_file(tmp_path):
     path.write_text(json.dumps({**results, "average": {}}))
     with pytest.raises(UserError, match="'average' has no number 'spearman'"):
         read_results(path)
+
+
+def test_training_on_sentence_pairs_validates_by_spearman(sts_data, tmp_path):
+    data, pairs = sts_data
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--languages", "english", "--out", str(run)]
+    flags = ["--encoder", "nbow", "--lr", "1e-2", "--epochs", "1", "--batch-size", "16"]
+    flags += ["--sampler", "tbs", "--mixed-precision", "no"]
+    assert main([*args, *flags, "--quiet"]) == 0
+    rows = [
+        json.loads(line) for line in (run / "english" / "metrics.jsonl").read_text().splitlines()
+    ]
+    (epoch,) = [r for r in rows if r.get("event") == "epoch"]
+    assert "valid_mrr" not in epoch
+    assert -1 <= epoch["valid_spearman"] <= 1
+    assert epoch["valid_spearman_per_language"] == {"english": epoch["valid_spearman"]}

@@ -176,7 +176,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     for task, state in summary.items():
         print(
-            f"{task}: best valid MRR {state['best_mrr']:.4f} at epoch {state['best_epoch']}, "
+            f"{task}: best validation score {state['best_mrr']:.4f} at epoch "
+            f"{state['best_epoch']}, "
             f"{state['global_step']} steps"
         )
     print(

@@ -100,12 +100,14 @@ def load_validation(
     max_query_length: int,
     max_code_length: int,
     input_format: str = "plain",
-) -> dict[str, tuple[list[list[int]], list[list[int]]]]:
-    """Token ids (queries, codes) of each language's first ``max_queries`` valid pairs."""
+) -> dict[str, tuple[list[list[int]], list[list[int]], np.ndarray | None]]:
+    """Token ids (queries, codes) of each language's first ``max_queries`` valid pairs, and
+    their gold scores when every pair has one (sentence pairs: validated by Spearman)."""
     out = {}
     for language in languages:
         records = load_records(path, language, "valid")[:max_queries]
         if records:
+            scored = all(r.score is not None for r in records)
             out[language] = (
                 tokenize_lengths(
                     tokenizer, [r.query for r in records], max_query_length, input_format
@@ -113,5 +115,6 @@ def load_validation(
                 tokenize_lengths(
                     tokenizer, [r.code for r in records], max_code_length, input_format
                 ),
+                np.array([r.score for r in records], dtype=np.float64) if scored else None,
             )
     return out
