@@ -13,6 +13,8 @@ READER_MODULES = (
     "codesearch.data.readers.sources",
     "codesearch.data.readers.local",
     "codesearch.data.readers.user_jsonl",
+    "codesearch.data.readers.stsb",
+    "codesearch.data.readers.nli",
 )
 
 

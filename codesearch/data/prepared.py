@@ -20,7 +20,13 @@ from pathlib import Path
 
 from codesearch import __version__
 from codesearch.data.jsonl_reader import not_a_plain_file, read_jsonl
-from codesearch.data.schema import ALL_SPLITS, KNOWN_LANGUAGES, PairRecord, record_from_dict
+from codesearch.data.schema import (
+    ALL_SPLITS,
+    KNOWN_LANGUAGES,
+    TASKS,
+    PairRecord,
+    record_from_dict,
+)
 from codesearch.errors import DataError, UserError
 from codesearch.outputs import DirectoryLock, replace_dir, replacing_file, staging_dir
 
@@ -232,6 +238,15 @@ def load_manifest(data_dir: str | Path) -> dict:
     return manifest
 
 
+DEFAULT_TASK = "code-search"  # manifests written before sentence pairs name no task
+
+
+def task_of(manifest: dict) -> str:
+    """The task a prepared directory holds (a key of schema.TASKS): the manifest's ``task``,
+    or code-search where it names none (the code readers write none)."""
+    return manifest.get("task", DEFAULT_TASK)
+
+
 def check_manifest_shape(manifest: object, path: str) -> None:
     """DataError naming the field unless ``manifest`` has the types ``finish`` writes:
     ``counts`` {language: {split: records}} and, when present, ``files`` {"<language>/<split>
@@ -257,6 +272,9 @@ def check_manifest_shape(manifest: object, path: str) -> None:
                     path,
                     field=f"counts.{lang}",
                 )
+    task = manifest.get("task", DEFAULT_TASK)
+    if not isinstance(task, str) or task not in TASKS:
+        raise DataError(f"expected one of {', '.join(TASKS)}, got {task!r:.60}", path, field="task")
     files = manifest.get("files")
     if files is None:
         return
