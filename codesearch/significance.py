@@ -12,6 +12,9 @@ interval this module replaced, under-covers at those counts.
 
 The query-level paired bootstrap (``paired_bootstrap``) is a secondary interval: it resamples
 test queries for fixed trained models, so it measures test-set noise only, never training noise.
+A correlation has no per-query terms to resample, so for Spearman's rho (STS-B) the secondary
+interval resamples the test pairs instead (``paired_spearman_bootstrap``): each resample
+recomputes every seed's rho of both arms on the same pairs.
 """
 
 from __future__ import annotations
@@ -142,6 +145,89 @@ def paired_bootstrap(
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return {"diff": float(diff.mean()), "low": float(low), "high": float(high), "n": int(n)}
+
+
+def resampled_ranks(values, counts: np.ndarray) -> np.ndarray:
+    """The average rank (ties share their mean rank, as Spearman's rho ranks them) of each of
+    n values within each resample, a resample being a row of ``counts`` (rows, n): how many
+    times each value was drawn. Returns (rows, n) float64; no sorting per resample."""
+    _, group = np.unique(np.asarray(values, dtype=np.float64), return_inverse=True)
+    order = np.argsort(group, kind="stable")
+    if group.max() + 1 == group.size:  # distinct values: each is its own group
+        per_group = counts[:, order].astype(np.float64)
+    else:
+        starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
+        per_group = np.add.reduceat(counts[:, order], starts, axis=1).astype(np.float64)
+    ranks = np.cumsum(per_group, axis=1)
+    ranks -= (per_group - 1) / 2  # the mean of the ranks below + 1 .. below + count
+    return ranks[:, group]
+
+
+def _spearman_factory(gold_ranks: np.ndarray, counts: np.ndarray):
+    """rho(ranks): Spearman's rho of each resample between the gold ranks and ``ranks``: the
+    Pearson r of the rank rows, each pair weighted by how many times it was drawn (the mean rank
+    of n drawn values is (n + 1) / 2 whatever the ties); NaN where a side is constant."""
+    centre = (counts.sum(axis=1, keepdims=True) + 1) / 2
+    weighted_gold = counts * (gold_ranks - centre)
+    gold_norm = np.sqrt(np.sum(weighted_gold * (gold_ranks - centre), axis=1))
+
+    def rho(ranks: np.ndarray) -> np.ndarray:
+        ranks = ranks - centre
+        norm = np.sqrt(np.einsum("ij,ij,ij->i", counts, ranks, ranks, dtype=np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.einsum("ij,ij->i", weighted_gold, ranks) / (gold_norm * norm)
+
+    return rho
+
+
+def paired_spearman_bootstrap(
+    gold, a, b, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
+) -> dict:
+    """Efron percentile bootstrap over test pairs of the difference in Spearman's rho x 100
+    between two arms, each averaged over its seeds: ``gold`` (n,) the gold scores, ``a`` and
+    ``b`` (seeds, n) each seed's predicted similarity of the same n pairs. Each resample draws
+    n pairs with replacement, the same draw for the gold scores and every seed of both arms,
+    and recomputes each rho on it (the repeated pairs tie, and share their average rank). Test-
+    set noise only: the models are fixed.
+
+    Returns ``{"diff", "low", "high", "n"}`` (n: pairs); resamples with an undefined rho (a
+    constant draw) are left out. Resamples go in chunks of about 2**22 pair counts."""
+    gold = np.asarray(gold, dtype=np.float64)
+    a, b = (np.atleast_2d(np.asarray(x, dtype=np.float64)) for x in (a, b))
+    n = gold.size
+    if gold.ndim != 1 or n < 2 or a.ndim != 2 or b.ndim != 2 or {a.shape[1], b.shape[1]} != {n}:
+        raise ValueError(
+            f"need gold (n,) with n >= 2 and arms (seeds, n), got {gold.shape}, {a.shape}, "
+            f"{b.shape}"
+        )
+    if n_resamples < 1:
+        raise ValueError("need n_resamples >= 1")
+    _check_confidence(confidence)
+
+    def mean_diff(counts: np.ndarray) -> np.ndarray:
+        """Per resample, mean rho of a's seeds minus mean rho of b's seeds, x 100."""
+        rho = _spearman_factory(resampled_ranks(gold, counts), counts)
+        return 100 * (
+            np.mean([rho(resampled_ranks(row, counts)) for row in a], axis=0)
+            - np.mean([rho(resampled_ranks(row, counts)) for row in b], axis=0)
+        )
+
+    diff = float(mean_diff(np.ones((1, n), dtype=np.int64))[0])  # the test set itself
+    rng = np.random.default_rng(seed)
+    rows = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
+    diffs = np.empty(n_resamples)
+    for start in range(0, n_resamples, rows):
+        stop = min(start + rows, n_resamples)
+        idx = rng.integers(0, n, size=(stop - start, n), dtype=np.int64)  # (chunk, n) draws
+        flat = idx + n * np.arange(stop - start)[:, None]
+        counts = np.bincount(flat.ravel(), minlength=(stop - start) * n).reshape(-1, n)
+        diffs[start:stop] = mean_diff(counts)
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size == 0:
+        raise ValueError("every resample drew constant scores: no interval")
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return {"diff": diff, "low": float(low), "high": float(high), "n": int(n)}
 
 
 def _differences(values) -> np.ndarray:

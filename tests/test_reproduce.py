@@ -128,7 +128,9 @@ def test_a_failing_cell_is_reported_and_the_others_run(tiny_data, tmp_path):
     assert "nbow__random__seed0" in (tmp_path / "results" / "report.md").read_text()  # missing
 
 
-@pytest.mark.parametrize("name", ["local", "smoke", "paper", "paper-tiny", "ablation", "gpu"])
+@pytest.mark.parametrize(
+    "name", ["local", "smoke", "paper", "paper-tiny", "ablation", "gpu", "sts"]
+)
 def test_shipped_profiles_validate(name):
     profile = reproduce.load_profile(EXPERIMENTS / f"{name}.yaml")
     cells = reproduce.plan_cells(profile, Path("runs") / name, Path("results") / name)
@@ -247,7 +249,9 @@ def test_local_profile_covers_the_grid_the_readme_describes():
     assert reproduce.group_config(profile, "nbow", "tbs", 1).model.encoder == "nbow"
 
 
-@pytest.mark.parametrize("name", ["local", "gpu", "ablation", "smoke", "paper", "paper-tiny"])
+@pytest.mark.parametrize(
+    "name", ["local", "gpu", "ablation", "smoke", "paper", "paper-tiny", "sts"]
+)
 def test_no_profile_forces_bf16(name):
     """bf16 is emulated 15-40x slower on an AVX2-only CPU: profiles say auto (or fp32)."""
     profile = reproduce.load_profile(EXPERIMENTS / f"{name}.yaml")
@@ -535,7 +539,7 @@ def test_a_slice_keeps_every_sampler_of_some_languages_and_seeds(capsys, monkeyp
     assert "--seeds" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["local", "evidence", "ablation"])
+@pytest.mark.parametrize("name", ["local", "evidence", "ablation", "sts"])
 def test_a_group_survives_its_grid_record(name):
     """The report reads grid.json's groups back into the same typed groups."""
     profile = reproduce.load_profile(EXPERIMENTS / f"{name}.yaml")

@@ -58,7 +58,13 @@ def _slice_arguments(args: argparse.Namespace) -> tuple[list[str] | None, list[i
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from codesearch.reproduce import load_profile, plan_cells, run_profile, slice_profile
+    from codesearch.reproduce import (
+        load_profile,
+        plan_cells,
+        plan_references,
+        run_profile,
+        slice_profile,
+    )
 
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop: like Ctrl-C
     path = Path(args.profile)
@@ -68,10 +74,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.check:
         profile = slice_profile(load_profile(path), languages, seeds)
         runs = Path(args.runs or f"runs/{profile.name}")
-        cells = plan_cells(profile, runs, Path(args.results or f"results/{profile.name}"))
+        results = Path(args.results or f"results/{profile.name}")
+        references = plan_references(profile, results)
+        for reference in references:
+            print(
+                f"{reference.id}: {', '.join(reference.languages)} ({reference.model}, untrained)"
+            )
+        cells = plan_cells(profile, runs, results)
         for cell in cells:
             print(f"{cell.id}: {', '.join(cell.languages)}")
-        print(f"{profile.name}: {len(cells)} cells, valid")
+        extra = f" and {len(references)} zero-shot evaluation(s)" if references else ""
+        print(f"{profile.name}: {len(cells)} cells{extra}, valid")
     elif args.report_only:
         from codesearch.report import write_report
 

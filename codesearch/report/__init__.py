@@ -20,8 +20,20 @@ run directory) and summarises it per group:
   over random, the L^Global - L^Train gap per epoch without and with the loss's false-negative
   mask, and the anchors that mask leaves without negatives (``diag_*``).
 
-``load`` reads the directory, ``summary`` computes results.json, ``tables``, ``words`` and
-``plots`` render it; this module puts report.md together.
+A group with ``zero_shot: true`` shows its base model's untrained evaluation as a "zero-shot"
+column beside the arms, outside every comparison.
+
+Protocol sts (STS-B sentence pairs, ``codesearch.sts_eval``): the metric is Spearman's rho x 100
+of cosine against the gold score per language and per genre (``sts_summary``), with the same
+statistics over seeds (Holm across languages, and across a language's genres for the genre
+rows); the secondary interval is Efron's bootstrap over test pairs, each resample recomputing
+every seed's Spearman of both arms (``significance.paired_spearman_bootstrap``; it reads the
+gold scores from the data directory, and is left out, saying why, without it); the validation
+score per epoch is the trainer's ``valid_spearman``.
+
+``load`` reads the directory, ``summary`` (and ``sts_summary``) computes results.json,
+``tables`` (``sts_tables``), ``words`` and ``plots`` render it; this module puts report.md
+together.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from pathlib import Path
 from codesearch.data.prepared import write_json_atomic
 from codesearch.report.load import grid_path_candidates, load_grid, read_epoch_rows
 from codesearch.report.plots import plot_names, write_plots
+from codesearch.report.sts_tables import spearman_table, sts_comparison_table, validation_table
 from codesearch.report.summary import MRR_CUTOFF, comparisons, describe_machine, summarize_grid
 from codesearch.report.tables import comparison_table, epoch_tables, machine_lines, mrr_table, num
 from codesearch.report.words import describe_model, reading
@@ -56,15 +69,23 @@ def _group_section(
 ) -> list[str]:
     """One group: its tables, its plots and the facts read off them."""
     lines = [f"## Group `{name}` ({describe_model(g)})", ""]
-    lines += mrr_table(g, metric)
-    lines += comparison_table(g, confidence)
+    sts = g.get("metric") == "spearman"
+    if sts:
+        lines += spearman_table(g, metric)
+        lines += sts_comparison_table(g, confidence)
+        lines += validation_table(g)
+    else:
+        lines += mrr_table(g, metric)
+        lines += comparison_table(g, confidence)
     lines += epoch_tables(g)
     if images:
-        names = plot_names(name)
+        names = plot_names(name, g)
+        score, key = ("Spearman", "spearman") if sts else ("MRR", "mrr")
         lines += [
-            f"![MRR](plots/{names['mrr']}) ![gap](plots/{names['gap']}) "
+            f"![{score}](plots/{names[key]}) ![gap](plots/{names['gap']}) "
             f"![epoch time](plots/{names['epoch_time']}) "
-            f"![MRR against time](plots/{names['mrr_time']})",
+            f"![{score} against time](plots/{names[f'{key}_time']})"
+            + (f" ![validation](plots/{names['valid']})" if sts else ""),
             "",
         ]
     return lines + [
@@ -74,10 +95,17 @@ def _group_section(
 
 
 def format_report(summary: dict, images: bool = True) -> str:
-    """report.md: per group the MRR table, bootstrap intervals, epoch time, gap, plots and
-    a paragraph of facts read off them; then the missing cells and logs. ``images=False``
+    """report.md: per group the MRR table (sts: Spearman per language and genre, with the
+    zero-shot reference), the comparisons, epoch time, gap, plots and a paragraph of facts
+    read off them; then the missing cells and logs. ``images=False``
     leaves out the plot links (relative to the results directory), e.g. in a notebook."""
-    metric = f"MRR@{summary['mrr_cutoff']} ({summary['protocol']} protocol)"
+    if summary.get("metric") == "spearman":
+        metric = (
+            "Spearman's rho of the cosine similarity against the gold score (sts protocol, "
+            f"{summary.get('split', 'test')} split)"
+        )
+    else:
+        metric = f"MRR@{summary['mrr_cutoff']} ({summary['protocol']} protocol)"
     wall = summary.get("wall_seconds")
     lines = [
         f"# Sampler comparison: profile `{summary['profile']}`",

@@ -9,7 +9,16 @@ import numpy as np
 
 from codesearch.errors import UserError
 from codesearch.metrics import reciprocal_ranks
+from codesearch.report.load import gold_scores
+from codesearch.report.sts_summary import (
+    GoldScores,
+    comparison_tests,
+    spearman_tables,
+    validation_series,
+    zero_shot_row,
+)
 from codesearch.reproduce.profile import Group
+from codesearch.reproduce.reference import ZERO_SHOT
 from codesearch.run_dir import package_versions
 from codesearch.significance import compare_over_seeds, holm, mean_std, paired_bootstrap
 
@@ -30,6 +39,24 @@ DENSITY_KEYS = (  # samplers.graphs.graph_density, per epoch (TBS epochs only)
     "graph_neighbour_in_batch",
     "graph_neighbour_in_random_batch",
 )
+
+
+MRR_METHOD = (
+    "seeds (primary): paired t over per-seed differences, exact sign-flip p, Holm-adjusted p "
+    "across languages; queries (test-set noise only): Efron percentile bootstrap paired over "
+    "queries (RR averaged over seeds); MRR points"
+)
+STS_METHOD = (
+    "seeds (primary): paired t over per-seed differences, exact sign-flip p, Holm-adjusted p "
+    "across languages (per genre: across the language's genres); pairs (test-set noise only): "
+    "Efron percentile bootstrap over test pairs, every seed's Spearman of both arms recomputed "
+    "on each resample and averaged over seeds; Spearman x 100 points"
+)
+
+
+def gold_split(done: list[dict]) -> str:
+    """The split the cells were evaluated on (test unless they say otherwise)."""
+    return next(iter(sorted({c["result"].get("split", "test") for c in done})), "test")
 
 
 def _mean_or_none(values: list) -> float | None:
@@ -62,7 +89,7 @@ def _aligned_rr(cells: list[dict], language: str) -> dict[str, dict[int, np.ndar
     return per_arm
 
 
-def _epoch_series(cells: list[dict], languages: list[str], key: str, combine: str) -> dict:
+def epoch_series(cells: list[dict], languages: list[str], key: str, combine: str) -> dict:
     """Per epoch, the mean over seeds of ``key`` per language and, over languages, their
     sum (``combine="sum"``, times) or the mean over seeds and languages ("mean", gaps)."""
     epochs = sorted({r["epoch"] for c in cells for rows in c["epochs"].values() for r in rows})
@@ -184,7 +211,7 @@ def _intervals(
     return intervals, average
 
 
-def _time_and_gap(by_sampler: dict[str, list[dict]], languages: list[str]) -> tuple[dict, dict]:
+def time_and_gap(by_sampler: dict[str, list[dict]], languages: list[str]) -> tuple[dict, dict]:
     """Epoch and sampler seconds per epoch, the overhead over random (total epoch seconds
     over the seeds both have complete logs for) and the diag_* series per epoch."""
     random_totals = {
@@ -194,7 +221,7 @@ def _time_and_gap(by_sampler: dict[str, list[dict]], languages: list[str]) -> tu
     for sampler, cells in by_sampler.items():
         if not cells:
             continue
-        seconds = _epoch_series(cells, languages, "epoch_seconds", "sum")
+        seconds = epoch_series(cells, languages, "epoch_seconds", "sum")
         known = [v for v in seconds["values"] if v is not None]
         totals = {c["seed"]: _total_epoch_seconds(c, languages) for c in cells}
         seeds = [k for k in totals if totals[k] is not None and random_totals.get(k)]
@@ -204,13 +231,13 @@ def _time_and_gap(by_sampler: dict[str, list[dict]], languages: list[str]) -> tu
         epoch_time[sampler] = {
             "epochs": seconds["epochs"],
             "seconds": seconds["values"],
-            "sampler_seconds": _epoch_series(cells, languages, "sampler_seconds", "sum")["values"],
+            "sampler_seconds": epoch_series(cells, languages, "sampler_seconds", "sum")["values"],
             "per_language": seconds["per_language"],
             "total_seconds": float(sum(known)) if known else None,
             "overhead_vs_random": overhead,
         }
-        series = {k: _epoch_series(cells, languages, k, "mean") for k in (*GAP_KEYS, *DENSITY_KEYS)}
-        series.update({k: _epoch_series(cells, languages, k, "sum") for k in COUNT_KEYS})
+        series = {k: epoch_series(cells, languages, k, "mean") for k in (*GAP_KEYS, *DENSITY_KEYS)}
+        series.update({k: epoch_series(cells, languages, k, "sum") for k in COUNT_KEYS})
         gap[sampler] = {
             "epochs": series["diag_gap"]["epochs"],
             **{k: series[k]["values"] for k in (*GAP_KEYS, *COUNT_KEYS, *DENSITY_KEYS)},
@@ -234,7 +261,7 @@ def describe_machine(info: dict | None) -> str:
     )
 
 
-def _machines(cells: list[dict]) -> dict[str, dict[str, int]]:
+def count_machines(cells: list[dict]) -> dict[str, dict[str, int]]:
     """How many cells trained and evaluated on each machine and precision."""
     out: dict[str, dict[str, int]] = {"training": {}, "evaluation": {}}
     for cell in cells:
@@ -247,17 +274,40 @@ def _machines(cells: list[dict]) -> dict[str, dict[str, int]]:
     return out
 
 
-def _summarize_group(group: Group, cells: list[dict], bootstrap: dict) -> dict:
+def _zero_shot_mrr(reference: dict | None, languages: list[str]) -> dict | None:
+    """A code-search group's zero-shot evaluation as one row of MRR points; None if not
+    done."""
+    if reference is None or reference.get("status") != "done":
+        return None
+    rows = reference["result"]["languages"]
+    mrr = {lang: 100 * float(reciprocal_ranks(rows[lang]["ranks"]).mean()) for lang in languages}
+    return {
+        "model": reference.get("model") or reference["result"].get("model"),
+        "mrr": mrr,
+        "average": float(np.mean(list(mrr.values()))),
+        "machine": reference["result"].get("machine"),
+    }
+
+
+def _summarize_group(
+    group: Group,
+    cells: list[dict],
+    bootstrap: dict,
+    reference: dict | None = None,
+    protocol: str = "codebase",
+    gold: GoldScores | None = None,
+) -> dict:
+    """One group's entry of results.json: MRR (or for the sts protocol, Spearman: ``gold``
+    gives the test pairs' gold scores for the bootstrap over pairs), the comparisons, time,
+    gap and machines; ``zero_shot`` (the reference row) only for a group that has one."""
     languages = group.languages
     samplers = [*group.samplers, *sorted({c["sampler"] for c in cells} - set(group.samplers))]
     by_sampler = {
         s: sorted((c for c in cells if c["sampler"] == s), key=lambda c: c["seed"])
         for s in samplers
     }
-    mrr, average = _mrr_tables(by_sampler, languages)
-    epoch_time, gap = _time_and_gap(by_sampler, languages)
-    intervals, average_intervals = _intervals(by_sampler, languages, bootstrap, group.compare)
-    return {
+    epoch_time, gap = time_and_gap(by_sampler, languages)
+    common = {
         "model": group.model,
         "encoder": group.encoder,
         "published": group.published,
@@ -267,26 +317,70 @@ def _summarize_group(group: Group, cells: list[dict], bootstrap: dict) -> dict:
         "samplers": samplers,
         "seeds": group.seeds,
         "compare": group.compare,
+    }
+    if protocol == "sts":
+        pairs = comparisons([s for s in samplers if by_sampler[s]], group.compare)
+        return {
+            **common,
+            "metric": "spearman",
+            **spearman_tables(by_sampler, languages),
+            **({"zero_shot": zero_shot_row(reference, languages)} if group.zero_shot else {}),
+            **comparison_tests(by_sampler, languages, pairs, bootstrap, gold or _no_gold),
+            "valid": validation_series(by_sampler, languages, epoch_series),
+            "epoch_time": epoch_time,
+            "gap": gap,
+            "machines": count_machines(cells),
+        }
+    mrr, average = _mrr_tables(by_sampler, languages)
+    intervals, average_intervals = _intervals(by_sampler, languages, bootstrap, group.compare)
+    return {
+        **common,
         "mrr": mrr,
         "average": average,
         "bootstrap": intervals,
         "bootstrap_average": average_intervals,
         "epoch_time": epoch_time,
         "gap": gap,
-        "machines": _machines(cells),
+        "machines": count_machines(cells),
+        **({"zero_shot": _zero_shot_mrr(reference, languages)} if group.zero_shot else {}),
     }
 
 
+def _no_gold(language: str, ids: list[str]) -> tuple[None, str]:
+    return None, "no gold scores given"
+
+
 def _absent_cells(grid: dict) -> list[dict]:
-    """Cells a group plans that grid.json does not list (e.g. a profile grown since)."""
+    """Cells a group plans that grid.json does not list (e.g. a profile grown since), and
+    zero-shot references likewise."""
     listed = {(c["group"], c["sampler"], c["seed"]) for c in grid["cells"]}
-    return [
+    absent = [
         {"id": f"{name}__{label}__seed{s}", "status": "absent"}
         for name, group in grid["groups"].items()
         for label, arm in group.arms.items()
         for s in arm.seeds
         if (name, label, s) not in listed
     ]
+    referenced = {r["group"] for r in grid.get("references", [])}
+    return absent + [
+        {"id": f"{name}__{ZERO_SHOT}", "status": "absent"}
+        for name, group in grid["groups"].items()
+        if group.zero_shot and name not in referenced
+    ]
+
+
+def _gold_loader(grid: dict, done: list[dict], data_hash, results_dir: Path) -> GoldScores:
+    """gold(language, pair ids) for the sts bootstrap over pairs: the scores from the data
+    directory of grid.json, on the split the cells were evaluated on."""
+    splits = {c["result"].get("split", "test") for c in done}
+    if len(splits) > 1:
+        raise UserError(f"cells were evaluated on different splits: {', '.join(sorted(splits))}")
+    split = gold_split(done)
+
+    def gold(language: str, ids: list[str]):
+        return gold_scores(grid.get("data"), language, split, ids, data_hash, results_dir)
+
+    return gold
 
 
 def summarize_grid(
@@ -298,20 +392,35 @@ def summarize_grid(
 ) -> dict:
     """The content of results.json from ``load_grid``'s grid (see ``codesearch.report`` for
     the protocols)."""
+    protocol = grid.get("protocol", "codebase")
+    references = grid.get("references", [])
     done = [c for c in grid["cells"] if c["status"] == "done"]
     missing = [
-        {"id": c["id"], "status": c["status"]} for c in grid["cells"] if c["status"] != "done"
+        {"id": c["id"], "status": c["status"]}
+        for c in [*references, *grid["cells"]]
+        if c["status"] != "done"
     ]
     missing += _absent_cells(grid)
-    hashes = {c["id"]: c["result"].get("data_hash") for c in done}
+    done_references = {r["group"]: r for r in references if r["status"] == "done"}
+    hashes = {c["id"]: c["result"].get("data_hash") for c in [*done_references.values(), *done]}
     if len(set(hashes.values())) > 1:
         raise UserError(
             "cells were evaluated on different data (data_hash): "
             + ", ".join(f"{cid}={h}" for cid, h in hashes.items())
         )
+    data_hash = next(iter(hashes.values()), None)
     bootstrap = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    sts = protocol == "sts"
+    gold = _gold_loader(grid, done, data_hash, Path(results_dir)) if sts else None
     groups = {
-        name: _summarize_group(group, [c for c in done if c["group"] == name], bootstrap)
+        name: _summarize_group(
+            group,
+            [c for c in done if c["group"] == name],
+            bootstrap,
+            done_references.get(name),
+            protocol,
+            gold,
+        )
         for name, group in grid["groups"].items()
     }
     return {
@@ -319,21 +428,17 @@ def summarize_grid(
         "description": grid.get("description"),
         "results_dir": str(results_dir),
         "data": grid.get("data"),
-        "data_hash": next(iter(hashes.values()), None),
-        "protocol": grid.get("protocol", "codebase"),
-        "mrr_cutoff": MRR_CUTOFF,
+        "data_hash": data_hash,
+        "protocol": protocol,
+        **(
+            {"metric": "spearman", "split": gold_split(done)} if sts else {"mrr_cutoff": MRR_CUTOFF}
+        ),
         "std": "sample standard deviation over seeds (ddof=1); null with one seed",
-        "bootstrap": {
-            "method": "seeds (primary): paired t over per-seed differences, exact "
-            "sign-flip p, Holm-adjusted p across languages; queries (test-set noise only): "
-            "Efron percentile bootstrap paired over queries (RR averaged over seeds); MRR "
-            "points",
-            **bootstrap,
-        },
+        "bootstrap": {"method": STS_METHOD if sts else MRR_METHOD, **bootstrap},
         "wall_seconds": grid.get("wall_seconds"),
         "cells": {"done": [c["id"] for c in done], "missing": missing},
         "missing_metrics": grid.get("missing_metrics", []),
         "packages": package_versions(),
-        "machines": _machines(done),
+        "machines": count_machines(done),
         "groups": groups,
     }

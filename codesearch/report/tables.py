@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codesearch.report.summary import DENSITY_KEYS, by_epoch, comparisons
+from codesearch.report.summary import DENSITY_KEYS, by_epoch, comparisons, describe_machine
 
 
 def num(value: float | None, digits: int = 2) -> str:
@@ -85,10 +85,29 @@ def mrr_table(g: dict, metric: str) -> list[str]:
         mean = None if None in numbers else float(np.mean(numbers))
         for row, number in zip(rows, [*numbers, mean], strict=True):
             row.insert(at, num(number, 1))
+    if "zero_shot" in g:  # a reference beside the arms, outside their tests
+        zero = g["zero_shot"]
+        header.insert(1, "zero-shot")
+        numbers = [*(zero["mrr"][lang] for lang in g["languages"]), zero["average"]] if zero else []
+        for row, number in zip(rows, numbers or [None] * len(rows), strict=True):
+            row.insert(1, "missing" if number is None else num(number))
     lines += table(header, rows)
     if published:
         lines += [f"published: {published['source']}", ""]
+    if "zero_shot" in g:
+        lines += [zero_shot_note(g["zero_shot"]), ""]
     return lines
+
+
+def zero_shot_note(zero: dict | None) -> str:
+    """What the zero-shot column is, and where it ran."""
+    if zero is None:
+        return "zero-shot: the untrained base model's evaluation is missing."
+    return (
+        f"zero-shot: `{zero['model']}` evaluated untrained, once (deterministic), with the "
+        f"group's lengths ({describe_machine(zero.get('machine'))}); a reference, not part of "
+        "the comparisons."
+    )
 
 
 def machine_lines(machines: dict, labels: dict[str, str]) -> list[str]:
@@ -109,7 +128,7 @@ def compared_pairs(g: dict) -> list[tuple[str, str]]:
     ]
 
 
-def _comparison_row(label: str, lang: str, entry: dict | None, t: dict | None) -> list[str]:
+def comparison_row(label: str, lang: str, entry: dict | None, t: dict | None) -> list[str]:
     """One language (or the average) of one comparison: seeds (t) first, then queries."""
     return [
         label,
@@ -147,7 +166,7 @@ def comparison_table(g: dict, confidence: float) -> list[str]:
         overall = g.get("bootstrap_average", {}).get(key)
         if overall:
             entries.append(("**average**", None, overall["seeds"]))
-        rows += [_comparison_row(label, lang, entry, t) for lang, entry, t in entries]
+        rows += [comparison_row(label, lang, entry, t) for lang, entry, t in entries]
     header = ["comparison", "language", "seeds: paired t", "p", "p Holm", "p sign-flip"]
     header += ["resolved", "per seed", "queries", "test queries"]
     return lines + table(header, rows)

@@ -141,9 +141,94 @@ def _graphs(group: dict) -> list[str]:
     return facts
 
 
+def training_facts(group: dict) -> list[str]:
+    """Epoch time over random, the last gaps and the TBS graph: the same for every metric."""
+    return _overheads(group) + _gaps(group) + _graphs(group)
+
+
 def reading(group: dict, confidence: float) -> list[str]:
     """Facts read off the tables (no conclusions written in advance)."""
+    if group.get("metric") == "spearman":
+        return sts_reading(group, confidence)
     facts = _averages(group) + _against_published(group)
     for arm, base in comparisons(group["samplers"], group.get("compare")):
         facts += _comparison(group, arm, base, confidence)
-    return facts + _overheads(group) + _gaps(group) + _graphs(group)
+    return facts + training_facts(group)
+
+
+def _sts_levels(group: dict) -> list[str]:
+    """Spearman of each arm (the one language, or the average over languages) and how far
+    fine-tuning moved it from the zero-shot reference."""
+    languages = group["languages"]
+    if len(languages) == 1:
+        where = f"{languages[0]} (all test pairs)"
+        means = {s: a["mean"] for s, a in group["spearman"][languages[0]].items()}
+        zero = (group.get("zero_shot") or {}).get("spearman", {}).get(languages[0])
+    else:
+        where = "averaged over languages"
+        means = {s: a["mean"] for s, a in group["average"].items()}
+        zero = (group.get("zero_shot") or {}).get("average")
+    means = {s: v for s, v in means.items() if v is not None}
+    if not means:
+        return []
+    levels = ([f"zero-shot {zero:.2f}"] if zero is not None else []) + [
+        f"{s} {v:.2f}" for s, v in means.items()
+    ]
+    facts = [
+        f"Spearman x 100 on {where}: {', '.join(levels)}; highest fine-tuned: "
+        f"{max(means, key=means.get)}."
+    ]
+    if zero is not None:
+        facts.append(
+            "Fine-tuned minus zero-shot Spearman (mean over seeds): "
+            + ", ".join(f"{s} {signed(v - zero)}" for s, v in means.items())
+            + "."
+        )
+    return facts
+
+
+def _sts_comparison(group: dict, arm: str, base: str, confidence: float) -> list[str]:
+    """arm − base in Spearman points: each language's verdict over seeds, how many genres
+    the t interval resolves, and what test-set noise alone (pairs) would separate."""
+    key = f"{arm}-{base}"
+    facts = []
+    for lang, tests in group["bootstrap"].items():
+        entry = tests.get(key)
+        if entry is None:
+            continue
+        t = entry.get("seeds")
+        if t and t["n"] >= 2:
+            facts.append(f"On {lang} (all pairs), Spearman {arm} − {base}: {verdict(t)}.")
+        genres = {
+            g: tests_[key]["seeds"]
+            for g, tests_ in group["genre_tests"].get(lang, {}).items()
+            if key in tests_
+        }
+        n = next(iter(genres.values()))["n"] if genres else 0
+        if n >= 2:
+            above = [g for g, t in genres.items() if t["resolved"] and t["low"] > 0]
+            below = [g for g, t in genres.items() if t["resolved"] and t["high"] < 0]
+            facts.append(
+                f"Per genre, the {confidence:.0%} paired t interval over {n} seeds of {arm} − "
+                f"{base} excludes 0 in {len(above) + len(below)} of {len(genres)} ({arm} "
+                f"higher: {', '.join(above) or 'none'}; lower: {', '.join(below) or 'none'})."
+            )
+        if "low" in entry:
+            separated = entry["low"] > 0 or entry["high"] < 0
+            facts.append(
+                f"Test-set noise alone (bootstrap over the {entry['n']:,} test pairs) would "
+                f"{'' if separated else 'not '}separate {arm} and {base} on {lang}; it leaves "
+                "training noise out."
+            )
+    overall = group.get("bootstrap_average", {}).get(key, {}).get("seeds")
+    if overall and overall["n"] >= 2:
+        facts.append(f"Averaged over languages, Spearman {arm} − {base}: {verdict(overall)}.")
+    return facts
+
+
+def sts_reading(group: dict, confidence: float) -> list[str]:
+    """The facts of an sts group: Spearman instead of MRR, genres instead of languages."""
+    facts = _sts_levels(group)
+    for arm, base in comparisons(group["samplers"], group.get("compare")):
+        facts += _sts_comparison(group, arm, base, confidence)
+    return facts + training_facts(group)

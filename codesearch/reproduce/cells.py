@@ -194,17 +194,23 @@ def _run_logged(
     return time.perf_counter() - start
 
 
+def child_env(threads: int) -> dict[str, str]:
+    """The environment of a cell's subprocesses: ``threads`` torch threads, no tokenizer
+    threads, unbuffered output (the log follows the run)."""
+    return dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
+
+
 def run_cell(profile: Profile, cell: Cell, children: Children) -> dict:
     """Train (or resume, or skip a finished run) and evaluate one cell; returns its timings."""
     cell.log_path.parent.mkdir(parents=True, exist_ok=True)
     cell.eval_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS=str(cell.threads),
-        MKL_NUM_THREADS=str(cell.threads),
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONUNBUFFERED="1",
-    )
+    env = child_env(cell.threads)
     timings = {"train_seconds": 0.0, "eval_seconds": 0.0}
     if not train_finished(cell):
         timings["train_seconds"] = _run_logged(

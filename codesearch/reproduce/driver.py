@@ -1,8 +1,9 @@
 """The `make reproduce` driver: run a profile's cells, keep grid.json current, write the report.
 
-Groups run one after the other, each ``jobs`` cells at a time; a cell whose evaluation file
-exists is done and skipped (grid.json keeps its timings), a failed cell is reported by id and
-retried by the next run.
+The groups' zero-shot evaluations (``reference``) run first, one at a time; then groups run
+one after the other, each ``jobs`` cells at a time; a cell (or zero-shot evaluation) whose
+evaluation file exists is done and skipped (grid.json keeps its timings), a failed one is
+reported by id and retried by the next run.
 """
 
 from __future__ import annotations
@@ -30,12 +31,18 @@ from codesearch.reproduce.cells import (
     write_group_configs,
 )
 from codesearch.reproduce.profile import Profile, load_profile, slice_profile
+from codesearch.reproduce.reference import Reference, plan_references, run_reference
 
 
 def grid_record(
-    profile: Profile, cells: list[Cell], state: dict[str, dict], wall_seconds: float
+    profile: Profile,
+    cells: list[Cell],
+    state: dict[str, dict],
+    wall_seconds: float,
+    references: list[Reference] | None = None,
 ) -> dict:
-    """grid.json: the profile, its groups and every cell's paths and state."""
+    """grid.json: the profile, its groups and every cell's paths and state; ``references``
+    (the zero-shot evaluations) only where a group has one."""
     return {
         "profile": profile.name,
         "description": profile.description,
@@ -57,6 +64,7 @@ def grid_record(
             }
             for cell in cells
         ],
+        **({"references": [r.record(state[r.id]) for r in references]} if references else {}),
         "wall_seconds": wall_seconds,
     }
 
@@ -136,16 +144,44 @@ def run_group(
     return failed
 
 
+def run_references(
+    references: list[Reference],
+    state: dict[str, dict],
+    children: Children,
+    bar: tqdm,
+    save_grid: Callable[[], dict],
+) -> list[Reference]:
+    """Run the zero-shot evaluations one after the other, before the cells (each has its
+    group's whole share of threads); updates ``state``, returns the failed ones."""
+    failed = []
+    for reference in references:
+        try:
+            state[reference.id] = {"status": "done", **run_reference(reference, children)}
+            bar.write(f"done {reference.id}: evaluate {state[reference.id]['eval_seconds']:.0f} s")
+        except CellFailed as exc:
+            state[reference.id] = {"status": "failed", "error": str(exc)}
+            failed.append(reference)
+            bar.write(
+                f"FAILED {reference.id} ({exc}); log {reference.log_path}:\n"
+                f"{log_tail(reference.log_path)}"
+            )
+        save_grid()
+    return failed
+
+
 def previous_cells(path: Path) -> list[dict]:
-    """The cell rows of an earlier grid.json, for the timings of finished cells; which cells
-    are finished comes from their evaluation files, so a damaged grid.json costs only those
-    timings (one warning) and is rewritten."""
+    """The cell rows (and zero-shot reference rows) of an earlier grid.json, for the timings
+    of finished cells; which cells are finished comes from their evaluation files, so a
+    damaged grid.json costs only those timings (one warning) and is rewritten."""
     if not path.is_file():
         return []
     try:
-        rows = json.loads(path.read_text(encoding="utf-8")).get("cells")
+        grid = json.loads(path.read_text(encoding="utf-8"))
+        rows = grid.get("cells")
         if not isinstance(rows, list):
             raise TypeError("no list of cells")
+        references = grid.get("references")
+        rows = rows + (references if isinstance(references, list) else [])
     except (ValueError, TypeError, AttributeError) as error:
         print(
             f"warning: {path}: unreadable ({error}); it is rewritten, without the timings of "
@@ -156,9 +192,9 @@ def previous_cells(path: Path) -> list[dict]:
     return [row for row in rows if isinstance(row, dict)]
 
 
-def cell_states(cells: list[Cell], grid_path: Path) -> dict[str, dict]:
+def cell_states(cells: list[Cell | Reference], grid_path: Path) -> dict[str, dict]:
     """{cell id: state}: "done" where the evaluation file exists (with the timings an earlier
-    grid.json kept), else "pending"."""
+    grid.json kept), else "pending"; the same for zero-shot references."""
     state = {
         cell.id: {"status": "done" if cell.eval_path.is_file() else "pending"} for cell in cells
     }
@@ -187,21 +223,28 @@ def run_profile(
     prepare_data(profile)
     write_group_configs(profile, runs_root)
     cells = plan_cells(profile, runs_root, results_dir)
-    state = cell_states(cells, results_dir / "grid.json")
+    references = plan_references(profile, results_dir)
+    state = cell_states([*references, *cells], results_dir / "grid.json")
     todo = [c for c in cells if state[c.id]["status"] != "done"]
+    todo_references = [r for r in references if state[r.id]["status"] != "done"]
     start = time.perf_counter()
 
     def save_grid() -> dict:
-        grid = grid_record(profile, cells, state, time.perf_counter() - start)
+        grid = grid_record(profile, cells, state, time.perf_counter() - start, references)
         write_json_atomic(results_dir / "grid.json", grid)
         return grid
 
     results_dir.mkdir(parents=True, exist_ok=True)
     save_grid()
     done_before = len(cells) - len(todo)
+    zero_shot = (
+        f" and {len(references)} zero-shot evaluation(s) ({len(todo_references)} to run)"
+        if references
+        else ""
+    )
     print(
-        f"{profile.name}: {len(cells)} cells, {done_before} already done, {len(todo)} to run "
-        f"(logs in {results_dir / 'logs'})",
+        f"{profile.name}: {len(cells)} cells, {done_before} already done, {len(todo)} to run"
+        f"{zero_shot} (logs in {results_dir / 'logs'})",
         flush=True,
     )
     children = Children()
@@ -213,8 +256,9 @@ def run_profile(
         disable=not progress,
         dynamic_ncols=True,
     )
-    failed = []
+    failed: list[Cell | Reference] = []
     try:
+        failed += run_references(todo_references, state, children, bar, save_grid)
         for pool_cells in shared_pools(todo):
             failed += run_group(profile, pool_cells, state, children, bar, save_grid)
     finally:

@@ -27,6 +27,7 @@ GROUP_KEYS = {
     "evaluate",
     "published",
     "compare",
+    "zero_shot",
 }
 DATA_KEYS = {"path", "prepare"}
 FIXED_KEYS = ("data.path", "data.languages", "sampler.name", "train.seed")
@@ -53,8 +54,10 @@ class Group:
     and seeds, ``jobs`` cells at a time with ``threads`` threads each. ``model`` and
     ``encoder`` are read off its resolved config; ``published`` is {source, mrr: {language:
     points}} and ``compare`` its own [arm, baseline] pairs (None: each arm against random and
-    hardneg). A group read back from grid.json (``from_record``) may lack the keys an older
-    driver did not write: ``threads``, ``model`` and ``encoder`` are then None."""
+    hardneg). ``zero_shot``: also evaluate the group's base model untrained, once (a reference
+    row, ``codesearch.reproduce.reference``). A group read back from grid.json
+    (``from_record``) may lack the keys an older driver did not write: ``threads``, ``model``
+    and ``encoder`` are then None."""
 
     languages: list[str]
     arms: dict[str, Arm]
@@ -68,6 +71,7 @@ class Group:
     model: str | None = None
     encoder: str | None = None
     description: str = ""
+    zero_shot: bool = False
 
     @property
     def samplers(self) -> list[str]:
@@ -75,7 +79,8 @@ class Group:
         return list(self.arms)
 
     def record(self) -> dict:
-        """The group as grid.json holds it (the report reads it back with ``from_record``)."""
+        """The group as grid.json holds it (the report reads it back with ``from_record``);
+        ``zero_shot`` only where it is set, so older profiles' grid.json is unchanged."""
         return {
             "languages": self.languages,
             "samplers": self.samplers,
@@ -88,6 +93,7 @@ class Group:
             "published": self.published,
             "compare": self.compare,
             "config": self.config,
+            **({"zero_shot": True} if self.zero_shot else {}),
         }
 
     @classmethod
@@ -113,6 +119,7 @@ class Group:
             compare=record.get("compare"),
             model=record.get("model"),
             encoder=record.get("encoder"),
+            zero_shot=bool(record.get("zero_shot", False)),
         )
 
 
@@ -338,8 +345,44 @@ def parse_group(path: Path, name: str, spec: object, data_path: str) -> Group:
         for label, arm in arms.items()
         for seed in arm.seeds
     ]
+    zero_shot = spec.get("zero_shot", False)
+    if not isinstance(zero_shot, bool):
+        raise UserError(f"{where}.zero_shot: expected true or false, got {zero_shot!r}")
+    if zero_shot:
+        _check_zero_shot(
+            where, _cell_config(path, name, _without_arms(group), data_path, "random", seeds[0])
+        )
     return dataclasses.replace(
-        group, model=configs[0].model.model, encoder=configs[0].model.encoder
+        group,
+        model=configs[0].model.model,
+        encoder=configs[0].model.encoder,
+        zero_shot=zero_shot,
+    )
+
+
+def _without_arms(group: Group) -> Group:
+    return dataclasses.replace(group, arms={})
+
+
+def _check_zero_shot(where: str, config: RunConfig) -> None:
+    """`codesearch evaluate` builds an untrained model from its name with the defaults of
+    ``ModelConfig`` but the lengths: a group whose model differs otherwise has no zero-shot
+    evaluation that matches it."""
+    model = config.model
+    if model.pooling != "mean" or model.input_format != "plain":
+        raise UserError(
+            f"{where}.zero_shot: `codesearch evaluate` builds an untrained model with mean "
+            f"pooling and the plain input format; this group's has pooling {model.pooling} and "
+            f"input_format {model.input_format}"
+        )
+
+
+def group_base_config(profile: Profile, group: str) -> RunConfig:
+    """The group's own config (defaults and its ``config``, none of its arms' keys; sampler
+    random, its first seed): what its zero-shot reference evaluates (``model.*``)."""
+    spec = profile.groups[group]
+    return _cell_config(
+        profile.path, group, _without_arms(spec), profile.data_path, "random", spec.seeds[0]
     )
 
 
