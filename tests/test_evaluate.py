@@ -122,7 +122,6 @@ def test_run_directory_maps_languages_to_models(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--protocol", "top5"], "unknown protocol 'top5'"),
         (["--languages", "go"], "has no language 'go'"),
         (["--languages", "klingon"], "unknown language 'klingon'"),
         (["--model", "{tmp}/no-model"], "no-model"),
@@ -133,6 +132,15 @@ def test_bad_evaluate_input(tiny_data, tmp_path, capsys, args, message):
     assert main(["evaluate", "--data", str(tiny_data), "--quiet", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_an_unknown_protocol_is_refused_with_the_known_ones(tiny_data, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--data", str(tiny_data), "--protocol", "top5"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'top5'" in err
+    assert all(name in err for name in ("codebase", "csn1000", "sts"))
 
 
 def test_zero_shot_minilm_end_to_end(tiny_data, tmp_path, capsys):
