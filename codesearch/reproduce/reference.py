@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from codesearch.reproduce import cells
+import codesearch.reproduce.cells as cells
 from codesearch.reproduce.profile import Profile, group_base_config
 
 ZERO_SHOT = "zero-shot"  # the reference's label in ids, grid.json and the report
