@@ -30,8 +30,9 @@ data: $(STAMP)
 	$(PY) data_prep/build_local_corpus.py --out $(DATA)
 	$(VENV)/bin/codesearch stats $(DATA)
 
-# The sampler comparison (experiments/$(PROFILE).yaml: local | evidence | smoke | paper | paper-tiny | ablation | gpu | sts): prepares missing
-# data, skips finished cells, resumes interrupted ones, writes results/$(PROFILE)/report.md.
+# The sampler comparison (experiments/$(PROFILE).yaml: local | evidence | smoke | ablation | gpu |
+# paper | paper-tiny | sts | paper-sts | paper-sts-tiny): prepares missing data, skips finished
+# cells, resumes interrupted ones, writes results/$(PROFILE)/report.md.
 reproduce: $(STAMP)
 	$(PY) experiments/reproduce.py $(PROFILE)
 

@@ -54,21 +54,58 @@ class LocalBatch:
     mask: torch.Tensor  # (k, k + e) bool: the global batch's false-negative mask
 
 
+def extra_rows(data: TrainingData, batch: Batch, rank: int, world: int) -> np.ndarray:
+    """Process ``rank``'s extra candidate codes: its slice of the sampler's extras (pair
+    indices), then its anchors' own negatives when the data has them (pair i's negative as
+    N + i). Concatenated in rank order they are the global batch's extras, the order in which
+    ``loss.info_nce`` gathers them."""
+    extra = batch.extra_codes if batch.extra_codes is not None else np.empty(0, dtype=np.int64)
+    rows = [local_slice(extra, rank, world)]
+    if data.has_negatives:
+        rows.append(len(data.code_ids) + local_slice(batch.anchors, rank, world))
+    return np.concatenate(rows).astype(np.int64)
+
+
+def extras_mask(data: TrainingData, anchors: np.ndarray, extras: np.ndarray) -> torch.Tensor:
+    """(k, k + e) bool, the loss's false-negative mask (``loss.false_negative_mask``) of anchors
+    against anchors and extras (``extra_rows``' numbering). A sampler's extra is another pair's
+    code, dropped when it shares the anchor's query or code text; a pair's own negative is never
+    a positive of a query, so only its text is compared with the anchor's code."""
+    n, k = len(data.code_ids), len(anchors)
+    qk, ck = torch.from_numpy(data.query_key), torch.from_numpy(data.code_key)
+    is_pair = extras < n
+    pairs = torch.from_numpy(extras[is_pair])
+    mask = false_negative_mask(qk[anchors], ck[anchors], ck[pairs], qk[pairs])
+    if is_pair.all():
+        return mask
+    nk = torch.from_numpy(data.negative_key)
+    negatives = torch.from_numpy(extras[~is_pair] - n)
+    extra_mask = torch.zeros((k, len(extras)), dtype=torch.bool)
+    extra_mask[:, torch.from_numpy(is_pair)] = mask[:, k:]
+    extra_mask[:, torch.from_numpy(~is_pair)] = false_negative_mask(
+        qk[anchors], ck[anchors], nk[negatives]
+    )[:, k:]
+    return torch.cat([mask[:, :k], extra_mask], dim=1)
+
+
 def collate(data: TrainingData, batch: Batch, rank: int, world: int, device) -> LocalBatch:
     """Process ``rank``'s slice of a global batch, padded. Every process knows the whole global
     batch, so each builds the same global mask (anchors in rank order; codes in rank order, then
     extras in rank order) and the loss takes its own rows."""
     anchors = batch.anchors
-    extra = batch.extra_codes if batch.extra_codes is not None else np.empty(0, dtype=np.int64)
-    mine, my_extra = local_slice(anchors, rank, world), local_slice(extra, rank, world)
-    code_rows = np.concatenate([mine, my_extra]).astype(np.int64)
-    qk, ck = torch.from_numpy(data.query_key), torch.from_numpy(data.code_key)
+    mine = local_slice(anchors, rank, world)
+    extras = np.concatenate([extra_rows(data, batch, r, world) for r in range(world)])
+    n = len(data.code_ids)
+    code_ids = [data.code_ids[i] for i in mine] + [
+        data.code_ids[j] if j < n else data.negative_ids[j - n]
+        for j in extra_rows(data, batch, rank, world)
+    ]
     return LocalBatch(
         anchors=mine,
         query=pad_batch([data.query_ids[i] for i in mine], data.pad_id, device),
-        code=pad_batch([data.code_ids[i] for i in code_rows], data.pad_id, device),
-        has_extras=len(extra) > 0,
-        mask=false_negative_mask(qk[anchors], ck[anchors], ck[extra], qk[extra]).to(device),
+        code=pad_batch(code_ids, data.pad_id, device),
+        has_extras=len(extras) > 0,
+        mask=extras_mask(data, anchors, extras).to(device),
     )
 
 

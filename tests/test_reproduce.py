@@ -128,9 +128,10 @@ def test_a_failing_cell_is_reported_and_the_others_run(tiny_data, tmp_path):
     assert "nbow__random__seed0" in (tmp_path / "results" / "report.md").read_text()  # missing
 
 
-@pytest.mark.parametrize(
-    "name", ["local", "smoke", "paper", "paper-tiny", "ablation", "gpu", "sts"]
-)
+SHIPPED_PROFILES = sorted(path.stem for path in EXPERIMENTS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED_PROFILES)
 def test_shipped_profiles_validate(name):
     profile = reproduce.load_profile(EXPERIMENTS / f"{name}.yaml")
     cells = reproduce.plan_cells(profile, Path("runs") / name, Path("results") / name)
@@ -249,9 +250,7 @@ def test_local_profile_covers_the_grid_the_readme_describes():
     assert reproduce.group_config(profile, "nbow", "tbs", 1).model.encoder == "nbow"
 
 
-@pytest.mark.parametrize(
-    "name", ["local", "gpu", "ablation", "smoke", "paper", "paper-tiny", "sts"]
-)
+@pytest.mark.parametrize("name", SHIPPED_PROFILES)
 def test_no_profile_forces_bf16(name):
     """bf16 is emulated 15-40x slower on an AVX2-only CPU: profiles say auto (or fp32)."""
     profile = reproduce.load_profile(EXPERIMENTS / f"{name}.yaml")

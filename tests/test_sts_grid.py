@@ -272,6 +272,34 @@ def test_a_missing_zero_shot_is_listed(sts_grid, tmp_path):
     assert "- `nbow__zero-shot`: failed" in text
 
 
+def test_published_spearman_sits_beside_the_random_baseline(sts_grid, tmp_path):
+    results, _, _ = sts_grid
+    grid = json.loads((results / "grid.json").read_text())
+    grid["groups"]["nbow"]["published"] = {"source": "a paper", "spearman": {"english": 84.25}}
+    copy = tmp_path / "results"
+    (copy / "cells").mkdir(parents=True)
+    (copy / "grid.json").write_text(json.dumps(grid))
+    for path in (results / "cells").iterdir():
+        (copy / "cells" / path.name).write_bytes(path.read_bytes())
+    summary = write_report(copy)
+    random_mean = summary["groups"]["nbow"]["spearman"]["english"]["random"]["mean"]
+    text = (copy / "report.md").read_text()
+    assert "| language | genre | pairs | zero-shot | random | published | hardneg | tbs |" in text
+    assert "| 84.25 |" in text and "published: a paper" in text
+    assert f"published numbers (a paper): english {random_mean - 84.25:+.2f}" in text
+
+
+def test_published_numbers_must_be_the_protocols_metric(tmp_path, sts_dir):
+    spec = yaml.safe_load(PROFILE.format(data=sts_dir))
+    spec["groups"]["nbow"]["published"] = {"source": "a paper", "mrr": {"english": 84.25}}
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump(spec))
+    with pytest.raises(
+        UserError, match=r"groups.nbow.published: the sts protocol reports spearman"
+    ):
+        reproduce.load_profile(profile)
+
+
 # --- the bootstrap over pairs ------------------------------------------------------------------
 
 

@@ -3,6 +3,11 @@
 The text keys are what every false-negative rule compares (the loss's mask, TBS's same-text
 edges, hardneg's exclusions): two pairs share a query (or code) exactly when their keys are
 equal. Token ids are unpadded; batches pad them (``encode.pad_batch``).
+
+Pairs that carry a ``negative`` (supervised SimCSE's NLI triplets: a contradicted hypothesis)
+keep it as a third text: each anchor's negative joins its batch as one more candidate code
+(``encode.collate``), whatever the sampler. Either every training pair of a task has one or
+none does.
 """
 
 from __future__ import annotations
@@ -63,6 +68,27 @@ class TrainingData:
     query_key: np.ndarray  # (N,) int64 hash of the query text, for false-negative masking
     code_key: np.ndarray  # (N,) int64 hash of the code text
     pad_id: int  # the tokenizer's padding id
+    negative_ids: list[list[int]] | None = None  # pair i's own hard negative (a code-side text)
+    negative_key: np.ndarray | None = None  # (N,) int64 hash of the negative text
+
+    @property
+    def has_negatives(self) -> bool:
+        return self.negative_ids is not None
+
+
+def negative_texts(records: list[PairRecord], where: str) -> list[str] | None:
+    """The pairs' ``negative`` texts when every pair has one, None when none has; a mix is an
+    error naming ``where`` and how many pairs lack one."""
+    missing = sum(r.negative is None for r in records)
+    if missing == len(records):
+        return None
+    if missing:
+        raise UserError(
+            f"{where}: {len(records) - missing:,} of {len(records):,} training pairs have a "
+            f"'negative' and {missing:,} do not; the trainer takes the column when every pair "
+            "has it (prepare the data again, with or without negatives)"
+        )
+    return [r.negative for r in records]
 
 
 def load_training_data(
@@ -82,6 +108,7 @@ def load_training_data(
     if not records:
         raise UserError(f"{path}: no training pairs for {', '.join(languages)} (empty train.jsonl)")
     queries, codes = [r.query for r in records], [r.code for r in records]
+    negatives = negative_texts(records, f"{path} ({', '.join(languages)}, train)")
     return TrainingData(
         records=records,
         query_ids=tokenize_lengths(tokenizer, queries, max_query_length, input_format),
@@ -89,6 +116,10 @@ def load_training_data(
         query_key=text_keys(queries),
         code_key=text_keys(codes),
         pad_id=tokenizer.pad_token_id,
+        negative_ids=None
+        if negatives is None
+        else tokenize_lengths(tokenizer, negatives, max_code_length, input_format),
+        negative_key=None if negatives is None else text_keys(negatives),
     )
 
 

@@ -77,7 +77,16 @@ def spearman_table(g: dict, metric: str) -> list[str]:
             ]
         )
     header = ["language", "genre", "pairs", *(["zero-shot"] if with_zero else []), *samplers]
+    published = g.get("published")
+    if published:  # beside the random baseline, on each language's all-pairs row
+        at = header.index("random") + 1 if "random" in samplers else 3
+        header.insert(at, "published")
+        numbers = {lang: published["spearman"].get(lang) for lang in g["languages"]}
+        for row in rows:
+            row.insert(at, num(numbers[row[0]], 2) if row[1] == "**all**" else "")
     lines += _aligned(header, rows, 2)
+    if published:
+        lines += [f"published: {published['source']}", ""]
     if with_zero:
         lines += [zero_shot_note(zero), ""]
     return lines

@@ -43,15 +43,16 @@ def _averages(group: dict) -> list[str]:
     ]
 
 
-def _against_published(group: dict) -> list[str]:
-    """Did the random baseline reproduce the published numbers?"""
+def _against_published(group: dict, metric: str = "mrr") -> list[str]:
+    """Did the random baseline reproduce the published numbers (``metric``: mrr, or spearman
+    for an sts group)?"""
     published = group.get("published")
-    if not published or "random" not in group["samplers"]:
+    if not published or "random" not in group["samplers"] or metric not in published:
         return []
     diffs = {
-        lang: group["mrr"][lang]["random"]["mean"] - published["mrr"][lang]
+        lang: group[metric][lang]["random"]["mean"] - published[metric][lang]
         for lang in group["languages"]
-        if lang in published["mrr"] and group["mrr"][lang]["random"]["mean"] is not None
+        if lang in published[metric] and group[metric][lang]["random"]["mean"] is not None
     }
     if not diffs:
         return []
@@ -228,7 +229,7 @@ def _sts_comparison(group: dict, arm: str, base: str, confidence: float) -> list
 
 def sts_reading(group: dict, confidence: float) -> list[str]:
     """The facts of an sts group: Spearman instead of MRR, genres instead of languages."""
-    facts = _sts_levels(group)
+    facts = _sts_levels(group) + _against_published(group, "spearman")
     for arm, base in comparisons(group["samplers"], group.get("compare")):
         facts += _sts_comparison(group, arm, base, confidence)
     return facts + training_facts(group)

@@ -227,24 +227,36 @@ def parse_compare(where: str, value: object, labels: list[str]) -> list[list[str
     return pairs
 
 
+PUBLISHED_METRICS = ("mrr", "spearman")  # the codebase / csn1000 protocols, the sts protocol
+
+
 def parse_published(where: str, value: object) -> dict | None:
     """A group's published numbers to show beside its random baseline: {source: str, mrr:
-    {language: MRR in points}} (e.g. UniXcoder's, for the paper profile), or None."""
+    {language: MRR in points}} (e.g. UniXcoder's, for the paper profile), or {source, spearman:
+    {language: Spearman x 100}} for the sts protocol (SimCSE's, for paper-sts); or None."""
     if value is None:
         return None
-    value = _check_keys(where, value, {"source", "mrr"})
-    if not isinstance(value.get("source"), str) or not isinstance(value.get("mrr"), dict):
-        raise UserError(f"{where}: expected source (text) and mrr (language: number)")
-    mrr = {}
-    for language, number in value["mrr"].items():
+    value = _check_keys(where, value, {"source", *PUBLISHED_METRICS})
+    metrics = [m for m in PUBLISHED_METRICS if m in value]
+    if (
+        not isinstance(value.get("source"), str)
+        or len(metrics) != 1
+        or not isinstance(value[metrics[0]], dict)
+    ):
+        raise UserError(
+            f"{where}: expected source (text) and one of mrr, spearman (language: number)"
+        )
+    metric = metrics[0]
+    numbers = {}
+    for language, number in value[metric].items():
         try:
             language = normalize_language(str(language))
         except UserError as exc:
-            raise UserError(f"{where}.mrr: {exc}") from None
+            raise UserError(f"{where}.{metric}: {exc}") from None
         if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise UserError(f"{where}.mrr.{language}: expected a number, got {number!r}")
-        mrr[language] = float(number)
-    return {"source": value["source"], "mrr": mrr}
+            raise UserError(f"{where}.{metric}.{language}: expected a number, got {number!r}")
+        numbers[language] = float(number)
+    return {"source": value["source"], metric: numbers}
 
 
 def _cell_config(
@@ -401,7 +413,7 @@ def load_profile(path: str | Path) -> Profile:
     groups = tree.get("groups")
     if not isinstance(groups, dict) or not groups:
         raise UserError(f"{path}: groups must name at least one group of cells")
-    return Profile(
+    profile = Profile(
         name=check_name(f"{path}: name", str(tree.get("name") or path.stem)),
         description=str(tree.get("description", "")),
         path=path,
@@ -417,6 +429,14 @@ def load_profile(path: str | Path) -> Profile:
             name: parse_group(path, name, spec, str(data["path"])) for name, spec in groups.items()
         },
     )
+    metric = "spearman" if profile.protocol == "sts" else "mrr"
+    for name, group in profile.groups.items():
+        if group.published and metric not in group.published:
+            raise UserError(
+                f"{path}: groups.{name}.published: the {profile.protocol} protocol reports "
+                f"{metric}; give the published numbers as {metric}: {{language: number}}"
+            )
+    return profile
 
 
 def slice_profile(

@@ -15,8 +15,10 @@ test. ``--triplets`` names the triplets:
 
 Records (schema.SENTENCE_LANGUAGE), split train: query = anchor, code = positive, negative = the
 hard negative, repo = "nli", path = the source's file name (or hub id), func_name = the line (CSV)
-or row number. valid and test are STS-B dev and test with their gold scores, read as
-`prepare stsb` reads them (``--stsb-source wheel``, the default, or ``hub``). A bad triplet (a
+or row number. The trainer puts each anchor's negative in its batch as one more candidate;
+``--no-negatives`` leaves the column out (the positive pairs alone, for an ablation). valid and
+test are STS-B dev and test with their gold scores, read as `prepare stsb` reads them
+(``--stsb-source wheel``, the default, or ``hub``). A bad triplet (a
 missing or empty sentence) stops the build naming file, line and field; with ``--skip-bad`` it
 is skipped and counted in the manifest's ``dropped``.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -198,9 +201,10 @@ def prepare_nli(
     cache_dir: str | None = None,
     revision: str | None = None,
     strict: bool = True,
+    negatives: bool = True,
 ) -> dict:
     """Write the triplets (train) and STS-B dev / test (valid / test) as a prepared directory
-    (module docstring); returns the manifest."""
+    (module docstring); returns the manifest. ``negatives`` False drops the negative column."""
     from codesearch.data.readers import stsb
 
     stsb_records, stsb_described = read_stsb(
@@ -208,11 +212,14 @@ def prepare_nli(
     )
     items, total, described = open_triplets(str(triplets), revision, cache_dir)
     dropped: Counter = Counter()
+    train = keep_good(progress(items, "triplets", total), strict, dropped)
+    if not negatives:
+        train = (dataclasses.replace(record, negative=None) for record in train)
     with PreparedWriter(out) as writer:
         n = writer.write_split(
             SENTENCE_LANGUAGE,
             "train",
-            keep_good(progress(items, "triplets", total), strict, dropped),
+            train,
         )
         if n == 0:
             raise UserError(f"{triplets}: no triplets read ({sum(dropped.values())} bad)")
@@ -228,6 +235,7 @@ def prepare_nli(
                 "triplets": str(triplets),
                 "revision": revision,
                 "strict": strict,
+                "negatives": negatives,
                 "stsb_source": stsb_source,
                 "wheel": None if wheel is None else str(wheel),
                 "wheel_sha256": stsb_described.get("sha256") if stsb_source == "wheel" else None,
@@ -238,7 +246,10 @@ def prepare_nli(
             genres=stsb.genre_counts(
                 {"valid": stsb_records["valid"], "test": stsb_records["test"]}
             ),
-            filters=["train: every triplet", "valid, test: every STS-B dev / test pair"],
+            filters=[
+                "train: every triplet" + ("" if negatives else ", without its negative"),
+                "valid, test: every STS-B dev / test pair",
+            ],
             dropped={SENTENCE_LANGUAGE: dict(sorted(dropped.items()))} if dropped else {},
         )
 
@@ -257,6 +268,7 @@ def _run(args: argparse.Namespace) -> int:
         cache_dir=stsb_args["cache_dir"],
         revision=args.revision,
         strict=not args.skip_bad,
+        negatives=not args.no_negatives,
     )
     print_summary(args.out, manifest)
     return 0
@@ -282,6 +294,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--skip-bad",
         action="store_true",
         help="skip and count bad triplets (default: stop at the first, naming it)",
+    )
+    parser.add_argument(
+        "--no-negatives",
+        action="store_true",
+        help="leave out the hard-negative column (train on the positive pairs alone)",
     )
     add_stsb_source_arguments(parser, prefix="stsb-")
     parser.set_defaults(func=_run)
