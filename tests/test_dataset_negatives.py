@@ -138,7 +138,16 @@ def triplet_dir(root, with_negatives: bool):
 
 def first_step_loss(data, run) -> float:
     args = ["train", "--data", str(data), "--languages", "english", "--out", str(run)]
-    args += ["--encoder", "nbow", "--epochs", "1", "--batch-size", "8", "--set", "train.log_every=1"]
+    args += [
+        "--encoder",
+        "nbow",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--set",
+        "train.log_every=1",
+    ]
     args += ["--sampler", "random", "--mixed-precision", "no", "--seed", "3", "--quiet"]
     assert main(args) == 0
     rows = [json.loads(x) for x in (run / "english" / "metrics.jsonl").read_text().splitlines()]
