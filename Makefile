@@ -31,8 +31,8 @@ data: $(STAMP)
 	$(VENV)/bin/codesearch stats $(DATA)
 
 # The sampler comparison (experiments/$(PROFILE).yaml: local | evidence | smoke | ablation | gpu |
-# paper | paper-tiny | sts | paper-sts | paper-sts-tiny): prepares missing data, skips finished
-# cells, resumes interrupted ones, writes results/$(PROFILE)/report.md.
+# paper | paper-tiny | sts | sts-ablation | paper-sts | paper-sts-tiny): prepares missing data,
+# skips finished cells, resumes interrupted ones, writes results/$(PROFILE)/report.md.
 reproduce: $(STAMP)
 	$(PY) experiments/reproduce.py $(PROFILE)
 

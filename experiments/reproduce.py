@@ -2,8 +2,8 @@
 
 The driver lives in codesearch/reproduce/ and the command is `codesearch reproduce`; `make
 reproduce [PROFILE=<name>]` calls this script, where the name is one of experiments/*.yaml
-(local, evidence, smoke, ablation, paper, paper-tiny, gpu, sts, paper-sts,
-paper-sts-tiny). Rerunning the same command skips
+(local, evidence, smoke, ablation, paper, paper-tiny, gpu, sts, sts-ablation,
+paper-sts, paper-sts-tiny). Rerunning the same command skips
 finished cells and resumes interrupted ones.
 """
 

@@ -33,7 +33,7 @@ def _seed_percentile_bootstrap(d: np.ndarray, rng, resamples: int = 2000) -> tup
     return tuple(np.percentile(d[draws].mean(axis=1), [2.5, 97.5]))
 
 
-@pytest.mark.parametrize("n_seeds", [3, 8])
+@pytest.mark.parametrize("n_seeds", [3, 5, 8])  # 5: the sts profile
 def test_paired_t_covers_the_true_effect_at_small_seed_counts(n_seeds):
     experiments = _simulated_seed_differences(n_seeds, 400, seed=n_seeds)
     covered = [(r := paired_t(d))["low"] <= TRUE_EFFECT <= r["high"] for d in experiments]
