@@ -239,15 +239,20 @@ def test_sts_report_says_spearman_with_genre_and_zero_shot_rows(sts_grid):
         assert (results / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_without_the_data_the_report_leaves_out_the_pair_bootstrap(sts_grid, tmp_path):
-    results, _, _ = sts_grid
-    grid = json.loads((results / "grid.json").read_text())
-    grid["data"] = str(tmp_path / "gone")
-    copy = tmp_path / "results"
+def results_copy(results: Path, copy: Path, grid: dict) -> Path:
+    """A results directory with ``results``' cells and the edited ``grid``."""
     (copy / "cells").mkdir(parents=True)
     (copy / "grid.json").write_text(json.dumps(grid))
     for path in (results / "cells").iterdir():
         (copy / "cells" / path.name).write_bytes(path.read_bytes())
+    return copy
+
+
+def test_without_the_data_the_report_leaves_out_the_pair_bootstrap(sts_grid, tmp_path):
+    results, _, _ = sts_grid
+    grid = json.loads((results / "grid.json").read_text())
+    grid["data"] = str(tmp_path / "gone")
+    copy = results_copy(results, tmp_path / "results", grid)
     summary = write_report(copy)
     g = summary["groups"]["nbow"]
     assert "no prepared data" in g["no_pair_bootstrap"]
@@ -260,11 +265,7 @@ def test_a_missing_zero_shot_is_listed(sts_grid, tmp_path):
     results, _, _ = sts_grid
     grid = json.loads((results / "grid.json").read_text())
     grid["references"][0]["status"] = "failed"
-    copy = tmp_path / "results"
-    (copy / "cells").mkdir(parents=True)
-    (copy / "grid.json").write_text(json.dumps(grid))
-    for path in (results / "cells").iterdir():
-        (copy / "cells" / path.name).write_bytes(path.read_bytes())
+    copy = results_copy(results, tmp_path / "results", grid)
     summary = write_report(copy)
     assert {"id": "nbow__zero-shot", "status": "failed"} in summary["cells"]["missing"]
     text = (copy / "report.md").read_text()
@@ -276,11 +277,7 @@ def test_published_spearman_sits_beside_the_random_baseline(sts_grid, tmp_path):
     results, _, _ = sts_grid
     grid = json.loads((results / "grid.json").read_text())
     grid["groups"]["nbow"]["published"] = {"source": "a paper", "spearman": {"english": 84.25}}
-    copy = tmp_path / "results"
-    (copy / "cells").mkdir(parents=True)
-    (copy / "grid.json").write_text(json.dumps(grid))
-    for path in (results / "cells").iterdir():
-        (copy / "cells" / path.name).write_bytes(path.read_bytes())
+    copy = results_copy(results, tmp_path / "results", grid)
     summary = write_report(copy)
     random_mean = summary["groups"]["nbow"]["spearman"]["english"]["random"]["mean"]
     text = (copy / "report.md").read_text()
